@@ -1,0 +1,177 @@
+"""Creates a cluster's secrets once and keeps them: passwords, SSH keys, TLS.
+
+pg-dock committed one private SSH key for every node and used trust auth; here
+every cluster gets its own material in `secrets/` (git-ignored, mode 0600), and
+re-rendering never replaces what exists, so rendered config stays byte-identical.
+Node certificates are re-issued only when a node's name or address changed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import os
+import secrets as random
+from collections.abc import Iterable
+from pathlib import Path
+
+from .spec import Node, Spec
+
+PASSWORDS = ("superuser", "app", "repmgr", "replication")
+"""One password per role: superuser, application owner, repmgr metadata, streaming replication."""
+_VALIDITY = dt.timedelta(days=3650)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+    os.chmod(path, 0o600)
+
+
+def _ensure_password(path: Path) -> None:
+    if not path.exists():
+        # URL-safe, no quotes or backslashes: safe in .pgpass, conninfo and env files.
+        _write_private(path, (random.token_urlsafe(32) + "\n").encode())
+
+
+def _openssh_ed25519() -> tuple[bytes, bytes]:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    key = ed25519.Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    return private, public
+
+
+def _ensure_ssh_key(private_path: Path, comment: str) -> bytes:
+    public_path = private_path.with_suffix(".pub")
+    if not private_path.exists() or not public_path.exists():
+        private, public = _openssh_ed25519()
+        _write_private(private_path, private)
+        _write_private(public_path, public + f" {comment}\n".encode())
+    return public_path.read_bytes().split(b" ")[:2]
+
+
+def _known_hosts(spec: Spec, host_keys: dict[str, list[bytes]]) -> bytes:
+    lines = []
+    for node in spec.members:
+        algo, key = host_keys[node.name]
+        names = sorted({f"[{node.address}]:{node.ssh_port}", f"[{node.name}]:{node.ssh_port}"})
+        lines.append(f"{','.join(names)} {algo.decode()} {key.decode()}\n")
+    return "".join(lines).encode()
+
+
+def _name(common_name: str):
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def _ensure_ca(tls: Path, cluster: str):
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key_path, cert_path = tls / "ca.key", tls / "ca.crt"
+    if not key_path.exists() or not cert_path.exists():
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(_name(f"pgdock {cluster} CA"))
+            .issuer_name(_name(f"pgdock {cluster} CA"))
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + _VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .sign(key, hashes.SHA256())
+        )
+        _write_private(key_path, key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    return key, x509.load_pem_x509_certificate(cert_path.read_bytes())
+
+
+def _alt_names(node: Node) -> list:
+    from cryptography import x509
+
+    names: list = [x509.DNSName(node.name), x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    try:
+        names.append(x509.IPAddress(ipaddress.ip_address(node.address)))
+    except ValueError:
+        names.append(x509.DNSName(node.address))
+    return names
+
+
+def _cert_matches(path: Path, wanted: Iterable) -> bool:
+    from cryptography import x509
+
+    if not path.exists():
+        return False
+    cert = x509.load_pem_x509_certificate(path.read_bytes())
+    try:
+        have = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return False
+    return set(have) == set(wanted)
+
+
+def _ensure_node_cert(tls: Path, node: Node, ca_key, ca_cert) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID
+
+    alt_names = _alt_names(node)
+    cert_path, key_path = tls / f"{node.name}.crt", tls / f"{node.name}.key"
+    if key_path.exists() and _cert_matches(cert_path, alt_names):
+        return
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(node.name))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                       critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    _write_private(key_path, key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+
+
+def ensure(spec: Spec, directory: Path) -> None:
+    """Creates whatever secret of `spec` is missing under `directory`; never rotates existing ones."""
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(directory, 0o700)
+    for role in PASSWORDS:
+        _ensure_password(directory / "passwords" / role)
+    _ensure_ssh_key(directory / "ssh" / "id_ed25519", f"pgdock-{spec.cluster}")
+    host_keys = {
+        node.name: _ensure_ssh_key(directory / "ssh" / "host_keys" / f"{node.name}_ed25519",
+                                   f"{node.name}.{spec.cluster}")
+        for node in spec.members
+    }
+    _write_private(directory / "ssh" / "known_hosts", _known_hosts(spec, host_keys))
+    ca_key, ca_cert = _ensure_ca(directory / "tls", spec.cluster)
+    for node in spec.members:
+        _ensure_node_cert(directory / "tls", node, ca_key, ca_cert)
+
+
+def password(directory: Path, role: str) -> str:
+    return (directory / "passwords" / role).read_text().strip()

@@ -1,0 +1,269 @@
+"""Loads `cluster.yaml` into a typed model, reporting every problem at once.
+
+Shape rules live in `schema.SCHEMA` (checked with jsonschema); rules that span
+several fields (unique names, a witness named like a node, ...) live here. Each
+problem names the file, the line and the field path, so a user fixes them all in
+one pass instead of one per run.
+"""
+
+from __future__ import annotations
+
+import difflib
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .cron import cron_problem
+from .errors import SpecError
+from .schema import SCHEMA, allowed_keys
+
+WITNESS_DEFAULT_ID = 1000
+"""repmgr node ids of data nodes count from 1; the witness sits well apart so adding nodes never collides."""
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    address: str
+    context: str
+    port: int
+    ssh_port: int
+    location: str
+    id: int
+    priority: int
+    witness: bool = False
+
+    @property
+    def hba_address(self) -> str:
+        """The address as pg_hba.conf wants it: a host CIDR for an IP, the name otherwise."""
+        try:
+            ip = ipaddress.ip_address(self.address)
+        except ValueError:
+            return self.address
+        return f"{ip}/{ip.max_prefixlen}"
+
+
+@dataclass(frozen=True)
+class S3:
+    bucket: str
+    prefix: str
+    region: str
+    endpoint: str | None
+    path_style: bool
+    ca_bundle: str | None
+
+
+@dataclass(frozen=True)
+class Backup:
+    s3: S3
+    schedule: str
+    retention_days: int
+
+
+@dataclass(frozen=True)
+class Spec:
+    cluster: str
+    pg_version: int
+    database: str
+    user: str
+    parameters: dict[str, Any]
+    replication_mode: str
+    nodes: tuple[Node, ...]
+    witness: Node | None
+    backup: Backup | None
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def primary(self) -> Node:
+        return self.nodes[0]
+
+    @property
+    def members(self) -> tuple[Node, ...]:
+        """Data nodes and the witness: everyone repmgr knows about."""
+        return self.nodes + ((self.witness,) if self.witness else ())
+
+    def member(self, name: str) -> Node:
+        for node in self.members:
+            if node.name == name:
+                return node
+        raise SpecError([f"no node named {name!r} in cluster {self.cluster!r}; "
+                         f"nodes: {', '.join(n.name for n in self.members)}"])
+
+
+def _format_path(path: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+class _Lines:
+    """Maps field paths to the line they are written on, from PyYAML's node tree."""
+
+    def __init__(self, root: yaml.Node | None):
+        self.root = root
+
+    def of(self, path: tuple[str | int, ...]) -> int | None:
+        node = self.root
+        line = node.start_mark.line + 1 if node else None
+        for part in path:
+            child = None
+            if isinstance(node, yaml.MappingNode):
+                for key, value in node.value:
+                    if key.value == part:
+                        child = value
+                        line = key.start_mark.line + 1
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+                child = node.value[part]
+                line = child.start_mark.line + 1
+            if child is None:
+                break
+            node = child
+        return line
+
+
+class _Problems:
+    def __init__(self, source: str, lines: _Lines):
+        self.source, self.lines, self.items = source, lines, []
+
+    def add(self, path: tuple[str | int, ...], message: str) -> None:
+        line = self.lines.of(path)
+        where = f"{self.source}:{line}" if line else self.source
+        self.items.append(f"{where}: {_format_path(path)}: {message}")
+
+
+def _schema_problems(data: Any, problems: _Problems) -> None:
+    from jsonschema import Draft202012Validator  # heavy import, only when validating
+
+    validator = Draft202012Validator(SCHEMA)
+    for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
+        path = tuple(error.absolute_path)
+        if error.validator == "additionalProperties":
+            allowed = allowed_keys(path)
+            for key in sorted(set(error.instance) - set(allowed)):
+                hint = difflib.get_close_matches(key, allowed, n=1)
+                suffix = f"; did you mean {hint[0]!r}?" if hint else f"; allowed: {', '.join(allowed)}"
+                problems.add(path + (key,), f"unknown key{suffix}")
+        elif error.validator == "required":
+            missing = error.message.split("'")[1]
+            problems.add(path + (missing,), "missing required key")
+        elif error.validator == "enum":
+            problems.add(path, f"{error.instance!r} is not supported; use one of "
+                               f"{', '.join(map(str, error.validator_value))}")
+        elif error.validator == "pattern":
+            problems.add(path, f"{error.instance!r} is not valid (must match {error.validator_value})")
+        else:
+            problems.add(path, error.message)
+
+
+def _semantic_problems(data: dict[str, Any], problems: _Problems) -> None:
+    nodes = data.get("nodes") or []
+    seen_names: dict[str, int] = {}
+    seen_endpoints: dict[tuple[str, int], int] = {}
+    seen_ids: dict[int, int] = {}
+    for i, node in enumerate(nodes):
+        name, address = node.get("name"), node.get("address")
+        if name in seen_names:
+            problems.add(("nodes", i, "name"), f"duplicate node name {name!r} (also nodes[{seen_names[name]}])")
+        seen_names.setdefault(name, i)
+        endpoint = (address, node.get("port", 5432))
+        if endpoint in seen_endpoints:
+            problems.add(("nodes", i, "address"), f"address {address}:{endpoint[1]} is also used by "
+                                                  f"nodes[{seen_endpoints[endpoint]}]; give each node its own "
+                                                  "address or port")
+        seen_endpoints.setdefault(endpoint, i)
+        node_id = node.get("id", i + 1)
+        if node_id in seen_ids:
+            problems.add(("nodes", i, "id"), f"repmgr id {node_id} is also used by nodes[{seen_ids[node_id]}]")
+        seen_ids.setdefault(node_id, i)
+    if nodes and not any(n.get("priority", 100) > 0 for n in nodes if isinstance(n.get("priority", 100), int)):
+        problems.add(("nodes",), "no data node can be promoted: give at least one a priority above 0")
+    witness = data.get("witness")
+    if isinstance(witness, dict):
+        if witness.get("name") in seen_names:
+            problems.add(("witness", "name"), f"{witness['name']!r} is already the name of a data node")
+        if (witness.get("address"), witness.get("port", 5432)) in seen_endpoints:
+            problems.add(("witness", "address"), "the witness must not share address and port with a data node")
+        if witness.get("id", WITNESS_DEFAULT_ID) in seen_ids:
+            problems.add(("witness", "id"), "the witness id is also a data node's id")
+    schedule = (data.get("backup") or {}).get("schedule")
+    if isinstance(schedule, str) and (why := cron_problem(schedule)):
+        problems.add(("backup", "schedule"), f"bad cron expression {schedule!r}: {why}")
+
+
+def _node(raw: dict[str, Any], index: int, *, witness: bool) -> Node:
+    return Node(
+        name=raw["name"],
+        address=raw["address"],
+        context=raw.get("context", raw["name"]),
+        port=raw.get("port", 5432),
+        ssh_port=raw.get("ssh_port", 2222),
+        location=raw.get("location", "default"),
+        id=raw.get("id", WITNESS_DEFAULT_ID if witness else index + 1),
+        priority=0 if witness else raw.get("priority", 100),
+        witness=witness,
+    )
+
+
+def _build(data: dict[str, Any]) -> Spec:
+    pg = data["postgres"]
+    backup = data.get("backup")
+    s3 = backup["s3"] if backup else None
+    return Spec(
+        cluster=data["cluster"],
+        pg_version=pg["version"],
+        database=pg.get("database", "app"),
+        user=pg.get("user", "app"),
+        parameters=dict(sorted((pg.get("parameters") or {}).items())),
+        replication_mode=(data.get("replication") or {}).get("mode", "async"),
+        nodes=tuple(_node(n, i, witness=False) for i, n in enumerate(data["nodes"])),
+        witness=_node(data["witness"], 0, witness=True) if data.get("witness") else None,
+        backup=Backup(
+            s3=S3(
+                bucket=s3["bucket"],
+                prefix=s3.get("prefix", ""),
+                region=s3.get("region", "us-east-1"),
+                endpoint=s3.get("endpoint"),
+                path_style=s3.get("path_style", False),
+                ca_bundle=s3.get("ca_bundle"),
+            ),
+            schedule=backup.get("schedule", "0 3 * * *"),
+            retention_days=backup.get("retention_days", 7),
+        ) if backup else None,
+        raw=data,
+    )
+
+
+def parse(text: str, source: str = "cluster.yaml") -> Spec:
+    """Validates spec text; raises SpecError listing every problem found."""
+    try:
+        tree = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise SpecError([f"{where}: invalid YAML: {reason}"]) from None
+    problems = _Problems(source, _Lines(tree))
+    if not isinstance(data, dict):
+        problems.add((), "the spec must be a mapping with at least 'cluster', 'postgres' and 'nodes'")
+        raise SpecError(problems.items)
+    _schema_problems(data, problems)
+    if not problems.items:
+        _semantic_problems(data, problems)
+    if problems.items:
+        raise SpecError(problems.items)
+    return _build(data)
+
+
+def load(path: Path) -> Spec:
+    """Reads and validates a spec file; a missing or unreadable file is a usage error too."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([f"{path}: cannot read the spec: {exc.strerror or exc}. "
+                         "Create one with `pgdock-gen init`."]) from None
+    return parse(text, str(path))
