@@ -125,6 +125,183 @@ def schema() -> None:
     click.echo(json.dumps(SCHEMA, indent=2))
 
 
+def _progress(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, log_path=False).log(message)
+
+
+def _print_status(spec, rows, as_json: bool) -> None:
+    from . import cluster
+
+    if as_json:
+        click.echo(cluster.status_json(spec, rows))
+    else:
+        from rich.console import Console
+
+        Console(width=None if sys.stdout.isatty() else 160).print(cluster.status_table(spec, rows))
+
+
+MIRROR_OPTION = click.option("--mirror", help="Debian mirror URL for debootstrap when no registry image can be "
+                                              "pulled (default: debootstrap's own).")
+
+
+@cli.command()
+@SPEC_OPTION
+@click.option("--repo", type=click.Path(path_type=Path), help="Rendered cluster repo (default: the spec's folder).")
+@click.option("--no-cache", is_flag=True, help="Rebuild every layer.")
+@MIRROR_OPTION
+def build(spec_path: Path, repo: Path | None, no_cache: bool, mirror: str | None) -> None:
+    """Build the base, backup and per-node config images of a rendered cluster repo.
+
+    \b
+    Example:
+      pgdock-gen render -f cluster.yaml && pgdock-gen build -f cluster.yaml
+    """
+    from . import images
+
+    spec = _load(spec_path)
+    tags = images.build_all(spec, repo or spec_path.parent, no_cache=no_cache, mirror=mirror, progress=_progress)
+    for what, tag in tags.items():
+        click.echo(f"{what:>10}  {tag}")
+
+
+@cli.group("images")
+def images_group() -> None:
+    """Base OS images for air-gapped builds.
+
+    \b
+    Example:
+      sudo pgdock-gen images bootstrap --suite trixie
+    """
+
+
+@images_group.command("bootstrap")
+@click.option("--suite", default="trixie", show_default=True, help="Debian release.")
+@MIRROR_OPTION
+def images_bootstrap(suite: str, mirror: str | None) -> None:
+    """Create pgdock/debian:SUITE with debootstrap + docker import (needs root).
+
+    `build` does this by itself when `debian:SUITE-slim` cannot be pulled.
+
+    \b
+    Example:
+      sudo pgdock-gen images bootstrap --suite trixie
+    """
+    from . import images
+
+    click.echo(images.bootstrap(suite, f"pgdock/debian:{suite}", mirror=mirror, progress=_progress))
+
+
+@cli.group()
+def lab() -> None:
+    """Run the spec's cluster as containers on this machine.
+
+    \b
+    Example:
+      pgdock-gen lab up -f cluster.yaml
+      pgdock-gen lab kill -f cluster.yaml n1      # rehearse a failover
+      pgdock-gen lab down -f cluster.yaml --volumes
+    """
+
+
+@lab.command("up")
+@SPEC_OPTION
+@click.option("--timeout", default=300, show_default=True, help="Seconds to wait for a healthy cluster.")
+@click.option("--no-cache", is_flag=True, help="Rebuild images from scratch.")
+@MIRROR_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
+def lab_up(spec_path: Path, timeout: int, no_cache: bool, mirror: str | None, as_json: bool) -> None:
+    """Render, build and start every node; wait until healthy; print the status.
+
+    \b
+    Example:
+      pgdock-gen lab up -f examples/shop.yaml
+    """
+    from . import lab as labs
+
+    spec = _load(spec_path)
+    _, rows = labs.up(spec_path, spec, timeout=timeout, no_cache=no_cache, mirror=mirror, progress=_progress)
+    _print_status(spec, rows, as_json)
+
+
+@lab.command("down")
+@SPEC_OPTION
+@click.option("--volumes", "remove_volumes", is_flag=True, help="Also delete the nodes' data.")
+def lab_down(spec_path: Path, remove_volumes: bool) -> None:
+    """Stop and remove the lab's containers (and with --volumes its data).
+
+    \b
+    Example:
+      pgdock-gen lab down -f cluster.yaml --volumes
+    """
+    from . import lab as labs
+
+    labs.down(spec_path, _load(spec_path), remove_volumes=remove_volumes, progress=_progress)
+
+
+def _lab_node_command(action: str, doc: str) -> None:
+    @lab.command(action, help=f"{doc}\n\n\b\nExample:\n  pgdock-gen lab {action} -f cluster.yaml n1")
+    @SPEC_OPTION
+    @click.argument("node")
+    def command(spec_path: Path, node: str) -> None:
+        from . import lab as labs
+
+        labs.container_action(_load(spec_path), node, action)
+        click.echo(f"{action}: {node}")
+
+
+for _action, _doc in (("stop", "Stop a node's container cleanly (SIGTERM, fast shutdown)."),
+                      ("start", "Start a stopped node's container."),
+                      ("kill", "Kill a node's container (SIGKILL), as a crash would."),
+                      ("isolate", "Cut a node off the lab network; it keeps running."),
+                      ("heal", "Reconnect an isolated node to the lab network.")):
+    _lab_node_command(_action, _doc)
+
+
+LAB_OPTION = click.option("--lab", "in_lab", is_flag=True,
+                          help="The cluster runs in the local lab (default: on its nodes' docker contexts).")
+
+
+@cli.command()
+@SPEC_OPTION
+@LAB_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(spec_path: Path, in_lab: bool, as_json: bool) -> None:
+    """Role, upstream, timeline, lag and health of every node.
+
+    \b
+    Examples:
+      pgdock-gen status -f cluster.yaml
+      pgdock-gen status -f cluster.yaml --lab --json
+    """
+    from . import cluster
+
+    spec = _load(spec_path)
+    _print_status(spec, cluster.status(spec, lab=in_lab), as_json)
+
+
+@cli.command()
+@SPEC_OPTION
+@LAB_OPTION
+@click.argument("node")
+@click.option("-c", "--command", "sql", help="Run one statement and print its result.")
+@click.option("-d", "--dbname", help="Database (default: the application database).")
+def psql(spec_path: Path, in_lab: bool, node: str, sql: str | None, dbname: str | None) -> None:
+    """psql on NODE as the superuser.
+
+    \b
+    Examples:
+      pgdock-gen psql -f cluster.yaml --lab n1 -c 'select pg_is_in_recovery()'
+      pgdock-gen psql -f cluster.yaml n2
+    """
+    from . import cluster
+
+    spec = _load(spec_path)
+    target = next(t for t in cluster.targets(spec, lab=in_lab) if t.node.name == spec.member(node).name)
+    click.echo(cluster.psql(spec, target, sql, dbname), nl=False)
+
+
 def render_for_cookiecutter(spec_path: Path) -> int:
     """Called by the cookiecutter post-gen hook: renders next to the spec it wrote."""
     from . import render as renderer

@@ -104,7 +104,8 @@ def _ensure_ca(tls: Path, cluster: str):
 def _alt_names(node: Node) -> list:
     from cryptography import x509
 
-    names: list = [x509.DNSName(node.name), x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    loopback = x509.IPAddress(ipaddress.ip_address("127.0.0.1"))
+    names: list = [x509.DNSName(node.name), x509.DNSName("localhost"), loopback]
     try:
         names.append(x509.IPAddress(ipaddress.ip_address(node.address)))
     except ValueError:
@@ -175,3 +176,26 @@ def ensure(spec: Spec, directory: Path) -> None:
 
 def password(directory: Path, role: str) -> str:
     return (directory / "passwords" / role).read_text().strip()
+
+
+def node_bundle(spec: Spec, node: Node, directory: Path) -> dict[str, bytes]:
+    """The secrets one node receives, under the names the base image's agent expects.
+
+    A node gets its own TLS key and SSH host key, never another node's; `*.env`
+    files at the top of `secrets/` (hetzner.env, webhook.env, s3.env) go to every
+    node, and `secrets/nodes/<name>/*.env` override them for one node.
+    """
+    bundle = {f"passwords/{role}": (directory / "passwords" / role).read_bytes() for role in PASSWORDS}
+    ssh, tls = directory / "ssh", directory / "tls"
+    bundle |= {
+        "ssh/id_ed25519": (ssh / "id_ed25519").read_bytes(),
+        "ssh/id_ed25519.pub": (ssh / "id_ed25519.pub").read_bytes(),
+        "ssh/known_hosts": (ssh / "known_hosts").read_bytes(),
+        "ssh/host_ed25519": (ssh / "host_keys" / f"{node.name}_ed25519").read_bytes(),
+        "tls/ca.crt": (tls / "ca.crt").read_bytes(),
+        "tls/node.crt": (tls / f"{node.name}.crt").read_bytes(),
+        "tls/node.key": (tls / f"{node.name}.key").read_bytes(),
+    }
+    for folder in (directory, directory / "nodes" / node.name):
+        bundle |= {env.name: env.read_bytes() for env in sorted(folder.glob("*.env"))}
+    return bundle

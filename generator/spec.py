@@ -159,11 +159,37 @@ def _schema_problems(data: Any, problems: _Problems) -> None:
             problems.add(path, error.message)
 
 
+def _multiline_problems(value: Any, path: tuple[str | int, ...], problems: _Problems) -> None:
+    """JSON Schema patterns let a trailing newline through (Python's `$`); no spec value may span lines."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _multiline_problems(item, path + (key,), problems)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _multiline_problems(item, path + (i,), problems)
+    elif isinstance(value, str) and ("\n" in value or "\r" in value):
+        problems.add(path, f"{value!r} must be a single line")
+
+
 def _semantic_problems(data: dict[str, Any], problems: _Problems) -> None:
+    _multiline_problems(data, (), problems)
     nodes = data.get("nodes") or []
     seen_names: dict[str, int] = {}
     seen_endpoints: dict[tuple[str, int], int] = {}
     seen_ids: dict[int, int] = {}
+    seen_ssh: dict[tuple[str, int], str] = {}
+    members = [(("nodes", i), n) for i, n in enumerate(nodes)]
+    if isinstance(data.get("witness"), dict):
+        members.append((("witness",), data["witness"]))
+    endpoints = [(m.get("address"), m.get("port", 5432)) for _, m in members]
+    for where, member in members:
+        ssh = (member.get("address"), member.get("ssh_port", 2222))
+        if endpoints.count((ssh[0], member.get("port", 5432))) > 1:
+            continue  # reported below as a shared address and port
+        if ssh in seen_ssh:
+            problems.add(where + ("ssh_port",), f"{ssh[0]}:{ssh[1]} is also the sshd of {seen_ssh[ssh]}; "
+                                                "nodes sharing a host need their own ssh_port")
+        seen_ssh.setdefault(ssh, _format_path(where))
     for i, node in enumerate(nodes):
         name, address = node.get("name"), node.get("address")
         if name in seen_names:

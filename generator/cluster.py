@@ -1,0 +1,147 @@
+"""Looking at and talking to a running cluster, lab or real, through Docker.
+
+Every node is reached the same way: its Docker engine (a context in production,
+the local engine in the lab) and its container `<cluster>-<node>`. Nothing needs
+a network path from the operator to PostgreSQL, and no superuser logs in remotely.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from . import docker
+from .errors import DockerError, PgdockError
+from .spec import Node, Spec
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
+
+
+@dataclass(frozen=True)
+class Target:
+    node: Node
+    context: str | None
+    container: str
+
+    @property
+    def client(self) -> DockerClient:
+        return docker.client(self.context)
+
+
+def targets(spec: Spec, *, lab: bool) -> list[Target]:
+    """Where each member runs: the local engine for the lab, the node's context otherwise."""
+    return [Target(node, None if lab else node.context, f"{spec.cluster}-{node.name}") for node in spec.members]
+
+
+@dataclass
+class NodeStatus:
+    name: str
+    role: str
+    upstream: str | None
+    timeline: int | None
+    lag_bytes: int | None
+    lag_seconds: float | None
+    repmgrd: bool
+    reachable: bool
+    registered: bool
+    detail: str
+
+
+def agent_state(target: Target) -> dict[str, Any] | None:
+    """The node agent's own view (`pgdock-agent state`), or None when the container cannot be reached."""
+    from python_on_whales.exceptions import DockerException
+
+    try:
+        return json.loads(target.client.execute(target.container, ["pgdock-agent", "state"]))
+    except (DockerException, json.JSONDecodeError, DockerError):
+        return None
+
+
+def status(spec: Spec, *, lab: bool) -> list[NodeStatus]:
+    """One row per member; standby lag comes from the primary's view when there is a primary."""
+    found = list(zip(targets(spec, lab=lab), ThreadPoolExecutor(8).map(agent_state, targets(spec, lab=lab)),
+                     strict=True))
+    replicas: dict[str, Any] = {}
+    for _, state in found:
+        if state and state["role"] == "primary":
+            replicas |= state["replicas"]
+    rows = []
+    for target, state in found:
+        if state is None:
+            rows.append(NodeStatus(target.node.name, "down", None, None, None, None, False, False, False,
+                                   f"container {target.container} is not running or its engine is unreachable"))
+            continue
+        lag = replicas.get(target.node.name, {})
+        rows.append(NodeStatus(
+            name=target.node.name, role=state["role"], upstream=state["upstream"], timeline=state["timeline"],
+            lag_bytes=lag.get("lag_bytes", state["lag_bytes"]),
+            lag_seconds=lag.get("lag_seconds", state["lag_seconds"]),
+            repmgrd=state["repmgrd"], reachable=True, registered=state["registered"], detail=state["status"]))
+    return rows
+
+
+def healthy(spec: Spec, rows: list[NodeStatus]) -> str | None:
+    """Why the cluster is not healthy yet (None when it is): one primary, every standby streaming, witness in."""
+    primaries = [r for r in rows if r.role == "primary"]
+    if len(primaries) != 1:
+        return f"{len(primaries)} primaries ({', '.join(r.name for r in primaries) or 'none yet'})"
+    for row in rows:
+        if row.name == primaries[0].name:
+            continue
+        expected = "witness" if spec.witness and row.name == spec.witness.name else "standby"
+        if row.role != expected:
+            return f"{row.name} is {row.role}: {row.detail}"
+        if expected == "standby" and row.upstream is None:
+            return f"{row.name} is not streaming yet"
+        if not row.registered or not row.repmgrd:
+            return f"{row.name} is not registered with repmgr or repmgrd is not running yet"
+    if not primaries[0].repmgrd:
+        return f"repmgrd is not running on {primaries[0].name} yet"
+    return None
+
+
+def status_json(spec: Spec, rows: list[NodeStatus]) -> str:
+    keys = ("name", "role", "upstream", "timeline", "lag_bytes", "lag_seconds", "repmgrd", "reachable")
+    return json.dumps({"cluster": spec.cluster, "nodes": [{k: asdict(r)[k] for k in keys} for r in rows]}, indent=2)
+
+
+def status_table(spec: Spec, rows: list[NodeStatus]):
+    from rich.table import Table
+
+    table = Table(title=f"cluster {spec.cluster}", title_justify="left")
+    for column in ("node", "role", "upstream", "timeline", "lag bytes", "lag s", "repmgrd", "reachable", "detail"):
+        table.add_column(column)
+    for r in rows:
+        style = {"primary": "bold green", "down": "red"}.get(r.role, "")
+        table.add_row(r.name, r.role, r.upstream or "-", str(r.timeline or "-"),
+                      "-" if r.lag_bytes is None else str(r.lag_bytes),
+                      "-" if r.lag_seconds is None else f"{r.lag_seconds:.1f}",
+                      "yes" if r.repmgrd else "no", "yes" if r.reachable else "no", r.detail, style=style)
+    return table
+
+
+def psql_command(spec: Spec, target: Target, sql: str | None, database: str | None) -> list[str]:
+    node = target.node
+    base = ["psql", "-X", "-h", "/var/run/postgresql", "-p", str(node.port), "-U", "postgres",
+            "-d", database or ("repmgr" if node.witness else spec.database)]
+    return base + (["-c", sql] if sql else [])
+
+
+def psql(spec: Spec, target: Target, sql: str | None = None, database: str | None = None) -> str | None:
+    """Runs psql as the superuser inside the node (peer auth on the socket); interactive without `sql`."""
+    command = psql_command(spec, target, sql, database)
+    if sql is None:
+        argv = ["docker"] + (["--context", target.context] if target.context else [])
+        argv += ["exec", "-it", "-u", "postgres", target.container, *command]
+        os.execvp(shutil.which("docker") or "docker", argv)
+    from python_on_whales.exceptions import DockerException
+
+    try:
+        return target.client.execute(target.container, command, user="postgres")
+    except DockerException as exc:
+        raise PgdockError(f"psql on {target.node.name} failed: {(exc.stderr or exc.stdout or '').strip()}") from None

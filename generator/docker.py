@@ -1,0 +1,48 @@
+"""The one door to Docker: python-on-whales clients per context, with errors users can act on.
+
+python-on-whales drives the docker CLI, so remote engines work through the
+operator's Docker contexts (ssh://...) exactly like `docker --context n2`.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from contextlib import contextmanager
+from functools import cache
+from typing import TYPE_CHECKING, TypeVar
+
+from .errors import DockerError
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
+
+T = TypeVar("T")
+
+
+@cache
+def client(context: str | None = None) -> DockerClient:
+    """A client for `context` (None: the local engine as configured by the environment)."""
+    if shutil.which("docker") is None:
+        raise DockerError("the docker CLI is not installed; run scripts/setup.sh (or install docker-ce-cli)")
+    from python_on_whales import DockerClient
+
+    return DockerClient(context=context) if context else DockerClient()
+
+
+@contextmanager
+def translated(action: str):
+    """Turns a failed docker call into a DockerError that says what we were doing and why it failed."""
+    from python_on_whales.exceptions import DockerException
+
+    try:
+        yield
+    except DockerException as exc:
+        reason = (exc.stderr or exc.stdout or "").strip().splitlines()
+        detail = reason[-1] if reason else f"exit status {exc.return_code}"
+        raise DockerError(f"{action} failed: {detail}") from None
+
+
+def call(action: str, fn: Callable[..., T], *args, **kwargs) -> T:
+    with translated(action):
+        return fn(*args, **kwargs)

@@ -1,0 +1,218 @@
+"""The local lab: the exact production spec as containers on one machine.
+
+What changes from production is only where nodes live: each node gets a fixed
+address on a private bridge network named after the cluster, instead of the host
+network and its server's address (a compose override resets `network_mode`).
+Config, images, agent, repmgr, TLS and passwords are the ones production uses.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import ipaddress
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import yaml
+
+from . import cluster, credentials, docker, images, render, volumes
+from .errors import DockerError, PgdockError, UsageError
+from .spec import Spec, parse
+from .template import environment
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
+
+Progress = Callable[[str], None]
+_POOL = ipaddress.ip_network("172.28.0.0/14")
+"""Where lab subnets are taken from, one /24 per cluster, avoiding networks that already exist."""
+
+
+@dataclass(frozen=True)
+class Lab:
+    """A lab cluster: the spec as given and its lab variant, rendered under `<spec dir>/.lab/<cluster>/`."""
+
+    spec: Spec
+    lab_spec: Spec
+    root: Path
+    subnet: str
+
+    @property
+    def repo(self) -> Path:
+        return self.root / "repo"
+
+    @property
+    def network(self) -> str:
+        return self.spec.cluster
+
+    def container(self, node_name: str) -> str:
+        return f"{self.spec.cluster}-{node_name}"
+
+    def compose(self, node_name: str) -> DockerClient:
+        from python_on_whales import DockerClient
+
+        return DockerClient(compose_files=[self.repo / "nodes" / node_name / "compose.yaml",
+                                           self.root / "compose" / f"{node_name}.yaml"],
+                            compose_project_name=f"{self.spec.cluster}-{node_name}")
+
+
+def _subnet(client: DockerClient, network: str, cluster_name: str) -> str:
+    """The subnet of the cluster's existing lab network, else a free /24 picked from the cluster name."""
+    if client.network.exists(network):
+        configs = client.network.inspect(network).ipam.config
+        if configs:
+            return str(configs[0]["Subnet"] if isinstance(configs[0], dict) else configs[0].subnet)
+    taken = []
+    for net in client.network.list():
+        for cfg in net.ipam.config or []:
+            subnet = cfg["Subnet"] if isinstance(cfg, dict) else cfg.subnet
+            if subnet:
+                taken.append(ipaddress.ip_network(subnet, strict=False))
+    candidates = list(_POOL.subnets(new_prefix=24))
+    start = int(hashlib.sha256(cluster_name.encode()).hexdigest(), 16) % len(candidates)
+    for offset in range(len(candidates)):
+        candidate = candidates[(start + offset) % len(candidates)]
+        if not any(candidate.overlaps(t) for t in taken):
+            return str(candidate)
+    raise DockerError(f"no free /24 left in {_POOL} for the lab network; remove unused docker networks")
+
+
+def _lab_addresses(spec: Spec, subnet: str) -> dict[str, str]:
+    hosts = list(ipaddress.ip_network(subnet).hosts())
+    addresses = {node.name: str(hosts[10 + i]) for i, node in enumerate(spec.nodes)}
+    if spec.witness:
+        addresses[spec.witness.name] = str(hosts[199])
+    return addresses
+
+
+def prepare(spec_path: Path, spec: Spec, client: DockerClient | None = None) -> Lab:
+    """Renders the lab variant of the spec (addresses swapped for lab ones) and its compose overrides."""
+    client = client or docker.client()
+    root = spec_path.parent / ".lab" / spec.cluster
+    subnet = _subnet(client, spec.cluster, spec.cluster)
+    addresses = _lab_addresses(spec, subnet)
+    raw = copy.deepcopy(spec.raw)
+    for entry in raw["nodes"] + ([raw["witness"]] if raw.get("witness") else []):
+        entry["address"] = addresses[entry["name"]]
+    text = (f"# Lab variant of {spec_path.name}, written by `pgdock-gen lab up`: only the addresses differ.\n"
+            + yaml.safe_dump(raw, sort_keys=False))
+    lab_spec = parse(text, str(root / "repo" / "cluster.yaml"))
+    render.write(lab_spec, render.plan(lab_spec, text), root / "repo", force=True)
+    template = environment().get_template("lab/compose.override.yaml.j2")
+    for node in lab_spec.members:
+        (root / "compose").mkdir(parents=True, exist_ok=True)
+        (root / "compose" / f"{node.name}.yaml").write_text(
+            template.render(network=spec.cluster, address=addresses[node.name]))
+    return Lab(spec, lab_spec, root, subnet)
+
+
+def lab_id(lab: Lab) -> str:
+    """Identifies one lab's secrets; volumes left by another lab of the same name carry a different one."""
+    return hashlib.sha256((lab.repo / "secrets" / "tls" / "ca.crt").read_bytes()).hexdigest()[:16]
+
+
+def _volume_names(lab: Lab, node_name: str) -> dict[str, str]:
+    return {kind: f"{lab.spec.cluster}-{node_name}-{kind}" for kind in ("config", "secrets", "data")}
+
+
+def _drop_leftovers(lab: Lab, client: DockerClient, progress: Progress) -> None:
+    """Removes containers and volumes of an earlier lab with this name whose secrets are not ours."""
+    ours = lab_id(lab)
+    for node in lab.lab_spec.members:
+        names = _volume_names(lab, node.name)
+        if not client.volume.exists(names["secrets"]):
+            continue
+        if client.volume.inspect(names["secrets"]).labels.get("org.pgdock.lab-id") == ours:
+            continue
+        progress(f"removing leftovers of an earlier lab for {node.name}")
+        if client.container.exists(lab.container(node.name)):
+            client.container.remove(lab.container(node.name), force=True, volumes=True)
+        client.volume.remove([n for n in names.values() if client.volume.exists(n)])
+
+
+def _ensure_network(lab: Lab, client: DockerClient) -> None:
+    if not client.network.exists(lab.network):
+        docker.call(f"creating network {lab.network}", client.network.create, lab.network, driver="bridge",
+                    subnet=lab.subnet, labels={"org.pgdock.cluster": lab.spec.cluster})
+
+
+def install_node(lab: Lab, client: DockerClient, node_name: str, carrier: str) -> None:
+    node = lab.lab_spec.member(node_name)
+    names = _volume_names(lab, node_name)
+    labels = {"org.pgdock.cluster": lab.spec.cluster, "org.pgdock.lab-id": lab_id(lab)}
+    volumes.ensure(client, names["config"], labels)
+    volumes.ensure(client, names["secrets"], labels)
+    volumes.install_config(client, carrier, names["config"])
+    bundle = credentials.node_bundle(lab.lab_spec, node, lab.repo / "secrets")
+    volumes.install_secrets(client, images.names(lab.spec).base, names["secrets"], bundle)
+
+
+def wait_healthy(lab: Lab, timeout: float, progress: Progress) -> list[cluster.NodeStatus]:
+    deadline, last = time.monotonic() + timeout, None
+    while True:
+        rows = cluster.status(lab.lab_spec, lab=True)
+        why = cluster.healthy(lab.lab_spec, rows)
+        if why is None:
+            return rows
+        if why != last:
+            progress(f"waiting: {why}")
+            last = why
+        if time.monotonic() > deadline:
+            raise PgdockError(f"the lab cluster was not healthy after {timeout:.0f} s: {why}. "
+                              f"See `docker logs {lab.container(lab.spec.primary.name)}` and the other nodes' logs.")
+        time.sleep(1)
+
+
+def up(spec_path: Path, spec: Spec, *, timeout: float = 300, no_cache: bool = False, mirror: str | None = None,
+       progress: Progress = print) -> tuple[Lab, list[cluster.NodeStatus]]:
+    client = docker.client()
+    lab = prepare(spec_path, spec, client)
+    progress(f"lab network {lab.network} ({lab.subnet}); rendered {lab.repo}")
+    tags = images.build_all(lab.lab_spec, lab.repo, no_cache=no_cache, mirror=mirror, progress=progress)
+    _drop_leftovers(lab, client, progress)
+    _ensure_network(lab, client)
+    for node in lab.lab_spec.members:
+        progress(f"starting {lab.container(node.name)}")
+        install_node(lab, client, node.name, tags[node.name])
+        docker.call(f"starting {node.name}", lab.compose(node.name).compose.up, detach=True, quiet=True)
+    return lab, wait_healthy(lab, timeout, progress)
+
+
+def down(spec_path: Path, spec: Spec, *, remove_volumes: bool, progress: Progress = print) -> None:
+    client = docker.client()
+    lab = prepare(spec_path, spec, client)
+    for node in lab.lab_spec.members:
+        progress(f"removing {lab.container(node.name)}")
+        docker.call(f"stopping {node.name}", lab.compose(node.name).compose.down, volumes=remove_volumes,
+                    remove_orphans=True, quiet=True)
+        if client.container.exists(lab.container(node.name)):
+            client.container.remove(lab.container(node.name), force=True)
+        if remove_volumes:
+            leftovers = [n for n in _volume_names(lab, node.name).values() if client.volume.exists(n)]
+            if leftovers:
+                client.volume.remove(leftovers)
+    if client.network.exists(lab.network):
+        docker.call(f"removing network {lab.network}", client.network.remove, lab.network)
+
+
+def container_action(spec: Spec, node_name: str, action: str) -> None:
+    """stop | start | kill | isolate | heal one lab node."""
+    client = docker.client()
+    node = spec.member(node_name)
+    name = f"{spec.cluster}-{node.name}"
+    if not client.container.exists(name):
+        raise UsageError(f"no lab container {name}; start the lab with `pgdock-gen lab up`")
+    if action in ("stop", "start", "kill"):
+        docker.call(f"{action} {name}", getattr(client.container, action), name)
+        return
+    network = spec.cluster
+    attached = network in client.container.inspect(name).network_settings.networks
+    if action == "isolate" and attached:
+        docker.call(f"isolating {name}", client.network.disconnect, network, name)
+    elif action == "heal" and not attached:
+        address = _lab_addresses(spec, _subnet(client, network, spec.cluster))[node.name]
+        docker.call(f"reconnecting {name}", client.network.connect, network, name, ip=address)

@@ -1,0 +1,49 @@
+"""Fills a node's config and secrets volumes on whichever engine runs it.
+
+Compose files through a remote context cannot bind-mount from the operator's
+disk, so config arrives in a carrier image that writes it into a named volume,
+and secrets are copied straight into their own volume: neither is ever baked
+into an image.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import docker
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
+
+
+def ensure(client: DockerClient, name: str, labels: dict[str, str]) -> None:
+    if not client.volume.exists(name):
+        docker.call(f"creating volume {name}", client.volume.create, name, labels=labels)
+
+
+def install_config(client: DockerClient, carrier: str, volume: str) -> None:
+    """Runs the node's config carrier, which writes its files into `volume` in place."""
+    docker.call(f"installing config {carrier} into {volume}", client.run, carrier,
+                volumes=[(volume, "/etc/pgdock")], remove=True)
+
+
+def install_secrets(client: DockerClient, image: str, volume: str, bundle: dict[str, bytes]) -> None:
+    """Replaces `volume`'s content with `bundle` (files mode 0600), copied in through a stopped container."""
+    docker.call(f"clearing {volume}", client.run, image, ["/run/pgdock/secrets", "-mindepth", "1", "-delete"],
+                entrypoint="find", volumes=[(volume, "/run/pgdock/secrets")], remove=True)
+    with tempfile.TemporaryDirectory(prefix="pgdock-secrets-") as tmp:
+        for rel, data in bundle.items():
+            path = Path(tmp) / rel
+            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path.write_bytes(data)
+            os.chmod(path, 0o600)
+        with docker.translated(f"copying secrets into {volume}"):
+            holder = client.container.create(image, ["true"], entrypoint="true",
+                                              volumes=[(volume, "/run/pgdock/secrets")])
+            try:
+                client.copy(f"{tmp}/.", (holder, "/run/pgdock/secrets"))
+            finally:
+                holder.remove(force=True)

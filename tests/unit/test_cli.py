@@ -1,0 +1,335 @@
+"""`pgdock-gen` commands through the real entry point (`generator.cli:main`) and its exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+import yaml
+from jsonschema import Draft202012Validator
+
+from generator import spec as specs
+from generator.cli import cli
+
+from .conftest import EXAMPLES, GOLDEN, REPO_ROOT, tree
+
+
+def _command_paths(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command and sub-command of the CLI, groups included, e.g. ("lab", "up")."""
+    paths = []
+    for name, command in sorted(group.commands.items()):
+        paths.append((*prefix, name))
+        if isinstance(command, click.Group):
+            paths.extend(_command_paths(command, (*prefix, name)))
+    return paths
+
+
+COMMANDS = _command_paths(cli)
+HELP_CASES = [
+    pytest.param(path, id=" ".join(path) or "(group)")
+    for path in [(), *COMMANDS]
+]
+EDITED = "nodes/n1/postgresql.conf"
+
+
+def listing(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")) if root.exists() else []
+
+
+@pytest.fixture
+def spec_file(tmp_path: Path, shop_spec_text: str) -> Path:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(shop_spec_text, encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def rendered(run_cli, spec_file: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "repo"
+    result = run_cli("render", "-f", spec_file, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+def test_commands_are_the_documented_ones() -> None:
+    assert {("init",), ("validate",), ("render",), ("schema",)} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", HELP_CASES)
+def test_every_help_shows_an_example(run_cli, command: tuple[str, ...]) -> None:
+    result = run_cli(*command, "--help")
+    assert result.exit_code == 0, result.stderr
+    assert "Usage:" in result.stdout
+    assert re.search(r"^\s*Examples?\b", result.stdout, re.MULTILINE), result.stdout
+    assert "pgdock-gen " in result.stdout.split("Example", 1)[1]
+
+
+def test_real_entry_points_run(tmp_path: Path) -> None:
+    """The console script and `python -m generator` both reach main() and map errors to exit codes."""
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    ok = subprocess.run(
+        [sys.executable, "-m", "generator", "validate", "-f", EXAMPLES / "shop.yaml"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "is valid" in ok.stdout
+    missing = subprocess.run(
+        ["pgdock-gen", "validate", "-f", tmp_path / "absent.yaml"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert missing.returncode == 2
+    assert "pgdock-gen init" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+
+# ------------------------------------------------------------------ init
+
+
+def test_init_writes_a_starter_spec_that_validates(run_cli, tmp_path: Path) -> None:
+    path = tmp_path / "prod" / "cluster.yaml"
+    result = run_cli("init", path)
+    assert result.exit_code == 0, result.stderr
+    assert path.is_file()
+    text = path.read_text(encoding="utf-8")
+    assert text.startswith("# pgdock cluster spec")
+    parsed = specs.parse(text, str(path))
+    assert parsed.nodes
+    assert run_cli("validate", "-f", path).exit_code == 0
+
+
+def test_init_refuses_to_overwrite_without_force(run_cli, tmp_path: Path) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text("mine\n", encoding="utf-8")
+    result = run_cli("init", path)
+    assert result.exit_code == 2
+    assert "--force" in result.stderr
+    assert path.read_text(encoding="utf-8") == "mine\n"
+    forced = run_cli("init", "--force", path)
+    assert forced.exit_code == 0, forced.stderr
+    assert path.read_text(encoding="utf-8").startswith("# pgdock cluster spec")
+
+
+# ------------------------------------------------------------------ validate
+
+
+def test_validate_ok(run_cli, spec_file: Path) -> None:
+    result = run_cli("validate", "-f", spec_file)
+    assert result.exit_code == 0, result.stderr
+    assert "cluster 'shop' is valid" in result.stdout
+    assert "2 data node(s), 1 witness" in result.stdout
+    assert result.stderr == ""
+
+
+def test_validate_reports_one_line_per_problem(run_cli, tmp_path: Path) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text("cluster: Bad\npostgres:\n  version: 9\nnodse: []\n", encoding="utf-8")
+    result = run_cli("validate", "-f", path)
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 4, result.stderr
+    assert all(line.startswith(f"{path}:") for line in lines), lines
+    assert f"{path}:4: nodse: unknown key; did you mean 'nodes'?" in lines
+    assert result.stdout == ""
+
+
+def test_validate_single_problem_is_one_line(run_cli, tmp_path: Path, minimal_spec_text: str) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(minimal_spec_text.replace("version: 17", "version: 9"), encoding="utf-8")
+    result = run_cli("validate", "-f", path)
+    assert result.exit_code == 2
+    assert len(result.stderr.splitlines()) == 1
+    assert f"{path}:3: postgres.version:" in result.stderr
+
+
+# ------------------------------------------------------------------ schema
+
+
+def test_schema_is_a_valid_json_schema_that_accepts_the_examples(run_cli) -> None:
+    result = run_cli("schema")
+    assert result.exit_code == 0, result.stderr
+    schema = json.loads(result.stdout)
+    Draft202012Validator.check_schema(schema)
+    validator = Draft202012Validator(schema)
+    for path in (EXAMPLES / "shop.yaml", GOLDEN / "spec.yaml"):
+        errors = list(validator.iter_errors(yaml.safe_load(path.read_text(encoding="utf-8"))))
+        assert not errors, [e.message for e in errors]
+    assert list(validator.iter_errors({"cluster": "x"})), "the schema must reject an incomplete spec"
+
+
+# ------------------------------------------------------------------ render
+
+
+def test_render_into_a_new_folder(run_cli, spec_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "deep" / "repo"
+    result = run_cli("render", "-f", spec_file, "-o", out)
+    assert result.exit_code == 0, result.stderr
+    assert re.match(r"rendered .+: \d+ new, 0 updated, 0 unchanged", result.stdout), result.stdout
+    for rel in (
+        "cluster.yaml",
+        "README.md",
+        "nodes/n1/postgresql.conf",
+        "nodes/w1/repmgr.conf",
+        "secrets/passwords/app",
+    ):
+        assert (out / rel).is_file(), rel
+    assert (out / "cluster.yaml").read_bytes() == spec_file.read_bytes()
+    assert [p.name for p in out.parent.iterdir()] == ["repo"], "no staging folder may be left behind"
+
+
+def test_render_defaults_to_the_spec_folder(run_cli, spec_file: Path) -> None:
+    result = run_cli("render", "-f", spec_file)
+    assert result.exit_code == 0, result.stderr
+    assert (spec_file.parent / "nodes" / "n1" / "postgresql.conf").is_file()
+
+
+def test_check_is_clean_right_after_render(run_cli, spec_file: Path, rendered: Path) -> None:
+    result = run_cli("render", "-f", spec_file, "-o", rendered, "--check")
+    assert result.exit_code == 0, result.stderr
+    assert "up to date" in result.stdout
+
+
+def test_check_exits_1_after_an_edit(run_cli, spec_file: Path, rendered: Path) -> None:
+    (rendered / EDITED).write_text("# edited by hand\n", encoding="utf-8")
+    result = run_cli("render", "-f", spec_file, "-o", rendered, "--check")
+    assert result.exit_code == 1
+    assert "out of date" in result.stderr
+    assert "1 changed" in result.stderr
+
+
+def test_check_exits_1_for_a_missing_file_and_a_stale_node(run_cli, spec_file: Path, rendered: Path) -> None:
+    (rendered / "nodes" / "n2" / "env").unlink()
+    assert run_cli("render", "-f", spec_file, "-o", rendered, "--check").exit_code == 1
+    run_cli("render", "-f", spec_file, "-o", rendered)
+    assert run_cli("render", "-f", spec_file, "-o", rendered, "--check").exit_code == 0
+    (rendered / "nodes" / "old").mkdir()
+    result = run_cli("render", "-f", spec_file, "-o", rendered, "--check")
+    assert result.exit_code == 1
+    assert "1 stale" in result.stderr
+
+
+def test_check_of_a_missing_folder_exits_1_and_creates_nothing(
+    run_cli, spec_file: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "absent"
+    assert run_cli("render", "-f", spec_file, "-o", out, "--check").exit_code == 1
+    assert not out.exists()
+
+
+def test_diff_shows_the_edit_and_writes_nothing(run_cli, spec_file: Path, rendered: Path) -> None:
+    original = (rendered / EDITED).read_text(encoding="utf-8")
+    edited = original.replace("hot_standby = on", "hot_standby = off")
+    assert edited != original
+    (rendered / EDITED).write_text(edited, encoding="utf-8")
+    before = {rel: (rendered / rel).stat().st_mtime_ns for rel in listing(rendered)}
+    result = run_cli("render", "-f", spec_file, "-o", rendered, "--diff")
+    assert result.exit_code == 0, result.stderr
+    assert f"--- a/{EDITED}\n+++ b/{EDITED}\n" in result.stdout
+    assert "\n-hot_standby = off\n" in result.stdout
+    assert "\n+hot_standby = on\n" in result.stdout
+    assert re.search(r"^@@ -\d+,\d+ \+\d+,\d+ @@", result.stdout, re.MULTILINE)
+    assert result.stdout.count("--- ") == 1, "only the edited file differs"
+    assert "0 new, 1 changed, 0 stale" in result.stderr
+    assert (rendered / EDITED).read_text(encoding="utf-8") == edited
+    assert {rel: (rendered / rel).stat().st_mtime_ns for rel in listing(rendered)} == before
+
+
+def test_diff_of_a_new_folder_creates_nothing(run_cli, spec_file: Path, tmp_path: Path) -> None:
+    out = tmp_path / "absent"
+    result = run_cli("render", "-f", spec_file, "-o", out, "--diff")
+    assert result.exit_code == 0, result.stderr
+    assert "--- /dev/null\n+++ b/nodes/n1/postgresql.conf\n" in result.stdout
+    assert not out.exists()
+
+
+def test_rerender_refuses_to_overwrite_an_edit_without_force(
+    run_cli, spec_file: Path, rendered: Path
+) -> None:
+    (rendered / EDITED).write_text("# edited by hand\n", encoding="utf-8")
+    (rendered / "nodes" / "n2" / "env").unlink()
+    result = run_cli("render", "-f", spec_file, "-o", rendered)
+    assert result.exit_code == 2
+    assert EDITED in result.stderr
+    assert "--force" in result.stderr
+    assert (rendered / EDITED).read_text(encoding="utf-8") == "# edited by hand\n"
+    assert not (rendered / "nodes" / "n2" / "env").exists(), "a refused render writes nothing at all"
+
+
+def test_rerender_with_force_restores_the_file(run_cli, spec_file: Path, rendered: Path) -> None:
+    original = (rendered / EDITED).read_bytes()
+    (rendered / EDITED).write_text("# edited by hand\n", encoding="utf-8")
+    result = run_cli("render", "-f", spec_file, "-o", rendered, "--force")
+    assert result.exit_code == 0, result.stderr
+    assert "0 new, 1 updated" in result.stdout
+    assert (rendered / EDITED).read_bytes() == original
+    assert run_cli("render", "-f", spec_file, "-o", rendered, "--check").exit_code == 0
+
+
+def test_render_reports_a_removed_node_as_stale(run_cli, spec_file: Path, rendered: Path) -> None:
+    text = spec_file.read_text(encoding="utf-8")
+    spec_file.write_text(
+        text.replace("witness:\n  name: w1\n  address: 10.0.0.3\n  location: dc1\n", ""), encoding="utf-8"
+    )
+    result = run_cli("render", "-f", spec_file, "-o", rendered, "--force")
+    assert result.exit_code == 0, result.stderr
+    assert "nodes/w1/ is no longer in the spec" in result.stderr
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "is-a-file"])
+def test_render_into_an_unwritable_place(run_cli, spec_file: Path, tmp_path: Path, where: str) -> None:
+    blocker = tmp_path / "blocker"
+    blocker.write_text("a regular file\n", encoding="utf-8")
+    out = blocker / "repo" if where == "under-a-file" else blocker
+    before = listing(tmp_path)
+    result = run_cli("render", "-f", spec_file, "-o", out)
+    assert result.exit_code == 2
+    assert str(out) in result.stderr
+    assert "cannot write" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert listing(tmp_path) == before
+    assert blocker.read_text(encoding="utf-8") == "a regular file\n"
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new-folder", "empty-folder"])
+def test_bad_spec_creates_nothing(run_cli, tmp_path: Path, existing: bool) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text("cluster: c\npostgres:\n  version: 9\nnodes:\n  - name: n1\n", encoding="utf-8")
+    out = tmp_path / "repo"
+    if existing:
+        out.mkdir()
+    result = run_cli("render", "-f", path, "-o", out)
+    assert result.exit_code == 2
+    assert len(result.stderr.splitlines()) == 2, result.stderr
+    assert out.exists() == existing
+    assert listing(out) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["cluster.yaml"] + (["repo"] if existing else [])
+    )
+
+
+def test_render_of_a_missing_spec_exits_2(run_cli, tmp_path: Path) -> None:
+    result = run_cli("render", "-f", tmp_path / "absent.yaml", "-o", tmp_path / "repo")
+    assert result.exit_code == 2
+    assert "pgdock-gen init" in result.stderr
+    assert not (tmp_path / "repo").exists()
+
+
+def test_cli_render_equals_api_render(run_cli, rendered: Path, tmp_path: Path, shop_spec_text: str) -> None:
+    from .conftest import render_spec
+
+    api = tmp_path / "api"
+    render_spec(shop_spec_text, api)
+    assert tree(api) == tree(rendered)

@@ -1,0 +1,353 @@
+"""What `render` writes: determinism, secrets handling and the content of the generated config."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import stat
+from pathlib import Path
+
+from cryptography import x509
+
+from generator import render, spec
+from generator.credentials import PASSWORDS, password
+
+from .conftest import MINIMAL_SPEC, render_spec, tree
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def lines(path: Path) -> list[str]:
+    return [
+        line for line in path.read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")
+    ]
+
+
+def setting(conf: Path, name: str) -> str:
+    """The last value `name` is set to in a postgresql.conf-like file (later settings win)."""
+    values = re.findall(
+        rf"^{re.escape(name)}\s*=\s*(.*?)\s*$", conf.read_text(encoding="utf-8"), re.MULTILINE
+    )
+    assert values, f"{name} is not set in {conf}"
+    return values[-1]
+
+
+# ------------------------------------------------------------------ determinism
+
+
+def test_same_spec_renders_byte_identical_files(tmp_path: Path, golden_spec_text: str) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    render_spec(golden_spec_text, first)
+    second.mkdir()
+    shutil.copytree(first / "secrets", second / "secrets")
+    render_spec(golden_spec_text, second)
+    assert tree(first) == tree(second)
+    assert tree(first, skip=()) == tree(second, skip=()), "secrets copied in first must be kept as they are"
+
+
+def test_non_secret_files_do_not_depend_on_secrets(tmp_path: Path, golden_spec_text: str) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    render_spec(golden_spec_text, first)
+    render_spec(golden_spec_text, second)
+    assert tree(first) == tree(second)
+
+
+def test_rendering_twice_into_the_same_folder_changes_nothing(tmp_path: Path, shop_spec_text: str) -> None:
+    out = tmp_path / "repo"
+    first = render_spec(shop_spec_text, out)
+    assert first.new and not first.changed
+    snapshot = tree(out, skip=())
+    second = render_spec(shop_spec_text, out)
+    assert (second.new, second.changed, second.stale) == ([], [], [])
+    assert sorted(second.unchanged) == sorted(first.new)
+    assert tree(out, skip=()) == snapshot
+
+
+def test_plan_is_sorted_and_lists_every_node(shop_spec_text: str) -> None:
+    files = render.plan(spec.parse(shop_spec_text), shop_spec_text)
+    assert list(files) == sorted(files)
+    for node in ("n1", "n2", "w1"):
+        for name in ("Dockerfile", "compose.yaml", "env", "pg_hba.conf", "postgresql.conf", "repmgr.conf"):
+            assert f"nodes/{node}/{name}" in files
+    assert not any(rel.startswith("secrets/") for rel in files)
+    assert not any("__pycache__" in rel or rel.endswith(".j2") for rel in files)
+
+
+def test_file_modes(shop_repo: Path) -> None:
+    assert mode(shop_repo) == 0o755
+    assert mode(shop_repo / "nodes" / "n1" / "postgresql.conf") == 0o644
+    for script in (shop_repo / "shared").rglob("*.sh"):
+        assert mode(script) == 0o755, script
+
+
+# ------------------------------------------------------------------ secrets
+
+
+def test_secrets_are_kept_across_rerenders(tmp_path: Path, shop_spec_text: str) -> None:
+    out = tmp_path / "repo"
+    render_spec(shop_spec_text, out)
+    before = tree(out / "secrets", skip=())
+    (out / "nodes" / "n1" / "env").write_text("edited\n", encoding="utf-8")
+    render_spec(shop_spec_text, out, force=True)
+    assert tree(out / "secrets", skip=()) == before
+
+
+def test_missing_secrets_are_recreated_others_kept(tmp_path: Path, shop_spec_text: str) -> None:
+    out = tmp_path / "repo"
+    render_spec(shop_spec_text, out)
+    app = password(out / "secrets", "app")
+    (out / "secrets" / "passwords" / "repmgr").unlink()
+    render_spec(shop_spec_text, out)
+    assert password(out / "secrets", "app") == app
+    assert password(out / "secrets", "repmgr")
+
+
+def test_secret_modes(shop_repo: Path) -> None:
+    secrets = shop_repo / "secrets"
+    folders = [secrets, *(p for p in secrets.rglob("*") if p.is_dir())]
+    files = [p for p in secrets.rglob("*") if p.is_file()]
+    assert len(files) >= 4 + 2 + 2 * 3 + 1 + 2 + 2 * 3
+    assert {p.relative_to(shop_repo).as_posix(): oct(mode(p)) for p in folders if mode(p) != 0o700} == {}
+    assert {p.relative_to(shop_repo).as_posix(): oct(mode(p)) for p in files if mode(p) != 0o600} == {}
+
+
+def test_passwords_are_distinct_and_strong(shop_repo: Path) -> None:
+    values = [password(shop_repo / "secrets", role) for role in PASSWORDS]
+    assert len(set(values)) == len(values)
+    for value in values:
+        assert len(value) >= 32
+        assert re.fullmatch(r"[A-Za-z0-9_-]+", value), (
+            "passwords must be safe in .pgpass, conninfo and env files"
+        )
+
+
+def _secret_values(secrets: Path) -> list[str]:
+    values = [password(secrets, role) for role in PASSWORDS]
+    for key in [*secrets.rglob("*.key"), *secrets.rglob("*_ed25519"), secrets / "ssh" / "id_ed25519"]:
+        body = [ln for ln in key.read_text().splitlines() if ln and not ln.startswith("-----")]
+        assert body, key
+        values.extend(ln for ln in body if len(ln) >= 16)
+    return values
+
+
+def test_no_secret_value_in_any_other_file(shop_repo: Path) -> None:
+    values = _secret_values(shop_repo / "secrets")
+    assert len(values) > 4
+    files = tree(shop_repo)
+    assert files
+    leaks = [(rel, v[:8]) for rel, content in files.items() for v in values if v.encode() in content]
+    assert leaks == []
+
+
+def test_gitignore_ignores_secrets(shop_repo: Path) -> None:
+    assert "/secrets/" in lines(shop_repo / ".gitignore")
+
+
+def test_dockerignore_excludes_secrets(shop_repo: Path) -> None:
+    """Docker's rules: the last matching line wins; a leading `!` re-includes."""
+    rules = [line.strip() for line in lines(shop_repo / ".dockerignore")]
+
+    def excluded(path: str) -> bool:
+        result = False
+        for rule in rules:
+            negate = rule.startswith("!")
+            pattern = rule.lstrip("!").strip("/")
+            top = path.split("/")[0]
+            if pattern in ("*", "**") or pattern == top or path.startswith(pattern + "/"):
+                result = not negate
+        return result
+
+    assert excluded("secrets/passwords/app")
+    assert excluded("secrets/tls/ca.key")
+    assert not excluded("nodes/n1/postgresql.conf")
+    assert not excluded("shared/failover/hook.sh")
+
+
+# ------------------------------------------------------------------ postgresql.conf, pg_hba.conf, repmgr.conf
+
+
+def test_sync_mode_lists_the_other_data_nodes(golden_repo: Path) -> None:
+    nodes = golden_repo / "nodes"
+    assert setting(nodes / "g1" / "postgresql.conf", "synchronous_standby_names") == '\'ANY 1 ("g2", "g3")\''
+    assert setting(nodes / "g2" / "postgresql.conf", "synchronous_standby_names") == '\'ANY 1 ("g1", "g3")\''
+    assert setting(nodes / "g1" / "postgresql.conf", "synchronous_commit") == "on"
+    assert "synchronous_standby_names" not in (nodes / "gw" / "postgresql.conf").read_text(encoding="utf-8")
+
+
+def test_sync_mode_shop_three_nodes(tmp_path: Path) -> None:
+    text = (
+        MINIMAL_SPEC + "  - name: n2\n    address: 10.0.0.2\n  - name: n3\n    address: 10.0.0.3\n"
+        "replication:\n  mode: sync\n"
+    )
+    out = tmp_path / "repo"
+    render_spec(text, out)
+    conf = out / "nodes" / "n1" / "postgresql.conf"
+    assert (
+        'synchronous_standby_names = \'ANY 1 ("n2", "n3")\'' in conf.read_text(encoding="utf-8").splitlines()
+    )
+
+
+def test_async_mode_has_no_synchronous_standbys(shop_repo: Path) -> None:
+    for conf in (shop_repo / "nodes").glob("*/postgresql.conf"):
+        assert "synchronous_standby_names" not in conf.read_text(encoding="utf-8"), conf
+
+
+def test_sync_mode_with_a_single_data_node_is_rejected_or_valid(tmp_path: Path) -> None:
+    text = MINIMAL_SPEC + "replication:\n  mode: sync\n"
+    try:
+        spec.parse(text)
+    except Exception:  # a validation error is a correct answer too
+        return
+    out = tmp_path / "repo"
+    render_spec(text, out)
+    assert "()" not in (out / "nodes" / "n1" / "postgresql.conf").read_text(encoding="utf-8")
+
+
+def test_pg_hba_has_no_trust_and_remote_lines_are_hostssl(golden_repo: Path) -> None:
+    loopback = {"127.0.0.1/32", "::1/128"}
+    for hba in (golden_repo / "nodes").glob("*/pg_hba.conf"):
+        entries = [line.split() for line in lines(hba)]
+        assert entries, hba
+        for fields in entries:
+            assert "trust" not in fields, (hba, fields)
+            kind = fields[0]
+            assert kind in ("local", "host", "hostssl"), fields
+            if kind == "host":
+                assert fields[3] in loopback, f"{hba}: remote line without TLS: {fields}"
+            if kind != "local":
+                assert fields[-1] in ("scram-sha-256", "reject"), fields
+
+
+def test_pg_hba_replication_only_from_data_nodes(golden_repo: Path) -> None:
+    hba = [line.split() for line in lines(golden_repo / "nodes" / "g1" / "pg_hba.conf")]
+    replication = {f[3] for f in hba if f[1] == "replication"}
+    assert replication == {"10.1.0.1/32", "10.1.0.2/32", "10.1.0.3/32"}
+    repmgr = {f[3] for f in hba if f[1] == "repmgr"}
+    assert repmgr == {"10.1.0.1/32", "10.1.0.2/32", "10.1.0.3/32", "10.1.0.9/32"}
+
+
+def test_witness_gets_its_own_folder_without_replication(golden_repo: Path) -> None:
+    witness = golden_repo / "nodes" / "gw"
+    assert sorted(p.name for p in witness.iterdir()) == [
+        "Dockerfile",
+        "compose.yaml",
+        "env",
+        "pg_hba.conf",
+        "postgresql.conf",
+        "repmgr.conf",
+    ]
+    hba = [line.split() for line in lines(witness / "pg_hba.conf")]
+    assert not [f for f in hba if f[1] == "replication" or f[2] == "replicator"]
+    assert [f for f in hba if f[1] == "repmgr"], "repmgr must reach the witness"
+    conf = (witness / "postgresql.conf").read_text(encoding="utf-8")
+    assert "wal_level" not in conf
+    assert "max_wal_senders" not in conf
+    assert "priority=" not in (witness / "repmgr.conf").read_text(encoding="utf-8")
+    assert "PGDOCK_ROLE=witness" in lines(witness / "env")
+
+
+def test_roles_ids_and_priorities(golden_repo: Path) -> None:
+    nodes = golden_repo / "nodes"
+    expected = {
+        "g1": ("primary", 1, "200"),
+        "g2": ("standby", 2, "100"),
+        "g3": ("standby", 3, "0"),
+        "gw": ("witness", 1000, None),
+    }
+    for name, (role, node_id, priority) in expected.items():
+        assert f"PGDOCK_ROLE={role}" in lines(nodes / name / "env")
+        repmgr = lines(nodes / name / "repmgr.conf")
+        assert f"node_id={node_id}" in repmgr
+        assert f"node_name='{name}'" in repmgr
+        if priority is not None:
+            assert f"priority={priority}" in repmgr
+    assert "port = 5433" in lines(nodes / "g3" / "postgresql.conf")
+    assert "PGDOCK_SSH_PORT=2223" in lines(nodes / "g3" / "env")
+    assert "location='dc2'" in lines(nodes / "g3" / "repmgr.conf")
+
+
+def test_parameters_are_quoted_by_type(golden_repo: Path) -> None:
+    conf = golden_repo / "nodes" / "g1" / "postgresql.conf"
+    assert setting(conf, "work_mem") == "'16MB'"
+    assert setting(conf, "max_connections") == "200"
+    assert setting(conf, "track_io_timing") == "on"
+    assert setting(conf, "log_hostname") == "off"
+    assert setting(conf, "random_page_cost") == "1.1"
+    assert setting(conf, "search_path") == "'\"$user\", public'"
+    assert setting(golden_repo / "nodes" / "gw" / "postgresql.conf", "work_mem") == "'16MB'"
+
+
+def test_parameter_values_are_escaped(tmp_path: Path) -> None:
+    text = MINIMAL_SPEC.replace(
+        "  version: 17\n",
+        "  version: 17\n  parameters:\n"
+        '    application_name: "it\'s"\n'
+        "    archive_command: 'copy \\\\x'\n"
+        "    fsync: true\n",
+    )
+    out = tmp_path / "repo"
+    render_spec(text, out)
+    conf = out / "nodes" / "n1" / "postgresql.conf"
+    assert setting(conf, "application_name") == "'it''s'"
+    assert setting(conf, "archive_command") == "'copy \\\\\\\\x'"
+    assert setting(conf, "fsync") == "on"
+
+
+def test_parameters_come_last_so_they_win(golden_repo: Path) -> None:
+    text = (golden_repo / "nodes" / "g1" / "postgresql.conf").read_text(encoding="utf-8")
+    assert text.index("work_mem") > text.index("timezone = 'UTC'")
+
+
+# ------------------------------------------------------------------ TLS and SSH
+
+
+def test_node_certificates_carry_the_address_and_verify(golden_repo: Path) -> None:
+    import ipaddress
+
+    tls = golden_repo / "secrets" / "tls"
+    ca = x509.load_pem_x509_certificate((tls / "ca.crt").read_bytes())
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    parsed = spec.parse((golden_repo / "cluster.yaml").read_text(encoding="utf-8"))
+    for node in parsed.members:
+        cert = x509.load_pem_x509_certificate((tls / f"{node.name}.crt").read_bytes())
+        cert.verify_directly_issued_by(ca)
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        assert ipaddress.ip_address(node.address) in san.get_values_for_type(x509.IPAddress), node.name
+        assert node.name in san.get_values_for_type(x509.DNSName)
+        key = (tls / f"{node.name}.key").read_bytes()
+        from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+        assert (
+            load_pem_private_key(key, None).public_key().public_numbers()
+            == cert.public_key().public_numbers()
+        )
+
+
+def test_node_certificate_reissued_when_its_address_changes(tmp_path: Path, shop_spec_text: str) -> None:
+    out = tmp_path / "repo"
+    render_spec(shop_spec_text, out)
+    tls = out / "secrets" / "tls"
+    n1, n2, ca = (tls / "n1.crt").read_bytes(), (tls / "n2.crt").read_bytes(), (tls / "ca.crt").read_bytes()
+    render_spec(shop_spec_text.replace("10.0.0.2", "10.0.0.22"), out, force=True)
+    assert (tls / "n1.crt").read_bytes() == n1
+    assert (tls / "ca.crt").read_bytes() == ca
+    new_n2 = x509.load_pem_x509_certificate((tls / "n2.crt").read_bytes())
+    assert (tls / "n2.crt").read_bytes() != n2
+    san = new_n2.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert [str(ip) for ip in san.get_values_for_type(x509.IPAddress)] == ["127.0.0.1", "10.0.0.22"]
+    new_n2.verify_directly_issued_by(x509.load_pem_x509_certificate(ca))
+
+
+def test_known_hosts_pins_every_member(golden_repo: Path) -> None:
+    known = (golden_repo / "secrets" / "ssh" / "known_hosts").read_text(encoding="utf-8").splitlines()
+    parsed = spec.parse((golden_repo / "cluster.yaml").read_text(encoding="utf-8"))
+    assert len(known) == len(parsed.members)
+    host_keys = golden_repo / "secrets" / "ssh" / "host_keys"
+    for node, line in zip(parsed.members, known, strict=True):
+        hosts, algo, key = line.split(" ")
+        assert f"[{node.address}]:{node.ssh_port}" in hosts.split(",")
+        public = (host_keys / f"{node.name}_ed25519.pub").read_text().split()
+        assert [algo, key] == public[:2]
+    assert "[10.1.0.3]:2223" in known[2]

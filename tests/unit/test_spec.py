@@ -1,0 +1,471 @@
+"""Validation rules of cluster.yaml, through `generator.spec.parse` / `load`."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from generator.errors import SpecError
+from generator.spec import WITNESS_DEFAULT_ID, load, parse
+
+from .conftest import MINIMAL_SPEC
+
+PROBLEM_LINE = re.compile(r"^(?P<file>[^:]+):(?P<line>\d+): (?P<path>\S+): (?P<message>.+)$")
+
+
+def problems(text: str, source: str = "cluster.yaml") -> list[str]:
+    with pytest.raises(SpecError) as info:
+        parse(text, source)
+    assert info.value.problems, "a SpecError must list at least one problem"
+    assert str(info.value) == "\n".join(info.value.problems)
+    return info.value.problems
+
+
+def only_problem(text: str) -> re.Match[str]:
+    found = problems(text)
+    assert len(found) == 1, found
+    match = PROBLEM_LINE.match(found[0])
+    assert match, f"not FILE:LINE: field: message: {found[0]!r}"
+    return match
+
+
+def only_problem_raw(text: str) -> str:
+    found = problems(text)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def with_nodes(*nodes: str, extra: str = "") -> str:
+    """A valid header plus the given node items (each a YAML mapping body, indented by 4)."""
+    body = "".join("  - " + node.strip().replace("\n", "\n    ") + "\n" for node in nodes)
+    return f"cluster: c\npostgres:\n  version: 17\nnodes:\n{body}{extra}"
+
+
+def with_schedule(schedule: str) -> str:
+    return MINIMAL_SPEC + f"backup:\n  s3:\n    bucket: bkt\n  schedule: '{schedule}'\n"
+
+
+# ------------------------------------------------------------------ happy path
+
+
+def test_minimal_spec_gets_documented_defaults() -> None:
+    spec = parse(MINIMAL_SPEC)
+    assert spec.cluster == "c"
+    assert spec.pg_version == 17
+    assert (spec.database, spec.user) == ("app", "app")
+    assert spec.parameters == {}
+    assert spec.replication_mode == "async"
+    assert spec.witness is None
+    assert spec.backup is None
+    (node,) = spec.nodes
+    assert node.name == "n1"
+    assert node.address == "10.0.0.1"
+    assert node.context == "n1"
+    assert node.port == 5432
+    assert node.ssh_port == 2222
+    assert node.priority == 100
+    assert node.location == "default"
+    assert node.id == 1
+    assert node.witness is False
+    assert spec.primary is node
+
+
+def test_ids_count_from_one_and_witness_gets_1000() -> None:
+    text = with_nodes(
+        "name: a\naddress: 10.0.0.1",
+        "name: b\naddress: 10.0.0.2",
+        "name: c\naddress: 10.0.0.3",
+        extra="witness:\n  name: w\n  address: 10.0.0.9\n",
+    )
+    spec = parse(text)
+    assert [n.id for n in spec.nodes] == [1, 2, 3]
+    assert spec.witness is not None
+    assert spec.witness.id == WITNESS_DEFAULT_ID == 1000
+    assert spec.witness.priority == 0
+    assert spec.witness.witness is True
+    assert spec.witness.context == "w"
+    assert [m.name for m in spec.members] == ["a", "b", "c", "w"]
+
+
+def test_explicit_values_override_defaults(golden_spec_text: str) -> None:
+    spec = parse(golden_spec_text)
+    g3 = spec.member("g3")
+    assert (g3.port, g3.ssh_port, g3.priority, g3.location) == (5433, 2223, 0, "dc2")
+    assert spec.replication_mode == "sync"
+    assert spec.database == "orders"
+    assert spec.backup is not None
+    assert spec.backup.s3.endpoint == "https://s3.example.test"
+    assert spec.backup.s3.path_style is True
+    assert spec.backup.schedule == "30 2 * * *"
+    assert spec.backup.retention_days == 14
+    assert list(spec.parameters) == sorted(spec.parameters), "parameters are rendered in a stable order"
+
+
+def test_backup_defaults() -> None:
+    spec = parse(MINIMAL_SPEC + "backup:\n  s3:\n    bucket: bkt\n")
+    assert spec.backup is not None
+    assert spec.backup.schedule == "0 3 * * *"
+    assert spec.backup.retention_days == 7
+    assert spec.backup.s3.region == "us-east-1"
+    assert spec.backup.s3.prefix == ""
+    assert spec.backup.s3.endpoint is None
+
+
+def test_shop_example_is_valid(shop_spec_text: str) -> None:
+    spec = parse(shop_spec_text, "examples/shop.yaml")
+    assert [n.name for n in spec.members] == ["n1", "n2", "w1"]
+
+
+def test_member_lookup_of_unknown_name_is_a_spec_error() -> None:
+    with pytest.raises(SpecError, match="no node named 'zz'"):
+        parse(MINIMAL_SPEC).member("zz")
+
+
+# ------------------------------------------------------------------ document level
+
+
+def test_invalid_yaml_reports_the_line() -> None:
+    text = "cluster: c\npostgres:\n\tversion: 17\nnodes: []\n"
+    match = re.fullmatch(r"cluster\.yaml:(\d+): invalid YAML: .+", only_problem_raw(text))
+    assert match
+    assert match.group(1) == "3"
+
+
+def test_invalid_yaml_bad_indentation_names_file_and_line() -> None:
+    text = with_nodes("name: n1\naddress: 10.0.0.1") + "  - name: n2\n   address: 10.0.0.2\n"
+    found = only_problem_raw(text)
+    assert found.startswith("cluster.yaml:")
+    assert "invalid YAML" in found
+    line = int(found.split(":")[1])
+    assert line in (8, 9), found  # the offending item, or the line right after it
+
+
+@pytest.mark.parametrize(
+    "text", ["- a\n- b\n", "just a string\n", "42\n", ""], ids=["list", "str", "int", "empty"]
+)
+def test_document_must_be_a_mapping(text: str) -> None:
+    found = only_problem_raw(text)
+    assert "(top level)" in found
+    assert "must be a mapping" in found
+
+
+def test_missing_top_level_keys_are_each_reported() -> None:
+    found = problems("replication:\n  mode: async\n")
+    assert "cluster.yaml:1: cluster: missing required key" in found
+    assert "cluster.yaml:1: postgres: missing required key" in found
+    assert "cluster.yaml:1: nodes: missing required key" in found
+
+
+def test_missing_postgres_version() -> None:
+    match = only_problem(
+        "cluster: c\npostgres:\n  database: app\nnodes:\n  - name: n1\n    address: 10.0.0.1\n"
+    )
+    assert match["path"] == "postgres.version"
+    assert match["message"] == "missing required key"
+    assert match["line"] == "2"
+
+
+def test_missing_node_address_points_at_the_node() -> None:
+    match = only_problem(with_nodes("name: n1"))
+    assert match["path"] == "nodes[0].address"
+    assert match["message"] == "missing required key"
+    assert match["line"] == "5"
+
+
+def test_empty_node_list_is_rejected() -> None:
+    match = only_problem("cluster: c\npostgres:\n  version: 17\nnodes: []\n")
+    assert match["path"] == "nodes"
+
+
+def test_unknown_top_level_key_suggests_the_right_one() -> None:
+    text = MINIMAL_SPEC.replace("nodes:", "nodse:")
+    found = problems(text)
+    assert "cluster.yaml:4: nodse: unknown key; did you mean 'nodes'?" in found
+
+
+def test_unknown_node_key_suggests_the_right_one() -> None:
+    text = MINIMAL_SPEC.replace("address:", "adress:")
+    found = problems(text)
+    assert "cluster.yaml:6: nodes[0].adress: unknown key; did you mean 'address'?" in found
+
+
+def test_unknown_key_without_close_match_lists_allowed_keys() -> None:
+    found = problems(MINIMAL_SPEC + "zzzzzz: 1\n")
+    assert any(
+        p.startswith("cluster.yaml:7: zzzzzz: unknown key; allowed: ") and "nodes" in p for p in found
+    ), found
+
+
+def test_witness_has_no_priority() -> None:
+    match = only_problem(MINIMAL_SPEC + "witness:\n  name: w\n  address: 10.0.0.9\n  priority: 5\n")
+    assert match["path"] == "witness.priority"
+    assert "unknown key" in match["message"]
+
+
+# ------------------------------------------------------------------ names and addresses
+
+
+def test_duplicate_node_names() -> None:
+    match = only_problem(with_nodes("name: n1\naddress: 10.0.0.1", "name: n1\naddress: 10.0.0.2"))
+    assert match["path"] == "nodes[1].name"
+    assert match["line"] == "7"
+    assert "duplicate node name 'n1'" in match["message"]
+    assert "nodes[0]" in match["message"]
+
+
+def test_duplicate_address_and_port() -> None:
+    match = only_problem(with_nodes("name: n1\naddress: 10.0.0.1", "name: n2\naddress: 10.0.0.1\nport: 5432"))
+    assert match["path"] == "nodes[1].address"
+    assert match["line"] == "8"
+    assert "10.0.0.1:5432" in match["message"]
+
+
+def test_same_address_with_other_port_is_allowed() -> None:
+    spec = parse(
+        with_nodes("name: n1\naddress: 10.0.0.1", "name: n2\naddress: 10.0.0.1\nport: 5433\nssh_port: 2223")
+    )
+    assert [(n.address, n.port) for n in spec.nodes] == [("10.0.0.1", 5432), ("10.0.0.1", 5433)]
+
+
+def test_same_address_needs_distinct_ssh_ports() -> None:
+    found = problems(with_nodes("name: n1\naddress: 10.0.0.1", "name: n2\naddress: 10.0.0.1\nport: 5433"))
+    assert any("nodes[1]" in p and "ssh_port" in p for p in found), found
+
+
+def test_witness_must_not_share_address_and_port() -> None:
+    match = only_problem(MINIMAL_SPEC + "witness:\n  name: w\n  address: 10.0.0.1\n")
+    assert match["path"] == "witness.address"
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("N1", "is not valid"),
+        ("1n", "is not valid"),
+        ("n_1", "is not valid"),
+        ("a" * 31, "is too long"),
+    ],
+)
+def test_invalid_node_names(name: str, message: str) -> None:
+    match = only_problem(MINIMAL_SPEC.replace("name: n1", f"name: {name}"))
+    assert match["path"] == "nodes[0].name"
+    assert message in match["message"]
+
+
+def test_name_of_exactly_30_chars_is_allowed() -> None:
+    assert parse(MINIMAL_SPEC.replace("name: n1", "name: " + "a" * 30)).nodes[0].name == "a" * 30
+
+
+def test_invalid_cluster_name() -> None:
+    match = only_problem(MINIMAL_SPEC.replace("cluster: c", "cluster: Shop"))
+    assert match["path"] == "cluster"
+    assert match["line"] == "1"
+
+
+@pytest.mark.parametrize("field", ["cluster", "name", "address"])
+def test_trailing_newline_is_not_a_valid_name(field: str) -> None:
+    text = MINIMAL_SPEC
+    text = {
+        "cluster": text.replace("cluster: c", 'cluster: "c\\n"'),
+        "name": text.replace("name: n1", 'name: "n1\\n"'),
+        "address": text.replace("address: 10.0.0.1", 'address: "10.0.0.1\\n"'),
+    }[field]
+    problems(text)
+
+
+def test_witness_named_like_a_data_node() -> None:
+    match = only_problem(MINIMAL_SPEC + "witness:\n  name: n1\n  address: 10.0.0.9\n")
+    assert match["path"] == "witness.name"
+    assert match["line"] == "8"
+    assert "'n1'" in match["message"]
+
+
+# ------------------------------------------------------------------ postgres
+
+
+@pytest.mark.parametrize("version", [9, 14, 16, 18])
+def test_unsupported_postgres_version(version: int) -> None:
+    match = only_problem(MINIMAL_SPEC.replace("version: 17", f"version: {version}"))
+    assert match["path"] == "postgres.version"
+    assert match["line"] == "3"
+    assert f"{version} is not supported" in match["message"]
+    assert "15, 17" in match["message"]
+
+
+@pytest.mark.parametrize("version", [15, 17])
+def test_supported_postgres_versions(version: int) -> None:
+    assert parse(MINIMAL_SPEC.replace("version: 17", f"version: {version}")).pg_version == version
+
+
+def test_bad_replication_mode() -> None:
+    match = only_problem(MINIMAL_SPEC + "replication:\n  mode: quorum\n")
+    assert match["path"] == "replication.mode"
+    assert "async, sync" in match["message"]
+
+
+# ------------------------------------------------------------------ cron
+
+
+@pytest.mark.parametrize(
+    "schedule, why",
+    [
+        ("0 3 * *", "needs 5 fields"),
+        ("0 3 * * * *", "needs 5 fields"),
+        ("61 * * * *", "minute field '61'"),
+        ("0 24 * * *", "hour field '24'"),
+        ("0 0 0 * *", "day of month field '0'"),
+        ("0 0 * 13 *", "month field '13'"),
+        ("0 0 * * 8", "day of week field '8'"),
+        ("0 5-3 * * *", "runs backwards"),
+        ("*/0 * * * *", "step '0' must be a positive number"),
+        ("0 3 * * xyz", "day of week field 'xyz'"),
+        ("@reboot", "needs 5 fields"),
+    ],
+)
+def test_bad_cron_expressions(schedule: str, why: str) -> None:
+    match = only_problem(with_schedule(schedule))
+    assert match["path"] == "backup.schedule"
+    assert match["line"] == "10"
+    assert f"bad cron expression '{schedule}'" in match["message"]
+    assert why in match["message"]
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        "0 3 * * *",
+        "*/15 * * * *",
+        "@daily",
+        "@hourly",
+        "0 3 * * mon-fri",
+        "0 0 1 jan,jul *",
+        "5,35 1-5/2 * * 0",
+        "0 0 * * 7",
+    ],
+)
+def test_good_cron_expressions(schedule: str) -> None:
+    spec = parse(with_schedule(schedule))
+    assert spec.backup is not None
+    assert spec.backup.schedule == schedule
+
+
+# ------------------------------------------------------------------ priorities and ids
+
+
+@pytest.mark.parametrize(
+    "priority, message", [(-1, "less than the minimum of 0"), (1001, "greater than the maximum of 1000")]
+)
+def test_priority_out_of_range(priority: int, message: str) -> None:
+    match = only_problem(
+        with_nodes("name: n1\naddress: 10.0.0.1", f"name: n2\naddress: 10.0.0.2\npriority: {priority}")
+    )
+    assert match["path"] == "nodes[1].priority"
+    assert match["line"] == "9"
+    assert message in match["message"]
+
+
+@pytest.mark.parametrize("priority", [0, 1000])
+def test_priority_bounds_are_allowed(priority: int) -> None:
+    spec = parse(
+        with_nodes("name: n1\naddress: 10.0.0.1", f"name: n2\naddress: 10.0.0.2\npriority: {priority}")
+    )
+    assert spec.nodes[1].priority == priority
+
+
+def test_some_data_node_must_be_promotable() -> None:
+    match = only_problem(
+        with_nodes("name: n1\naddress: 10.0.0.1\npriority: 0", "name: n2\naddress: 10.0.0.2\npriority: 0")
+    )
+    assert match["path"] == "nodes"
+    assert match["line"] == "4"
+    assert "priority above 0" in match["message"]
+
+
+def test_duplicate_repmgr_ids() -> None:
+    match = only_problem(
+        with_nodes("name: n1\naddress: 10.0.0.1\nid: 7", "name: n2\naddress: 10.0.0.2\nid: 7")
+    )
+    assert match["path"] == "nodes[1].id"
+    assert "repmgr id 7" in match["message"]
+
+
+def test_explicit_id_colliding_with_a_default_id() -> None:
+    match = only_problem(with_nodes("name: n1\naddress: 10.0.0.1\nid: 2", "name: n2\naddress: 10.0.0.2"))
+    assert match["path"] == "nodes[1].id"
+
+
+def test_witness_id_colliding_with_a_data_node() -> None:
+    match = only_problem(MINIMAL_SPEC + "witness:\n  name: w\n  address: 10.0.0.9\n  id: 1\n")
+    assert match["path"] == "witness.id"
+
+
+# ------------------------------------------------------------------ reporting
+
+
+def test_several_problems_reported_at_once_one_line_each() -> None:
+    text = (
+        "cluster: Bad\n"  # 1
+        "postgres:\n"  # 2
+        "  version: 9\n"  # 3
+        "nodes:\n"  # 4
+        "  - name: ok\n"  # 5
+        "    address: 10.0.0.1\n"  # 6
+        "  - name: N2\n"  # 7
+        "    adress: 10.0.0.2\n"  # 8
+    )
+    found = problems(text, "prod/cluster.yaml")
+    assert len(found) == 5, found
+    for line in found:
+        assert "\n" not in line
+        assert PROBLEM_LINE.match(line), line
+        assert line.startswith("prod/cluster.yaml:")
+    by_path = {PROBLEM_LINE.match(p)["path"]: PROBLEM_LINE.match(p)["line"] for p in found}
+    assert by_path == {
+        "cluster": "1",
+        "postgres.version": "3",
+        "nodes[1].name": "7",
+        "nodes[1].adress": "8",
+        "nodes[1].address": "7",
+    }
+
+
+def test_field_path_format_for_nested_fields() -> None:
+    text = (
+        with_nodes("name: n1\naddress: 10.0.0.1", "name: n2\naddress: 10.0.0.2\nport: 70000")
+        + "backup:\n  s3:\n    bucket: B\n"
+    )
+    found = problems(text)
+    paths = sorted(PROBLEM_LINE.match(p)["path"] for p in found)
+    assert paths == ["backup.s3.bucket", "nodes[1].port"]
+    assert any(p.startswith("cluster.yaml:12: backup.s3.bucket:") for p in found), found
+
+
+def test_source_name_is_used_in_every_problem() -> None:
+    found = problems("nodes: 3\n", "/etc/pgdock/x.yaml")
+    assert all(p.startswith("/etc/pgdock/x.yaml:") for p in found)
+
+
+def test_load_reads_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(MINIMAL_SPEC, encoding="utf-8")
+    assert load(path).cluster == "c"
+
+
+def test_load_reports_problems_with_the_file_path(tmp_path: Path) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(MINIMAL_SPEC.replace("version: 17", "version: 9"), encoding="utf-8")
+    with pytest.raises(SpecError) as info:
+        load(path)
+    assert info.value.problems[0].startswith(f"{path}:3: postgres.version:")
+
+
+def test_load_of_a_missing_file_suggests_init(tmp_path: Path) -> None:
+    path = tmp_path / "nowhere" / "cluster.yaml"
+    with pytest.raises(SpecError) as info:
+        load(path)
+    (problem,) = info.value.problems
+    assert str(path) in problem
+    assert "pgdock-gen init" in problem
+    assert info.value.exit_code == 2
