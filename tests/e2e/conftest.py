@@ -1,0 +1,88 @@
+"""End-to-end fixtures: real images, real containers, real PostgreSQL and repmgr.
+
+One lab cluster is brought up per session and shared by the tests that leave it
+healthy; leftovers of an earlier run (same names) are removed first, and the
+cluster is removed at the end.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from generator import cluster, lab, spec
+
+SPECS = Path(__file__).parent / "specs"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _docker_available() -> None:
+    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
+        pytest.skip("no Docker engine here; run scripts/setup.sh on a machine with one")
+
+
+@dataclass
+class LabCluster:
+    spec_path: Path
+    spec: spec.Spec
+    lab: lab.Lab
+
+    def sql(self, node: str, query: str, database: str | None = None) -> str:
+        """Runs one statement as the superuser on `node`; returns psql's unaligned output."""
+        target = next(t for t in cluster.targets(self.spec, lab=True) if t.node.name == node)
+        command = cluster.psql_command(self.spec, target, None, database) + ["-Atc", query]
+        return target.client.execute(target.container, command, user="postgres").strip()
+
+    def status(self) -> dict[str, cluster.NodeStatus]:
+        return {row.name: row for row in cluster.status(self.spec, lab=True)}
+
+    def primary(self) -> str:
+        primaries = [name for name, row in self.status().items() if row.role == "primary"]
+        assert len(primaries) == 1, primaries
+        return primaries[0]
+
+    def wait_healthy(self, timeout: float = 120) -> None:
+        lab.wait_healthy(self.lab, timeout, print)
+
+
+def wait_until(check: Callable[[], object], timeout: float, what: str, pause: float = 0.5) -> object:
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            last = check()
+            if last:
+                return last
+        except Exception as exc:  # noqa: BLE001 - the check may fail while the cluster settles
+            last = exc
+        time.sleep(pause)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
+
+
+def bring_up(tmp: Path, spec_file: str) -> LabCluster:
+    spec_path = tmp / "cluster.yaml"
+    shutil.copy(SPECS / spec_file, spec_path)
+    loaded = spec.load(spec_path)
+    lab.down(spec_path, loaded, remove_volumes=True, progress=lambda m: None)  # leftovers of an earlier run
+    the_lab, _ = lab.up(spec_path, loaded, timeout=240, progress=print)
+    return LabCluster(spec_path, loaded, the_lab)
+
+
+@pytest.fixture(scope="session")
+def lab3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
+    """Three data nodes and a witness, shared by every test that leaves it healthy."""
+    the_cluster = bring_up(tmp_path_factory.mktemp("lab3"), "lab3.yaml")
+    yield the_cluster
+    lab.down(the_cluster.spec_path, the_cluster.spec, remove_volumes=True, progress=lambda m: None)

@@ -1,0 +1,149 @@
+"""The images and the lab (issue 3): a replicating cluster from one command, on the real engine."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+
+import pytest
+from python_on_whales import docker
+
+from generator import images
+
+from .conftest import LabCluster, wait_until
+
+
+def repmgr_cluster_show(lab3: LabCluster, node: str) -> dict[str, dict[str, str]]:
+    out = docker.execute(f"{lab3.spec.cluster}-{node}",
+                         ["repmgr", "-f", "/etc/pgdock/repmgr.conf", "cluster", "show"], user="postgres")
+    rows = [[cell.strip() for cell in line.split("|")] for line in out.splitlines()[2:] if "|" in line]
+    return {row[1]: {"role": row[2], "status": row[3], "upstream": row[4]} for row in rows}
+
+
+def test_three_nodes_and_witness_come_up_as_one_primary_two_standbys(lab3: LabCluster) -> None:
+    result = subprocess.run([sys.executable, "-m", "generator", "status", "-f", str(lab3.spec_path), "--lab",
+                             "--json"], capture_output=True, text=True, check=True)
+    report = json.loads(result.stdout)
+    assert report["cluster"] == "pgdock-e2e"
+    nodes = {n["name"]: n for n in report["nodes"]}
+    assert set(nodes["e1"]) == {"name", "role", "upstream", "timeline", "lag_bytes", "lag_seconds", "repmgrd",
+                                "reachable"}
+    primary = lab3.primary()
+    standbys = [n for n in ("e1", "e2", "e3") if n != primary]
+    assert all(nodes[n]["role"] == "standby" and nodes[n]["upstream"] == primary for n in standbys), nodes
+    assert nodes["ew"]["role"] == "witness"
+    assert all(n["repmgrd"] and n["reachable"] for n in nodes.values()), nodes
+    shown = repmgr_cluster_show(lab3, primary)
+    for name, node in nodes.items():
+        assert shown[name]["role"] == node["role"], (name, shown, node)
+        assert "running" in shown[name]["status"]
+    assert all(shown[n]["upstream"] == primary for n in standbys)
+
+
+def test_pg_dock_walkthrough_million_rows_reach_every_standby(lab3: LabCluster) -> None:
+    primary = lab3.primary()
+    lab3.sql(primary, "DROP TABLE IF EXISTS testtable")
+    for step in ("prepare", "insert"):
+        sql_file = (lab3.lab.repo / "shared" / "tests" / f"{step}.sql").read_text()
+        lab3.sql(primary, sql_file)
+    assert lab3.sql(primary, "SELECT count(*) FROM testtable") == "1000000"
+    started = time.monotonic()
+    for standby in (n for n in ("e1", "e2", "e3") if n != primary):
+        wait_until(lambda s=standby: lab3.sql(s, "SELECT count(*) FROM testtable") == "1000000",
+                   max(1.0, 30 - (time.monotonic() - started)), f"1,000,000 rows on {standby}")
+
+
+def test_restarted_standby_resumes_without_reclone(lab3: LabCluster) -> None:
+    primary = lab3.primary()
+    standby = next(n for n in ("e3", "e2", "e1") if n != primary)
+    container = f"{lab3.spec.cluster}-{standby}"
+    system_id = lab3.sql(standby, "SELECT system_identifier FROM pg_control_system()")
+    docker.execute(container, ["touch", "/var/lib/pgdock/data/e2e-marker"], user="postgres")
+    lab3.sql(primary, "CREATE TABLE IF NOT EXISTS while_down (id int)")
+    stopped_at = datetime.now(UTC)
+    docker.container.stop(container)
+    lab3.sql(primary, "INSERT INTO while_down SELECT generate_series(1, 500)")
+    docker.container.start(container)
+    wait_until(lambda: lab3.sql(standby, "SELECT count(*) FROM while_down") == "500", 60,
+               f"rows written while {standby} was down")
+    assert lab3.sql(standby, "SELECT system_identifier FROM pg_control_system()") == system_id
+    docker.execute(container, ["test", "-f", "/var/lib/pgdock/data/e2e-marker"])  # not rebuilt by a clone
+    assert "cloning" not in docker.container.logs(container, since=stopped_at)
+    lab3.sql(primary, "DROP TABLE while_down")
+    lab3.wait_healthy()
+
+
+def test_docker_stop_of_primary_is_a_fast_clean_shutdown(lab3: LabCluster) -> None:
+    primary = lab3.primary()
+    container = f"{lab3.spec.cluster}-{primary}"
+    repmgr = ["repmgr", "-f", "/etc/pgdock/repmgr.conf", "service"]
+    docker.execute(container, repmgr + ["pause"], user="postgres")  # a planned stop: no failover wanted
+    try:
+        started = time.monotonic()
+        docker.container.stop(container, time=60)
+        took = time.monotonic() - started
+        logs = docker.container.logs(container, since="1m")
+        assert docker.container.inspect(container).state.exit_code == 0
+        assert "received fast shutdown request" in logs
+        assert "database system is shut down" in logs
+        assert took < 30, f"docker stop took {took:.1f} s: was PostgreSQL killed instead of stopped?"
+        docker.container.start(container)
+    finally:
+        wait_until(lambda: docker.execute(container, repmgr + ["unpause"], user="postgres") is not None, 60,
+                   "repmgrd unpaused")
+    lab3.wait_healthy()
+    assert lab3.primary() == primary
+
+
+@pytest.fixture()
+def outsider(lab3: LabCluster):
+    """A client container on the lab network at an address that is not a cluster member."""
+    ip = lab3.lab.subnet.rsplit(".", 1)[0] + ".250"
+    name = f"{lab3.spec.cluster}-outsider"
+    if docker.container.exists(name):
+        docker.container.remove(name, force=True)
+    container = docker.run(images.names(lab3.spec).base, ["infinity"], entrypoint="sleep", name=name,
+                           detach=True, networks=[lab3.lab.network], remove=True)
+    docker.network.disconnect(lab3.lab.network, container)
+    docker.network.connect(lab3.lab.network, container, ip=ip)
+    yield container
+    container.remove(force=True)
+
+
+def test_authentication_needs_password_and_tls_and_keeps_repmgr_inside(lab3: LabCluster, outsider) -> None:
+    primary = lab3.lab.lab_spec.member(lab3.primary())
+    secrets = lab3.lab.repo / "secrets" / "passwords"
+
+    def psql(conninfo: str, password: str | None) -> subprocess.CompletedProcess:
+        envs = {"PGPASSWORD": password} if password else {}
+        return subprocess.run(["docker", "exec", *sum((["-e", f"{k}={v}"] for k, v in envs.items()), []),
+                               outsider.name, "psql", "-w", "-Atc",
+                               "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+                               f"host={primary.address} port={primary.port} {conninfo}"],
+                              capture_output=True, text=True)
+
+    app_password = secrets.joinpath("app").read_text().strip()
+    no_password = psql("user=app dbname=app sslmode=require", None)
+    assert no_password.returncode != 0 and "no password supplied" in no_password.stderr
+    wrong = psql("user=app dbname=app sslmode=require", "not-the-password")
+    assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr
+    good = psql("user=app dbname=app sslmode=require", app_password)
+    assert good.returncode == 0 and good.stdout.strip() == "t", good.stderr
+    plain = psql("user=app dbname=app sslmode=disable", app_password)
+    assert plain.returncode != 0 and "no pg_hba.conf entry" in plain.stderr
+    repmgr = psql("user=repmgr dbname=repmgr sslmode=require", secrets.joinpath("repmgr").read_text().strip())
+    assert repmgr.returncode != 0 and ("rejects connection" in repmgr.stderr or "no pg_hba" in repmgr.stderr)
+
+
+def test_debian_base_can_be_bootstrapped_without_a_registry() -> None:
+    tag = "pgdock/debian-e2e:trixie"
+    try:
+        images.bootstrap("trixie", tag, progress=print)
+        release = docker.run(tag, ["cat", "/etc/debian_version"], remove=True)
+        assert release.startswith("13") or "trixie" in release, release
+    finally:
+        if docker.image.exists(tag):
+            docker.image.remove(tag, force=True)
