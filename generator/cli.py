@@ -302,6 +302,90 @@ def psql(spec_path: Path, in_lab: bool, node: str, sql: str | None, dbname: str 
     click.echo(cluster.psql(spec, target, sql, dbname), nl=False)
 
 
+@cli.command()
+@SPEC_OPTION
+@LAB_OPTION
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def events(spec_path: Path, in_lab: bool, as_json: bool) -> None:
+    """Every node's events (failovers, switchovers, rejoins, hooks, fencing), oldest first.
+
+    \b
+    Example:
+      pgdock-gen events -f cluster.yaml --lab
+    """
+    from . import events as event_log
+
+    spec = _load(spec_path)
+    found = event_log.collect(spec, lab=in_lab)
+    if as_json:
+        for event in found:
+            click.echo(json.dumps(event))
+        return
+    from rich.console import Console
+
+    Console(width=None if sys.stdout.isatty() else 200).print(event_log.table(spec, found))
+
+
+@cli.command()
+@SPEC_OPTION
+@LAB_OPTION
+@click.argument("node")
+@click.option("--force", is_flag=True, help="Switch over even when NODE lags or the checks fail.")
+def switchover(spec_path: Path, in_lab: bool, node: str, force: bool) -> None:
+    """Make NODE the primary, gracefully: the old primary rejoins as a standby by pg_rewind.
+
+    \b
+    Example:
+      pgdock-gen switchover -f cluster.yaml n2
+    """
+    from . import switchover as planned
+
+    spec = _load(spec_path)
+    _print_status(spec, planned.switchover(spec, node, lab=in_lab, force=force, progress=_progress), False)
+
+
+@cli.command()
+@SPEC_OPTION
+@click.option("--readonly", is_flag=True, help="For readers: prefer standbys, spread over them.")
+def dsn(spec_path: Path, readonly: bool) -> None:
+    """Print a libpq multi-host URI that always reaches the primary (or a standby with --readonly).
+
+    \b
+    Example:
+      psql "$(pgdock-gen dsn -f cluster.yaml)"
+    """
+    from . import dsn as uris
+
+    click.echo(uris.uri(_load(spec_path), readonly=readonly))
+
+
+@cli.command()
+@SPEC_OPTION
+@click.option("--scenario", type=click.Choice(["kill-primary", "isolate-primary", "kill-standby", "restart-all",
+                                               "switchover"]), default="kill-primary", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+def drill(spec_path: Path, scenario: str, as_json: bool) -> None:
+    """Rehearse a failure on the lab cluster under a write load and report what it cost.
+
+    Reports the time until writes succeed again, acknowledged commits lost, and
+    whether two nodes ever accepted writes at the same moment.
+
+    \b
+    Example:
+      pgdock-gen lab up -f cluster.yaml && pgdock-gen drill -f cluster.yaml --scenario isolate-primary
+    """
+    from . import drill as drills
+    from . import lab as labs
+
+    spec = _load(spec_path)
+    report = drills.run(labs.prepare(spec_path, spec), scenario, progress=_progress)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    for key, value in report.as_dict().items():
+        click.echo(f"{key:>24}: {value}")
+
+
 def render_for_cookiecutter(spec_path: Path) -> int:
     """Called by the cookiecutter post-gen hook: renders next to the spec it wrote."""
     from . import render as renderer

@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -103,6 +105,23 @@ def healthy(spec: Spec, rows: list[NodeStatus]) -> str | None:
     if not primaries[0].repmgrd:
         return f"repmgrd is not running on {primaries[0].name} yet"
     return None
+
+
+def wait_healthy(spec: Spec, *, lab: bool, timeout: float, progress: Callable[[str], None],
+                 hint: str = "see the nodes' logs (`docker logs <cluster>-<node>`)") -> list[NodeStatus]:
+    """Polls status until `healthy`; raises with the last reason after `timeout` seconds."""
+    deadline, last = time.monotonic() + timeout, None
+    while True:
+        rows = status(spec, lab=lab)
+        why = healthy(spec, rows)
+        if why is None:
+            return rows
+        if why != last:
+            progress(f"waiting: {why}")
+            last = why
+        if time.monotonic() > deadline:
+            raise PgdockError(f"cluster {spec.cluster} was not healthy after {timeout:.0f} s: {why}; {hint}")
+        time.sleep(1)
 
 
 def status_json(spec: Spec, rows: list[NodeStatus]) -> str:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import hashlib
 import ipaddress
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from . import cluster, credentials, docker, images, render, volumes
-from .errors import DockerError, PgdockError, UsageError
+from .errors import DockerError, UsageError
 from .spec import Spec, parse
 from .template import environment
 
@@ -147,24 +146,19 @@ def install_node(lab: Lab, client: DockerClient, node_name: str, carrier: str) -
     volumes.ensure(client, names["config"], labels)
     volumes.ensure(client, names["secrets"], labels)
     volumes.install_config(client, carrier, names["config"])
+    deliver_secrets(lab, client, node.name)
+
+
+def deliver_secrets(lab: Lab, client: DockerClient, node_name: str) -> None:
+    """(Re)fills a node's secrets volume from the lab repo's secrets/; hooks see new *.env files at once."""
+    node = lab.lab_spec.member(node_name)
     bundle = credentials.node_bundle(lab.lab_spec, node, lab.repo / "secrets")
-    volumes.install_secrets(client, images.names(lab.spec).base, names["secrets"], bundle)
+    volumes.install_secrets(client, images.names(lab.spec).base, _volume_names(lab, node_name)["secrets"], bundle)
 
 
 def wait_healthy(lab: Lab, timeout: float, progress: Progress) -> list[cluster.NodeStatus]:
-    deadline, last = time.monotonic() + timeout, None
-    while True:
-        rows = cluster.status(lab.lab_spec, lab=True)
-        why = cluster.healthy(lab.lab_spec, rows)
-        if why is None:
-            return rows
-        if why != last:
-            progress(f"waiting: {why}")
-            last = why
-        if time.monotonic() > deadline:
-            raise PgdockError(f"the lab cluster was not healthy after {timeout:.0f} s: {why}. "
-                              f"See `docker logs {lab.container(lab.spec.primary.name)}` and the other nodes' logs.")
-        time.sleep(1)
+    return cluster.wait_healthy(lab.lab_spec, lab=True, timeout=timeout, progress=progress,
+                                hint=f"see `docker logs {lab.container(lab.spec.primary.name)}` and the other nodes")
 
 
 def up(spec_path: Path, spec: Spec, *, timeout: float = 300, no_cache: bool = False, mirror: str | None = None,

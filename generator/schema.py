@@ -80,6 +80,17 @@ SCHEMA: dict[str, Any] = {
                 "mode": {"enum": ["async", "sync"], "default": "async"},
             },
         },
+        "failover": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "detection_seconds": {
+                    "type": "integer", "minimum": 4, "maximum": 300, "default": 10,
+                    "description": "how long the primary must be unreachable before a standby is promoted; "
+                                   "an isolated primary fences itself 4 s sooner",
+                },
+            },
+        },
         "nodes": {"type": "array", "minItems": 1, "items": _node(data=True)},
         "witness": _node(data=False),
         "backup": {

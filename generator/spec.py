@@ -71,6 +71,7 @@ class Spec:
     user: str
     parameters: dict[str, Any]
     replication_mode: str
+    detection_seconds: int
     nodes: tuple[Node, ...]
     witness: Node | None
     backup: Backup | None
@@ -84,6 +85,17 @@ class Spec:
     def members(self) -> tuple[Node, ...]:
         """Data nodes and the witness: everyone repmgr knows about."""
         return self.nodes + ((self.witness,) if self.witness else ())
+
+    @property
+    def reconnect_attempts(self) -> int:
+        """repmgrd's tries before declaring the primary gone. The first failed check (≤ 1 s), the attempts
+        (each up to connect_timeout 2 s + 1 s apart) and the promotion (≈ 3 s) add up to detection_seconds."""
+        return max(1, (self.detection_seconds - 4) // 3)
+
+    @property
+    def fence_seconds(self) -> int:
+        """An isolated primary stops this long after losing every peer: before any standby can promote."""
+        return max(2, self.detection_seconds - 4)
 
     def member(self, name: str) -> Node:
         for node in self.members:
@@ -245,6 +257,7 @@ def _build(data: dict[str, Any]) -> Spec:
         user=pg.get("user", "app"),
         parameters=dict(sorted((pg.get("parameters") or {}).items())),
         replication_mode=(data.get("replication") or {}).get("mode", "async"),
+        detection_seconds=(data.get("failover") or {}).get("detection_seconds", 10),
         nodes=tuple(_node(n, i, witness=False) for i, n in enumerate(data["nodes"])),
         witness=_node(data["witness"], 0, witness=True) if data.get("witness") else None,
         backup=Backup(

@@ -47,3 +47,6 @@ def install_secrets(client: DockerClient, image: str, volume: str, bundle: dict[
                 client.copy(f"{tmp}/.", (holder, "/run/pgdock/secrets"))
             finally:
                 holder.remove(force=True)
+    # owned by the image's postgres user (uid 999), so repmgr's hooks can read their settings
+    docker.call(f"handing {volume} to postgres", client.run, image, ["-R", "999:999", "/run/pgdock/secrets"],
+                entrypoint="chown", volumes=[(volume, "/run/pgdock/secrets")], remove=True)

@@ -20,10 +20,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +44,10 @@ LOG_FIFO = RUN / "postgres.log"
 PG_HELD = RUN / "postgres.held"
 """Present while someone (repmgr, an operator) stopped PostgreSQL on purpose: do not restart it."""
 REPMGRD_HELD = RUN / "repmgrd.held"
+FENCED = RUN / "fenced"
+FORCE_PRIMARY = STATE / "force-primary"
+"""Written by `pgdock-agent unfence`: the operator vouches that this node may start as primary alone."""
+"""Present while this former primary is kept down because it could not prove it is still the only primary."""
 STATUS = RUN / "status"
 """One line the status command shows, e.g. why this node refuses to start."""
 PG_BIN = Path(f"/usr/lib/postgresql/{os.environ.get('PG_VERSION', '17')}/bin")
@@ -123,9 +129,23 @@ def pg_start() -> None:
 
 
 def pg_stop(mode: str = "fast") -> None:
+    """A deliberate stop (repmgr, operator): the supervisor leaves PostgreSQL down until pg_start."""
     PG_HELD.touch()
+    pg_stop_unheld(mode)
+
+
+def pg_stop_unheld(mode: str = "fast") -> None:
+    """A stop the supervisor itself decides on (fencing, stepping down); it decides when to start again."""
     if pg_running():
         pg_ctl("stop", "-w", "-t", "3600", "-m", mode)
+
+
+def current_timeline() -> int | None:
+    try:
+        with local_conn() as conn:
+            return conn.execute(STATE_SQL).fetchone()[1]
+    except psycopg.Error:
+        return None
 
 
 def local_conn(dbname: str = "postgres", user: str = "postgres", **kw) -> psycopg.Connection:
@@ -182,8 +202,6 @@ def install_secrets() -> None:
     hosts = "".join(f"Host {p.address} {p.name}\n  Port {p.ssh_port}\n" for p in peers())
     write_owned(ssh / "config", hosts + "Host *\n  IdentityFile ~/.ssh/id_ed25519\n")
     os.chmod(ssh, 0o700)
-    for extra in sorted(SECRETS.glob("*.env")):  # hook settings (hetzner.env, webhook.env, ...)
-        write_owned(HOME / "secrets" / extra.name, extra.read_bytes())
     if os.getuid() == 0:
         write_owned(Path("/etc/ssh/pgdock_host_ed25519_key"), (SECRETS / "ssh" / "host_ed25519").read_bytes(),
                     owner="root")
@@ -224,6 +242,27 @@ def find_primary() -> PeerState | None:
     """The data peer that is primary now; with several (should never be), the newest timeline."""
     primaries = [s for s in map(probe, data_peers()) if s and not s.in_recovery]
     return max(primaries, key=lambda s: s.timeline, default=None)
+
+
+def reachable(peer: Peer) -> bool:
+    """The peer's host answers on its sshd or PostgreSQL port (a refusal also proves the host is there)."""
+    for port in (peer.ssh_port, peer.port):
+        try:
+            with socket.create_connection((peer.address, port), timeout=1):
+                return True
+        except ConnectionRefusedError:
+            return True
+        except OSError:
+            continue
+    return False
+
+
+def any_member_reachable() -> bool:
+    members = peers()
+    if not members:
+        return True  # a one-node cluster has nobody to ask
+    with ThreadPoolExecutor(len(members)) as pool:
+        return any(pool.map(reachable, members))
 
 
 def local_control() -> dict[str, str]:
@@ -286,6 +325,7 @@ def clone_from(primary: PeerState) -> None:
     PGDATA.mkdir(parents=True, exist_ok=True, mode=0o700)
     shutil.chown(PGDATA, "postgres", "postgres")
     repmgr("-d", conninfo(primary.peer), "standby", "clone", "--fast-checkpoint")
+    record_event(env("PGDOCK_NODE_ID"), "pgdock_clone", "1", "", f"cloned from {primary.peer.name}")
     write_pgdata_conf()
     pg_start()
     repmgr("standby", "register", "--force")
@@ -322,13 +362,21 @@ def rejoin(primary: PeerState) -> bool:
     """Turns this former primary into a standby of `primary` by pg_rewind; False when that failed."""
     set_status(f"former primary: rejoining {primary.peer.name} (timeline {primary.timeline}) with pg_rewind")
     recover_crashed_primary()
-    result = repmgr("node", "rejoin", "-d", conninfo(primary.peer), "--force-rewind", "--no-wait",
+    result = repmgr("node", "rejoin", "-d", conninfo(primary.peer), "--force-rewind",
                     "--config-files=postgresql.conf", check=False)
     if result.returncode != 0:
         return False
+    record_event(env("PGDOCK_NODE_ID"), "pgdock_rejoin", "1", "", f"pg_rewind from {primary.peer.name}")
     write_pgdata_conf()
     pg_start()
+    # rejoin leaves the node's metadata pointing at no upstream when it did not wait; make it exact
+    repmgr("standby", "register", "--force", f"--upstream-node-id={primary_node_id(primary.peer)}", check=False)
     return True
+
+
+def primary_node_id(peer: Peer) -> int:
+    with psycopg.connect(conninfo(peer) + f" password={password('repmgr')}", autocommit=True) as conn:
+        return conn.execute("SELECT node_id FROM repmgr.nodes WHERE type = 'primary' AND active").fetchone()[0]
 
 
 def resume() -> None:
@@ -344,6 +392,12 @@ def resume() -> None:
         return
     primary = find_primary()
     if primary is None:
+        if not any_member_reachable() and not FORCE_PRIMARY.exists():
+            FENCED.touch()
+            set_status("fenced: former primary cannot reach any peer, so it cannot tell whether it was "
+                       "replaced; staying down until a peer answers (`pgdock-agent unfence` overrides)")
+            return
+        FENCED.unlink(missing_ok=True)
         set_status("resuming as primary: no other primary found")
         pg_start()
         return
@@ -357,6 +411,7 @@ def resume() -> None:
         pg_start()
         return
     elif rejoin(primary):
+        FENCED.unlink(missing_ok=True)
         return
     else:
         why = f"{primary.peer.name} is primary on timeline {primary.timeline} (ours: {mine}) and pg_rewind failed"
@@ -411,6 +466,8 @@ class Supervisor:
         self.sshd: subprocess.Popen | None = None
         self.repmgrd: subprocess.Popen | None = None
         self.stopping = threading.Event()
+        self.last_peer_seen = time.monotonic()
+        self.next_primary_check = 0.0
 
     def start_sshd(self) -> None:
         self.sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-p", env("PGDOCK_SSH_PORT")])
@@ -421,12 +478,41 @@ class Supervisor:
             ["repmgrd", "-f", str(REPMGR_CONF), "--daemonize=false"],
             env={**os.environ, "HOME": str(HOME), "PGPASSFILE": str(HOME / ".pgpass")}, **extra)
 
+    def guard_primary(self) -> None:
+        """A running primary stops taking writes when it is cut off from every peer for PGDOCK_FENCE_SECONDS,
+        and steps down (pg_rewind, rejoin) as soon as it sees another primary on a newer timeline."""
+        if any_member_reachable():
+            self.last_peer_seen = time.monotonic()
+        elif time.monotonic() - self.last_peer_seen >= int(env("PGDOCK_FENCE_SECONDS", "8")):
+            FENCED.touch()
+            set_status("fenced: cut off from every peer; stopped PostgreSQL so no write can be lost "
+                       "to a failover on the other side")
+            record_event(env("PGDOCK_NODE_ID"), "pgdock_fenced", "1", "", "primary cut off from every peer")
+            pg_stop_unheld()
+            return
+        if time.monotonic() >= self.next_primary_check:
+            self.next_primary_check = time.monotonic() + 3
+            other = find_primary()
+            mine = current_timeline()
+            if other is not None and mine is not None and other.timeline > mine:
+                set_status(f"another primary ({other.peer.name}, timeline {other.timeline} > {mine}): stepping down")
+                record_event(env("PGDOCK_NODE_ID"), "pgdock_step_down", "1", "",
+                             f"{other.peer.name} is primary on timeline {other.timeline}")
+                pg_stop_unheld()
+                resume()
+
     def tick(self) -> None:
         if self.sshd is None or self.sshd.poll() is not None:
             self.start_sshd()
-        if not PG_HELD.exists() and PGDATA.joinpath("PG_VERSION").exists() and not pg_running():
-            log("PostgreSQL is not running and nobody stopped it on purpose: starting it")
+        role = env("PGDOCK_ROLE")
+        running = pg_running()
+        if running and role != "witness" and not (PGDATA / "standby.signal").exists():
+            self.guard_primary()
+        elif not PG_HELD.exists() and PGDATA.joinpath("PG_VERSION").exists() and not running:
+            if not FENCED.exists():
+                log("PostgreSQL is not running and nobody stopped it on purpose: starting it")
             resume()
+            self.last_peer_seen = time.monotonic()
         repmgrd_alive = self.repmgrd is not None and self.repmgrd.poll() is None
         if not REPMGRD_HELD.exists() and not repmgrd_alive and pg_running() and registered():
             self.start_repmgrd()
@@ -441,11 +527,14 @@ class Supervisor:
         shutil.chown(RUN, "postgres", "postgres")
         PG_HELD.unlink(missing_ok=True)
         REPMGRD_HELD.unlink(missing_ok=True)
+        FENCED.unlink(missing_ok=True)
+        EVENTS.touch()
+        shutil.chown(EVENTS, "postgres", "postgres")
         forward_postgres_log()
         install_secrets()
         self.start_sshd()
         converge()
-        while not self.stopping.wait(2):
+        while not self.stopping.wait(1):
             try:
                 self.tick()
             except (subprocess.CalledProcessError, psycopg.Error) as exc:
@@ -466,23 +555,37 @@ class Supervisor:
 
 # ---------------------------------------------------------------- repmgr callbacks and tools
 
+def event_time(timestamp: str) -> str:
+    """repmgr's "2026-01-02 03:04:05.678+00" or nothing, as ISO 8601 UTC, so logs of all nodes sort together."""
+    try:
+        moment = dt.datetime.fromisoformat(timestamp) if timestamp else dt.datetime.now(dt.UTC)
+    except ValueError:
+        moment = dt.datetime.now(dt.UTC)
+    return moment.astimezone(dt.UTC).isoformat(timespec="milliseconds")
+
+
 def record_event(node_id: str, event: str, success: str, timestamp: str, details: str) -> None:
-    """repmgr's event_notification_command: log the event as JSON, then run the hooks."""
-    payload = {"time": timestamp or dt.datetime.now(dt.UTC).isoformat(), "node_id": int(node_id),
-               "node": env("PGDOCK_NODE", "?"), "event": event, "success": success == "1", "details": details}
-    with EVENTS.open("a") as out:
-        out.write(json.dumps(payload) + "\n")
+    """repmgr's event_notification_command: log the event as JSON, then run the hooks.
+
+    A hook's own result is logged only when it failed or said something, so the log
+    shows real hook activity (a moved failover IP, a webhook error), not no-ops."""
+    payload = {"time": event_time(timestamp), "node_id": int(node_id or 0), "node": env("PGDOCK_NODE", "?"),
+               "event": event, "success": success == "1", "details": details}
+    lines = [payload]
     failover = CONFIG / "shared" / "failover"
     hook_env = {**os.environ, "PGDOCK_EVENT_JSON": json.dumps(payload)}
     hooks = ([str(failover / "hetzner.sh"), event, success],
-             [str(failover / "hook.sh"), event, payload["node"], success, timestamp, details])
+             [str(failover / "hook.sh"), event, payload["node"], success, payload["time"], details])
     for hook in hooks:
-        if Path(hook[0]).exists():
-            result = subprocess.run(hook, env=hook_env, check=False, capture_output=True, text=True, timeout=120)
-            with EVENTS.open("a") as out:
-                out.write(json.dumps({**payload, "event": f"hook:{Path(hook[0]).name}",
-                                      "success": result.returncode == 0,
-                                      "details": (result.stdout + result.stderr).strip()[-500:]}) + "\n")
+        if not Path(hook[0]).exists():
+            continue
+        result = subprocess.run(hook, env=hook_env, check=False, capture_output=True, text=True, timeout=120)
+        said = (result.stdout + result.stderr).strip()
+        if result.returncode != 0 or said:
+            lines.append({**payload, "time": event_time(""), "event": f"hook:{Path(hook[0]).name}",
+                          "success": result.returncode == 0, "details": said[-500:]})
+    with EVENTS.open("a") as out:
+        out.writelines(json.dumps(line) + "\n" for line in lines)
 
 
 def install_config(source: Path, target: Path) -> None:
@@ -597,6 +700,10 @@ def main(argv: list[str]) -> int:
         signal_named("repmgrd", signal.SIGTERM)
     elif command == "repmgrd-start":
         REPMGRD_HELD.unlink(missing_ok=True)
+    elif command == "unfence":
+        FORCE_PRIMARY.touch()
+        print("this node may now start as primary without reaching a peer; remove "
+              f"{FORCE_PRIMARY} once the cluster is whole again")
     elif command == "state":
         print(json.dumps(node_state()))
     else:

@@ -86,3 +86,11 @@ def lab3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
     the_cluster = bring_up(tmp_path_factory.mktemp("lab3"), "lab3.yaml")
     yield the_cluster
     lab.down(the_cluster.spec_path, the_cluster.spec, remove_volumes=True, progress=lambda m: None)
+
+
+@pytest.fixture(scope="session")
+def lab2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
+    """Two data nodes and a witness in synchronous mode."""
+    the_cluster = bring_up(tmp_path_factory.mktemp("lab2"), "lab2.yaml")
+    yield the_cluster
+    lab.down(the_cluster.spec_path, the_cluster.spec, remove_volumes=True, progress=lambda m: None)

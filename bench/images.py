@@ -1,0 +1,151 @@
+"""Image sizes and build times: base image, config carrier, cold/warm base build, Debian bootstrap.
+
+    python bench/images.py [--skip-cold] [--skip-bootstrap]
+
+Only bench-only tags are created and removed (pgdock/base-bench:pg17, pgdock/debian-bench:trixie,
+pgdock/benchcarrier-n1-config:*); pgdock/base:pg17, pgdock/backup:pg17 and pgdock/debian:trixie are
+only read, never rebuilt, retagged or removed: the e2e tests use them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from common import REPO, metric, save, sh
+
+BASE, DEBIAN = "pgdock/base:pg17", "pgdock/debian:trixie"
+BENCH_BASE, BENCH_DEBIAN = "pgdock/base-bench:pg17", "pgdock/debian-bench:trixie"
+PROTECTED = {BASE, "pgdock/backup:pg17", DEBIAN}
+# Published figures, for comparison only (not measured here).
+OFFICIAL_POSTGRES_17 = 430e6  # postgres:17 (Debian), uncompressed, ~430 MB
+CNPG_MINIMAL = 232e6  # CloudNativePG postgresql:17-minimal, as published
+PG_DOCK_CARRIER = 1.17e6  # pg-dock's config image, own layers (habr.com/ru/articles/334484)
+
+
+def inspect(image: str) -> dict:
+    return json.loads(sh("docker", "image", "inspect", image))[0]
+
+
+def layers(image: str) -> list[dict[str, str]]:
+    """`docker history` rows, newest first: size and the instruction that made the layer."""
+    out = sh("docker", "history", "--no-trunc", "--format", "{{json .}}", image)
+    return [{"size": row["Size"], "created_by": row["CreatedBy"][:160]} for row in map(json.loads, out.splitlines())]
+
+
+def slim_leftovers(image: str) -> int:
+    """Bytes under the paths images.bootstrap means to empty (docs, man pages, locales) in `image`."""
+    out = sh("docker", "run", "--rm", "--entrypoint", "du", image, "-skc",
+             "/usr/share/doc", "/usr/share/man", "/usr/share/locale", check=False)
+    return int(out.splitlines()[-1].split()[0]) * 1024 if out else -1
+
+
+def unpurged(image: str) -> str:
+    """Packages base-image/Dockerfile means to purge (LLVM, z3) that are still installed, with sizes."""
+    out = sh("docker", "run", "--rm", "--entrypoint", "dpkg-query", image, "-W",
+             "-f", "${db:Status-Abbrev}${Package} ${Installed-Size}\n", "libllvm*", "libz3-*", check=False)
+    rows = [line.split()[1:] for line in out.splitlines() if line.startswith("ii")]
+    return ", ".join(f"{name} ({int(kib) / 1e3:.0f} MB)" for name, kib in rows) or "none"
+
+
+def remove_tag(tag: str) -> None:
+    """Untags a bench-only image (never forced: an image also tagged otherwise just loses this tag)."""
+    assert tag not in PROTECTED, tag
+    subprocess.run(["docker", "image", "rm", tag], capture_output=True, check=False)
+
+
+def build_base(context: Path, no_cache: bool) -> float:
+    command = ["docker", "buildx", "build", "--load", "-t", BENCH_BASE,
+               "--build-arg", f"DEBIAN_IMAGE={DEBIAN}", "--build-arg", "PG_VERSION=17", str(context)]
+    if no_cache:
+        command.insert(3, "--no-cache")
+    start = time.perf_counter()
+    subprocess.run(command, check=True, capture_output=True)
+    return time.perf_counter() - start
+
+
+def carrier_own_size() -> tuple[int, int, list[dict[str, str]]]:
+    """Builds one node's config carrier of a shop-like spec; returns (carrier size, base size, own layers)."""
+    from generator import images, render, spec
+
+    with tempfile.TemporaryDirectory(prefix="pgdock-bench-") as tmp:
+        spec_path = Path(tmp) / "cluster.yaml"
+        text = (REPO / "examples" / "shop.yaml").read_text().replace("cluster: shop", "cluster: benchcarrier")
+        spec_path.write_text(text)
+        loaded = spec.load(spec_path)
+        render.write(loaded, render.plan(loaded, text), Path(tmp) / "repo")
+        tag = images.build_config(loaded, Path(tmp) / "repo", loaded.nodes[0])
+    try:
+        carrier, base = inspect(tag), inspect(BASE)
+        if carrier["RootFS"]["Layers"][:len(base["RootFS"]["Layers"])] != base["RootFS"]["Layers"]:
+            raise SystemExit(f"{tag} was not built on the current {BASE}; rerun")
+        own = layers(tag)[:len(layers(tag)) - len(layers(BASE))]
+        return carrier["Size"], base["Size"], own
+    finally:
+        remove_tag(tag)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--skip-cold", action="store_true", help="skip the --no-cache build of the base image")
+    parser.add_argument("--skip-bootstrap", action="store_true", help="skip debootstrap + docker import")
+    args = parser.parse_args()
+
+    base = inspect(BASE)
+    debian_size, debian_left = inspect(DEBIAN)["Size"], slim_leftovers(DEBIAN)
+    metrics = [
+        metric("base image size (pgdock/base:pg17)", base["Size"], "bytes", "≤ 300 MB", base["Size"] <= 300e6,
+               f"docker image inspect Size; of which Debian base {debian_size / 1e6:.0f} MB "
+               f"({debian_left / 1e6:.0f} MB of it docs/man/locales); still installed of what the Dockerfile "
+               f"purges: {unpurged(BASE)}; "
+               f"published: postgres:17 ~{OFFICIAL_POSTGRES_17 / 1e6:.0f} MB, "
+               f"CloudNativePG minimal {CNPG_MINIMAL / 1e6:.0f} MB"),
+    ]
+    base_layers = layers(BASE)
+
+    carrier, base_size, own = carrier_own_size()
+    metrics.append(metric("config-carrier image own size", carrier - base_size, "bytes", "≤ 100 kB",
+                          carrier - base_size <= 100e3,
+                          f"carrier Size − base Size (shop-like spec, node n1); {len(own)} own layers; "
+                          f"pg-dock's was {PG_DOCK_CARRIER / 1e6:.2f} MB", own_layers=own))
+
+    with tempfile.TemporaryDirectory(prefix="pgdock-bench-") as tmp:
+        context = Path(tmp) / "base-image"
+        shutil.copytree(REPO / "base-image", context)  # a snapshot: concurrent edits do not change the build
+        try:
+            if not args.skip_cold:
+                cold = build_base(context, no_cache=True)
+                bench_size = inspect(BENCH_BASE)["Size"]
+                metrics.append(metric("base image cold build (--no-cache)", cold, "s", "", None,
+                                      f"FROM {DEBIAN}, apt from the Debian mirror over the network; one run; "
+                                      f"result {bench_size / 1e6:.0f} MB"))
+            warm = [build_base(context, no_cache=False) for _ in range(3)]
+            metrics.append(metric("base image warm rebuild (cached), median", sorted(warm)[1], "s", "", None,
+                                  f"max {max(warm):.2f} s over 3 runs", samples=warm))
+        finally:
+            remove_tag(BENCH_BASE)
+
+    if not args.skip_bootstrap:
+        from generator import images
+
+        try:
+            start = time.perf_counter()
+            images.bootstrap("trixie", BENCH_DEBIAN, progress=lambda message: None)
+            took = time.perf_counter() - start
+            size, left = inspect(BENCH_DEBIAN)["Size"], slim_leftovers(BENCH_DEBIAN)
+            metrics.append(metric("Debian trixie debootstrap + docker import", took, "s", "", None,
+                                  f"images.bootstrap, minbase, default mirror; one run; image {size / 1e6:.0f} MB, "
+                                  f"of which {left / 1e6:.1f} MB docs/man/locales"))
+        finally:
+            remove_tag(BENCH_DEBIAN)
+
+    save("images", metrics, base_layers=base_layers)
+
+
+if __name__ == "__main__":
+    main()

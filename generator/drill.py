@@ -1,0 +1,242 @@
+"""`pgdock-gen drill`: a failure rehearsed on the lab cluster under a write load, and what it cost.
+
+A writer commits numbered rows through the read-write multi-host URI (as an
+application would) and remembers every acknowledged commit; a sampler asks each
+data node, from inside its container, whether it accepts writes. After the fault
+and the recovery, the report says how long writes failed, how many acknowledged
+commits are missing, and whether two nodes ever accepted writes at once.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import psycopg
+
+from . import cluster, events, lab, switchover
+from .errors import PgdockError
+from .spec import Spec
+
+SCENARIOS = ("kill-primary", "isolate-primary", "kill-standby", "restart-all", "switchover")
+TABLE = "pgdock_drill"
+Progress = Callable[[str], None]
+
+
+@dataclass
+class Ack:
+    id: int
+    at: float
+    server: str
+
+
+class WriteLoad:
+    """Commits one numbered row at a time through the multi-host URI; reconnects after every failure."""
+
+    def __init__(self, spec: Spec, password: str, ca_file: str, pause: float = 0.02):
+        self.conninfo = psycopg.conninfo.make_conninfo(
+            host=",".join(n.address for n in spec.nodes), port=",".join(str(n.port) for n in spec.nodes),
+            dbname=spec.database, user=spec.user, password=password, sslmode="verify-ca", sslrootcert=ca_file,
+            target_session_attrs="read-write", connect_timeout=2,
+            # a primary that vanishes mid-query must not hang the writer: TCP keepalives notice in ~4 s
+            keepalives_idle=2, keepalives_interval=1, keepalives_count=2, tcp_user_timeout=4000)
+        self.pause = pause
+        self.acks: list[Ack] = []
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._next = 0
+
+    def prepare(self) -> None:
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (id bigint PRIMARY KEY, at timestamptz)")
+            self._next = conn.execute(f"SELECT coalesce(max(id), 0) FROM {TABLE}").fetchone()[0]
+
+    def _run(self) -> None:
+        conn = None
+        while not self._stop.is_set():
+            try:
+                if conn is None:
+                    conn = psycopg.connect(self.conninfo, autocommit=True)
+                self._next += 1
+                server = conn.execute(f"INSERT INTO {TABLE} VALUES (%s, now()) RETURNING host(inet_server_addr())",
+                                      (self._next,)).fetchone()[0]
+                self.acks.append(Ack(self._next, time.monotonic(), server))
+            except psycopg.Error:
+                self.errors += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+                self._stop.wait(0.2)
+                continue
+            self._stop.wait(self.pause)
+        if conn is not None:
+            conn.close()
+
+    def start(self) -> None:
+        self.prepare()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def lost(self) -> list[int]:
+        """Acknowledged ids missing from the table on today's primary."""
+        with psycopg.connect(self.conninfo, autocommit=True) as conn:
+            present = {row[0] for row in conn.execute(f"SELECT id FROM {TABLE}")}
+        return sorted(a.id for a in self.acks if a.id not in present)
+
+
+class WritableSampler:
+    """Every ~0.3 s asks each data node, through `docker exec`, whether it accepts writes right now."""
+
+    def __init__(self, spec: Spec):
+        self.targets = [t for t in cluster.targets(spec, lab=True) if not t.node.witness]
+        self.samples: list[tuple[float, frozenset[str]]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _writable(self, target: cluster.Target) -> bool:
+        from python_on_whales.exceptions import DockerException
+
+        try:
+            out = target.client.execute(target.container, ["psql", "-XAtq", "-h", "/var/run/postgresql", "-p",
+                                                           str(target.node.port), "-U", "postgres", "-c",
+                                                           "SELECT NOT pg_is_in_recovery()"], user="postgres")
+        except DockerException:
+            return False
+        return out.strip() == "t"
+
+    def _run(self) -> None:
+        with ThreadPoolExecutor(len(self.targets)) as pool:
+            while not self._stop.is_set():
+                at = time.monotonic()
+                flags = list(pool.map(self._writable, self.targets))
+                self.samples.append((at, frozenset(t.node.name for t, f in zip(self.targets, flags, strict=True)
+                                                   if f)))
+                self._stop.wait(0.3)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+    def max_writable(self) -> int:
+        return max((len(s) for _, s in self.samples), default=0)
+
+
+@dataclass
+class Report:
+    scenario: str
+    old_primary: str
+    new_primary: str
+    writes_resumed_after_s: float | None
+    longest_write_gap_s: float
+    acked_commits: int
+    lost_commits: int
+    max_writable_primaries: int
+    recovered_after_s: float
+    rejoined_by: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _wait_new_primary(spec: Spec, old: str, timeout: float) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        primaries = [r.name for r in cluster.status(spec, lab=True) if r.role == "primary" and r.name != old]
+        if primaries:
+            return primaries[0]
+        time.sleep(0.5)
+    raise PgdockError(f"no standby was promoted within {timeout:.0f} s after the primary {old} failed")
+
+
+def _rejoin_method(spec: Spec, node: str, since_iso: str) -> str:
+    """How `node` came back after the fault, from the agent's own events: clone, pg_rewind or a plain resume."""
+    mine = [e["event"] for e in events.collect(spec, lab=True) if e["node"] == node and e["time"] >= since_iso]
+    if "pgdock_clone" in mine:
+        return "clone"
+    if "pgdock_rejoin" in mine:
+        return "pg_rewind"
+    return "resume"
+
+
+def _inject(scenario: str, lab_: lab.Lab, old: str, progress: Progress) -> tuple[str, str | None]:
+    """Causes the fault; returns (new primary, node to check for its rejoin method)."""
+    spec = lab_.lab_spec
+    if scenario == "kill-primary":
+        lab.container_action(lab_.spec, old, "kill")
+        new = _wait_new_primary(spec, old, 90)
+        progress(f"{new} promoted; starting {old} again")
+        lab.container_action(lab_.spec, old, "start")
+        return new, old
+    if scenario == "isolate-primary":
+        lab.container_action(lab_.spec, old, "isolate")
+        new = _wait_new_primary(spec, old, 90)
+        progress(f"{new} promoted; healing {old}")
+        time.sleep(3)
+        lab.container_action(lab_.spec, old, "heal")
+        return new, old
+    if scenario == "kill-standby":
+        standby = next(n.name for n in spec.nodes if n.name != old)
+        lab.container_action(lab_.spec, standby, "kill")
+        time.sleep(5)
+        lab.container_action(lab_.spec, standby, "start")
+        return old, standby
+    if scenario == "restart-all":
+        for node in reversed(spec.members):
+            lab.container_action(lab_.spec, node.name, "stop")
+        for node in spec.members:
+            lab.container_action(lab_.spec, node.name, "start")
+        return old, None
+    if scenario == "switchover":
+        rows = cluster.status(spec, lab=True)
+        candidates = [r for r in rows if switchover.check(spec, r.name, rows) is None]
+        if not candidates:
+            raise PgdockError("no standby can take over right now; see `pgdock-gen status --lab`")
+        best = max(candidates, key=lambda r: spec.member(r.name).priority)
+        switchover.switchover(spec, best.name, lab=True, force=False, progress=progress)
+        return best.name, old
+    raise PgdockError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
+
+
+def run(lab_: lab.Lab, scenario: str, *, progress: Progress = print, settle_timeout: float = 180) -> Report:
+    """Runs one scenario on a healthy lab cluster and reports; the cluster ends healthy or this raises."""
+    spec = lab_.lab_spec
+    rows = cluster.wait_healthy(spec, lab=True, timeout=60, progress=progress)
+    old = next(r.name for r in rows if r.role == "primary")
+    secrets = lab_.repo / "secrets"
+    load = WriteLoad(spec, (secrets / "passwords" / "app").read_text().strip(), str(secrets / "tls" / "ca.crt"))
+    sampler = WritableSampler(spec)
+    load.start()
+    sampler.start()
+    time.sleep(2)
+    progress(f"{scenario}: primary is {old}; writing {len(load.acks)} rows so far")
+    fault_at = time.monotonic()
+    since_iso = datetime.now(UTC).isoformat(timespec="milliseconds")
+    try:
+        new, rejoiner = _inject(scenario, lab_, old, progress)
+        cluster.wait_healthy(spec, lab=True, timeout=settle_timeout, progress=progress)
+        recovered = time.monotonic() - fault_at
+        time.sleep(2)
+    finally:
+        load.stop()
+        sampler.stop()
+    new_address = spec.member(new).address
+    after = [a for a in load.acks if a.at > fault_at]
+    resumed = next((a.at - fault_at for a in after if a.server == new_address), None) if new != old else None
+    stamps = [fault_at] + [a.at for a in after]
+    gap = max((b - a for a, b in zip(stamps, stamps[1:], strict=False)), default=0.0)
+    return Report(scenario=scenario, old_primary=old, new_primary=new,
+                  writes_resumed_after_s=None if resumed is None else round(resumed, 2),
+                  longest_write_gap_s=round(gap, 2), acked_commits=len(load.acks), lost_commits=len(load.lost()),
+                  max_writable_primaries=sampler.max_writable(), recovered_after_s=round(recovered, 2),
+                  rejoined_by=_rejoin_method(spec, rejoiner, since_iso) if rejoiner else "-")
