@@ -182,8 +182,9 @@ def node_bundle(spec: Spec, node: Node, directory: Path) -> dict[str, bytes]:
     """The secrets one node receives, under the names the base image's agent expects.
 
     A node gets its own TLS key and SSH host key, never another node's; `*.env`
-    files at the top of `secrets/` (hetzner.env, webhook.env, s3.env) go to every
-    node, and `secrets/nodes/<name>/*.env` override them for one node.
+    files at the top of `secrets/` (hetzner.env, webhook.env, s3.env) and the S3
+    store's CA (`s3-ca.crt`) go to every node, and `secrets/nodes/<name>/*.env`
+    override them for one node.
     """
     bundle = {f"passwords/{role}": (directory / "passwords" / role).read_bytes() for role in PASSWORDS}
     ssh, tls = directory / "ssh", directory / "tls"
@@ -198,4 +199,6 @@ def node_bundle(spec: Spec, node: Node, directory: Path) -> dict[str, bytes]:
     }
     for folder in (directory, directory / "nodes" / node.name):
         bundle |= {env.name: env.read_bytes() for env in sorted(folder.glob("*.env"))}
+    if (directory / "s3-ca.crt").exists():
+        bundle["s3-ca.crt"] = (directory / "s3-ca.crt").read_bytes()
     return bundle

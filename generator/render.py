@@ -35,6 +35,9 @@ def plan(spec: Spec, spec_text: str) -> dict[str, File]:
     """Every file of the cluster repo (secrets excepted), keyed by relative path."""
     env = environment()
     images = names(spec)
+    backup = spec.backup
+    extra = {"backup_url": f"s3://{backup.s3.bucket}/{backup.s3.prefix.strip('/')}".rstrip("/") if backup else "",
+             "s3_endpoint": backup.s3.endpoint if backup else None}
     files: dict[str, File] = {"cluster.yaml": File(spec_text.encode(), 0o644)}
 
     def add(template_dir: str, target: Path, **context: object) -> None:
@@ -42,7 +45,7 @@ def plan(spec: Spec, spec_text: str) -> dict[str, File]:
             relative = source.relative_to(TEMPLATES / template_dir)
             if source.suffix == ".j2":
                 template = env.get_template(f"{template_dir}/{relative.as_posix()}")
-                content = template.render(spec=spec, images=images, **context).encode()
+                content = template.render(spec=spec, images=images, **extra, **context).encode()
             else:
                 content = source.read_bytes()
             files[(target / output_name(relative)).as_posix()] = File(content, _mode(source))

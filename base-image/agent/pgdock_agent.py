@@ -202,9 +202,32 @@ def install_secrets() -> None:
     hosts = "".join(f"Host {p.address} {p.name}\n  Port {p.ssh_port}\n" for p in peers())
     write_owned(ssh / "config", hosts + "Host *\n  IdentityFile ~/.ssh/id_ed25519\n")
     os.chmod(ssh, 0o700)
+    write_s3_config()
     if os.getuid() == 0:
         write_owned(Path("/etc/ssh/pgdock_host_ed25519_key"), (SECRETS / "ssh" / "host_ed25519").read_bytes(),
                     owner="root")
+
+
+def write_s3_config() -> None:
+    """~/.aws for barman-cloud (archive_command, backups, restores): keys from the secret s3.env,
+    endpoint details from the env file. Checksums only when required: many S3-compatible stores
+    reject the ones boto3 adds by default since 1.36."""
+    source = SECRETS / "s3.env"
+    if not source.exists():
+        return
+    values = dict(line.split("=", 1) for line in source.read_text().splitlines() if "=" in line
+                  and not line.startswith("#"))
+    keys = {k: values.get(k, "").strip().strip("'\"") for k in
+            ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")}
+    write_owned(HOME / ".aws" / "credentials", "[default]\n" + "".join(
+        f"{k.lower()} = {v}\n" for k, v in keys.items() if v))
+    style = "path" if os.environ.get("PGDOCK_S3_PATH_STYLE") == "true" else "auto"
+    config = (f"[default]\nregion = {os.environ.get('PGDOCK_S3_REGION', 'us-east-1')}\n"
+              f"s3 =\n  addressing_style = {style}\n"
+              "request_checksum_calculation = when_required\nresponse_checksum_validation = when_required\n")
+    if (SECRETS / "s3-ca.crt").exists():
+        config += f"ca_bundle = {SECRETS / 's3-ca.crt'}\n"
+    write_owned(HOME / ".aws" / "config", config)
 
 
 # ---------------------------------------------------------------- cluster discovery
@@ -365,7 +388,12 @@ def rejoin(primary: PeerState) -> bool:
     result = repmgr("node", "rejoin", "-d", conninfo(primary.peer), "--force-rewind",
                     "--config-files=postgresql.conf", check=False)
     if result.returncode != 0:
-        return False
+        # repmgr can report a failure after the node did come up as a standby (its post-start
+        # checks race the restart); the outcome is what matters
+        time.sleep(2)
+        if not (pg_running() and (PGDATA / "standby.signal").exists()):
+            return False
+        log("repmgr node rejoin reported a failure, but the node runs as a standby: continuing")
     record_event(env("PGDOCK_NODE_ID"), "pgdock_rejoin", "1", "", f"pg_rewind from {primary.peer.name}")
     write_pgdata_conf()
     pg_start()
@@ -672,7 +700,26 @@ def health() -> int:
     return ready.returncode
 
 
+def to_container_log(message: str) -> None:
+    """repmgr swallows its callbacks' output; the log FIFO puts our messages in `docker logs`."""
+    try:
+        fd = os.open(LOG_FIFO, os.O_WRONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "w") as fifo:
+            fifo.write(f"pgdock-agent[{os.environ.get('PGDOCK_NODE', '?')}]: {message}\n")
+    except OSError:
+        log(message)
+
+
 def main(argv: list[str]) -> int:
+    try:
+        return dispatch(argv)
+    except (subprocess.CalledProcessError, psycopg.Error, OSError) as exc:
+        detail = getattr(exc, "stderr", None) or ""
+        to_container_log(f"{' '.join(argv) or 'run'} failed: {exc} {detail}".strip())
+        return 1
+
+
+def dispatch(argv: list[str]) -> int:
     command, args = (argv[0], argv[1:]) if argv else ("run", [])
     if command == "run":
         Supervisor().run()

@@ -11,7 +11,7 @@ case "$event" in
     repmgrd_failover_promote | standby_promote | standby_switchover) ;;
     *) exit 0 ;;
 esac
-conf=/var/lib/postgresql/secrets/hetzner.env
+conf=/run/pgdock/secrets/hetzner.env
 [ "$success" = 1 ] && [ -r "$conf" ] || exit 0
 # shellcheck disable=SC1090
 . "$conf"

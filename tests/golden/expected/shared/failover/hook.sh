@@ -8,7 +8,7 @@ here=$(dirname "$0")
 if [ -x "$here/user-hook" ]; then
     "$here/user-hook" "$@"
 fi
-conf=/var/lib/postgresql/secrets/webhook.env
+conf=/run/pgdock/secrets/webhook.env
 if [ -r "$conf" ]; then
     # shellcheck disable=SC1090
     . "$conf"
