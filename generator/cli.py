@@ -211,7 +211,8 @@ def lab() -> None:
 @click.option("--no-cache", is_flag=True, help="Rebuild images from scratch.")
 @MIRROR_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
-def lab_up(spec_path: Path, timeout: int, no_cache: bool, mirror: str | None, as_json: bool) -> None:
+@click.option("--s3", is_flag=True, help="Also run an S3-protocol server and send the cluster's backups to it.")
+def lab_up(spec_path: Path, timeout: int, no_cache: bool, mirror: str | None, as_json: bool, s3: bool) -> None:
     """Render, build and start every node; wait until healthy; print the status.
 
     \b
@@ -221,23 +222,29 @@ def lab_up(spec_path: Path, timeout: int, no_cache: bool, mirror: str | None, as
     from . import lab as labs
 
     spec = _load(spec_path)
-    _, rows = labs.up(spec_path, spec, timeout=timeout, no_cache=no_cache, mirror=mirror, progress=_progress)
+    _, rows = labs.up(spec_path, spec, timeout=timeout, no_cache=no_cache, mirror=mirror, s3=s3, progress=_progress)
     _print_status(spec, rows, as_json)
 
 
 @lab.command("down")
 @SPEC_OPTION
 @click.option("--volumes", "remove_volumes", is_flag=True, help="Also delete the nodes' data.")
-def lab_down(spec_path: Path, remove_volumes: bool) -> None:
+@click.option("--as", "name", help="A lab cluster made from this spec under another name (e.g. by restore).")
+def lab_down(spec_path: Path, remove_volumes: bool, name: str | None) -> None:
     """Stop and remove the lab's containers (and with --volumes its data).
 
     \b
-    Example:
+    Examples:
       pgdock-gen lab down -f cluster.yaml --volumes
+      pgdock-gen lab down -f cluster.yaml --as shop-restore --volumes
     """
     from . import lab as labs
+    from .spec import parse
 
-    labs.down(spec_path, _load(spec_path), remove_volumes=remove_volumes, progress=_progress)
+    spec = _load(spec_path)
+    if name:
+        spec = parse(json.dumps(dict(spec.raw, cluster=name)), f"{spec_path} (as {name})")
+    labs.down(spec_path, spec, remove_volumes=remove_volumes, progress=_progress)
 
 
 def _lab_node_command(action: str, doc: str) -> None:
@@ -384,6 +391,149 @@ def drill(spec_path: Path, scenario: str, as_json: bool) -> None:
         return
     for key, value in report.as_dict().items():
         click.echo(f"{key:>24}: {value}")
+
+
+def _backup_target(spec_path: Path, in_lab: bool):
+    """The spec and secrets folder that backups of this cluster use (the lab's when --lab)."""
+    spec = _load(spec_path)
+    if not in_lab:
+        return spec, spec_path.parent / "secrets"
+    from . import docker
+    from . import lab as labs
+
+    the_lab = labs.prepare(spec_path, spec, s3=docker.client().container.exists(f"{spec.cluster}-s3"))
+    return the_lab.lab_spec, the_lab.repo / "secrets"
+
+
+@cli.group("backup")
+def backup_group() -> None:
+    """Base backups and WAL in S3 (barman-cloud).
+
+    \b
+    Examples:
+      pgdock-gen backup now -f cluster.yaml
+      pgdock-gen backup list -f cluster.yaml
+      pgdock-gen backup check -f cluster.yaml --max-backup-age 26h --max-wal-age 10m
+    """
+
+
+@backup_group.command("now")
+@SPEC_OPTION
+@LAB_OPTION
+def backup_now(spec_path: Path, in_lab: bool) -> None:
+    """Take a base backup on the primary now (then apply retention).
+
+    \b
+    Example:
+      pgdock-gen backup now -f cluster.yaml
+    """
+    from . import backup, cluster
+
+    spec, _ = _backup_target(spec_path, in_lab)
+    backup.location(spec)
+    rows = cluster.status(spec, lab=in_lab)
+    primary = next((r.name for r in rows if r.role == "primary"), None)
+    if primary is None:
+        raise PgdockError("no primary is running; a base backup is taken on the primary")
+    target = next(t for t in cluster.targets(spec, lab=in_lab) if t.node.name == primary)
+    _progress(f"base backup on {primary}")
+    click.echo(backup.run_now(target).strip())
+
+
+@backup_group.command("list")
+@SPEC_OPTION
+@LAB_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def backup_list(spec_path: Path, in_lab: bool, as_json: bool) -> None:
+    """Base backups (time, size, WAL range) and the newest archived WAL.
+
+    \b
+    Example:
+      pgdock-gen backup list -f cluster.yaml
+    """
+    from dataclasses import asdict
+
+    from . import backup
+
+    spec, secrets = _backup_target(spec_path, in_lab)
+    loc = backup.location(spec)
+    s3 = backup.client(loc, backup.credentials(secrets))
+    backups, wal = backup.list_backups(s3, loc), backup.newest_wal(s3, loc)
+    if as_json:
+        click.echo(json.dumps({"backups": [asdict(b) for b in backups],
+                               "newest_wal": wal and {"name": wal[0], "stored": wal[1].isoformat()}}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"base backups in {loc.url}/{loc.server}", title_justify="left")
+    for column in ("id", "status", "begin", "end", "size MB", "WAL from", "WAL to"):
+        table.add_column(column)
+    for b in backups:
+        table.add_row(b.id, b.status, b.begin_time[:19], b.end_time[:19], f"{b.size / 1e6:.1f}", b.begin_wal,
+                      b.end_wal)
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(table)
+    console.print(f"newest WAL: {wal[0]} stored {wal[1]:%Y-%m-%d %H:%M:%S} UTC" if wal else "no archived WAL yet")
+
+
+def _duration(text: str) -> object:
+    import datetime as dt
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return dt.timedelta(seconds=float(text[:-1]) * units[text[-1]])
+    except (KeyError, ValueError, IndexError):
+        raise click.BadParameter(f"{text!r}: use a number with s, m, h or d, e.g. 26h") from None
+
+
+@backup_group.command("check")
+@SPEC_OPTION
+@LAB_OPTION
+@click.option("--max-backup-age", default="26h", show_default=True, help="Newest base backup may be this old.")
+@click.option("--max-wal-age", default="10m", show_default=True, help="Newest archived WAL may be this old.")
+def backup_check(spec_path: Path, in_lab: bool, max_backup_age: str, max_wal_age: str) -> None:
+    """Exit 1 with the reason when backups are stale or missing (for monitoring).
+
+    \b
+    Example:
+      pgdock-gen backup check -f cluster.yaml --max-wal-age 5m || alert
+    """
+    from . import backup
+
+    spec, secrets = _backup_target(spec_path, in_lab)
+    loc = backup.location(spec)
+    found = backup.problems(backup.client(loc, backup.credentials(secrets)), loc,
+                            max_backup_age=_duration(max_backup_age), max_wal_age=_duration(max_wal_age))
+    if found:
+        raise PgdockError("backup check failed: " + "; ".join(found))
+    click.echo(f"backups of {spec.cluster} in {loc.url} are fresh")
+
+
+@cli.command()
+@SPEC_OPTION
+@click.option("--to", "to", help="Point in time to restore to, e.g. '2026-11-25 17:03:00+00' (UTC if no zone).")
+@click.option("--latest", is_flag=True, help="Restore everything archived.")
+@click.option("--as", "name", help="Name of the new lab cluster (default: <cluster>-restore).")
+@click.option("--timeout", default=900, show_default=True, help="Seconds to wait for the restored cluster.")
+def restore(spec_path: Path, to: str | None, latest: bool, name: str | None, timeout: int) -> None:
+    """Restore the cluster's backups into a NEW lab cluster and verify it reached the target.
+
+    \b
+    Examples:
+      pgdock-gen restore -f cluster.yaml --latest
+      pgdock-gen restore -f cluster.yaml --to '2026-11-25 17:03:00+00' --as shop-check
+    """
+    from . import restore as restores
+
+    spec = _load(spec_path)
+    result = restores.restore(spec_path, spec, to=to, latest=latest, name=name, timeout=timeout,
+                              progress=_progress)
+    click.echo(f"restored into lab cluster {result.lab.spec.cluster}: target {result.target}, "
+               f"last replayed commit {result.recovered_to}")
+    from . import cluster
+
+    _print_status(result.lab.lab_spec, cluster.status(result.lab.lab_spec, lab=True), False)
 
 
 def render_for_cookiecutter(spec_path: Path) -> int:

@@ -52,6 +52,8 @@ class NodeStatus:
     reachable: bool
     registered: bool
     detail: str
+    archiving: str | None = None
+    """On the primary with backups: `ok`, or why WAL is not reaching S3."""
 
 
 def agent_state(target: Target) -> dict[str, Any] | None:
@@ -83,7 +85,8 @@ def status(spec: Spec, *, lab: bool) -> list[NodeStatus]:
             name=target.node.name, role=state["role"], upstream=state["upstream"], timeline=state["timeline"],
             lag_bytes=lag.get("lag_bytes", state["lag_bytes"]),
             lag_seconds=lag.get("lag_seconds", state["lag_seconds"]),
-            repmgrd=state["repmgrd"], reachable=True, registered=state["registered"], detail=state["status"]))
+            repmgrd=state["repmgrd"], reachable=True, registered=state["registered"], detail=state["status"],
+            archiving=state.get("archiving")))
     return rows
 
 
@@ -125,7 +128,7 @@ def wait_healthy(spec: Spec, *, lab: bool, timeout: float, progress: Callable[[s
 
 
 def status_json(spec: Spec, rows: list[NodeStatus]) -> str:
-    keys = ("name", "role", "upstream", "timeline", "lag_bytes", "lag_seconds", "repmgrd", "reachable")
+    keys = ("name", "role", "upstream", "timeline", "lag_bytes", "lag_seconds", "repmgrd", "reachable", "archiving")
     return json.dumps({"cluster": spec.cluster, "nodes": [{k: asdict(r)[k] for k in keys} for r in rows]}, indent=2)
 
 
@@ -140,7 +143,9 @@ def status_table(spec: Spec, rows: list[NodeStatus]):
         table.add_row(r.name, r.role, r.upstream or "-", str(r.timeline or "-"),
                       "-" if r.lag_bytes is None else str(r.lag_bytes),
                       "-" if r.lag_seconds is None else f"{r.lag_seconds:.1f}",
-                      "yes" if r.repmgrd else "no", "yes" if r.reachable else "no", r.detail, style=style)
+                      "yes" if r.repmgrd else "no", "yes" if r.reachable else "no",
+                      r.detail if r.archiving in (None, "ok", "off") else f"{r.detail}; archive {r.archiving}",
+                      style=style)
     return table
 
 

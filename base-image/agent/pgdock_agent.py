@@ -354,6 +354,60 @@ def clone_from(primary: PeerState) -> None:
     repmgr("standby", "register", "--force")
 
 
+def barman_cloud_args() -> list[str]:
+    endpoint = os.environ.get("PGDOCK_S3_ENDPOINT")
+    return ["--cloud-provider", "aws-s3"] + (["--endpoint-url", endpoint] if endpoint else [])
+
+
+def choose_backup(source: str, server: str, target: str) -> str:
+    """The newest completed base backup that ended before the target (any, for `latest`)."""
+    listing = as_postgres(["barman-cloud-backup-list", *barman_cloud_args(), "--format", "json", source, server],
+                          capture=True).stdout
+    done = [b for b in json.loads(listing)["backups_list"] if b.get("status") == "DONE"]
+    if target != "latest":
+        limit = dt.datetime.fromisoformat(target)
+        done = [b for b in done if dt.datetime.strptime(b["end_time"], "%a %b %d %H:%M:%S %Y").replace(
+            tzinfo=dt.UTC) <= limit] if done and "end_time" in done[0] else done
+    if not done:
+        raise SystemExit(f"pgdock-agent: no completed base backup of {server} in {source} before {target}")
+    return sorted(done, key=lambda b: b["backup_id"])[-1]["backup_id"]
+
+
+def restore_primary(server: str, target: str) -> None:
+    """First start of a restored cluster: base backup from S3, WAL replay to the target, promote."""
+    source = env("PGDOCK_BACKUP_URL")
+    backup_id = choose_backup(source, server, target)
+    set_status(f"first start: restoring {server} backup {backup_id} from {source}, target {target}")
+    PGDATA.mkdir(parents=True, exist_ok=True, mode=0o700)
+    shutil.chown(PGDATA, "postgres", "postgres")
+    as_postgres(["barman-cloud-restore", *barman_cloud_args(), source, server, backup_id, str(PGDATA)], capture=True)
+    write_pgdata_conf()
+    restore_command = " ".join(["barman-cloud-wal-restore", *barman_cloud_args(), source, server, "%f", "%p"])
+    settings = {"restore_command": restore_command, "recovery_target_timeline": "latest",
+                "recovery_target_action": "promote"}
+    if target != "latest":
+        settings["recovery_target_time"] = target
+    with (PGDATA / "postgresql.auto.conf").open("a") as auto:
+        auto.writelines(f"{k} = '{v}'\n" for k, v in settings.items())
+    write_owned(PGDATA / "recovery.signal", "")
+    pg_start()
+    while True:
+        with local_conn() as conn:
+            in_recovery, last = conn.execute(
+                "SELECT pg_is_in_recovery(), pg_last_xact_replay_timestamp()").fetchone()
+        if not in_recovery:
+            break
+        time.sleep(1)
+    with local_conn() as conn:
+        for name in settings:
+            conn.execute(sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier(name)))
+        conn.execute("SELECT pg_reload_conf()")
+    details = json.dumps({"server": server, "backup_id": backup_id, "target": target,
+                          "last_replayed": last.isoformat() if last else None})
+    record_event(env("PGDOCK_NODE_ID"), "pgdock_restore", "1", "", details)
+    repmgr("primary", "register", "--force")
+
+
 def bootstrap_witness() -> None:
     set_status("first start as witness: initdb")
     initdb()
@@ -448,12 +502,14 @@ def resume() -> None:
 
 
 def registered() -> bool:
+    """This node has a repmgr record that describes it (a restored database carries the source's records)."""
     try:
         with local_conn("repmgr", "repmgr") as conn:
-            return conn.execute("SELECT 1 FROM repmgr.nodes WHERE node_id = %s",
-                                (int(env("PGDOCK_NODE_ID")),)).fetchone() is not None
+            row = conn.execute("SELECT conninfo FROM repmgr.nodes WHERE node_id = %s",
+                               (int(env("PGDOCK_NODE_ID")),)).fetchone()
     except psycopg.Error:
         return False
+    return row is not None and f"host={env('PGDOCK_ADDRESS')} " in row[0]
 
 
 def ensure_registered() -> None:
@@ -476,6 +532,8 @@ def converge() -> None:
         bootstrap_witness()
     elif (primary := find_primary()) is not None:
         clone_from(primary)
+    elif env("PGDOCK_ROLE") == "primary" and os.environ.get("PGDOCK_RESTORE_SERVER"):
+        restore_primary(env("PGDOCK_RESTORE_SERVER"), env("PGDOCK_RESTORE_TARGET", "latest"))
     elif env("PGDOCK_ROLE") == "primary":
         bootstrap_primary()
     else:
@@ -665,6 +723,19 @@ FROM pg_stat_replication
 """
 
 
+def archiving(conn: psycopg.Connection) -> str:
+    """`ok`, `off`, or why WAL is not reaching the archive (shown by status)."""
+    if conn.execute("SHOW archive_mode").fetchone()[0] == "off":
+        return "off"
+    failed, last_ok, last_failed, ready = conn.execute(
+        "SELECT failed_count, last_archived_time, last_failed_time, "
+        "(SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready') FROM pg_stat_archiver"
+    ).fetchone()
+    if last_failed and (last_ok is None or last_failed > last_ok):
+        return f"failing since {last_failed:%H:%M:%S} ({ready} WAL files waiting)"
+    return "ok"
+
+
 def node_state() -> dict:
     """What `pgdock-gen status` shows for this node, as JSON-ready data."""
     by_address = {p.address: p.name for p in peers()}
@@ -672,7 +743,7 @@ def node_state() -> dict:
                    "lag_bytes": None, "lag_seconds": None, "replicas": {},
                    "status": STATUS.read_text().strip() if STATUS.exists() else "starting",
                    "repmgrd": any(c.read_text().strip() == "repmgrd" for c in Path("/proc").glob("[0-9]*/comm")),
-                   "registered": False}
+                   "registered": False, "archiving": None}
     if not pg_running():
         return state
     try:
@@ -685,6 +756,7 @@ def node_state() -> dict:
                           "upstream": by_address.get(sender, sender), "lag_bytes": lag_bytes,
                           "lag_seconds": lag_seconds}
                 if not in_recovery:
+                    state["archiving"] = archiving(conn)
                     state["replicas"] = {name: {"state": st, "lag_bytes": lb, "lag_seconds": ls, "sync": sync}
                                          for name, st, lb, ls, sync in conn.execute(REPLICAS_SQL).fetchall()}
     except psycopg.Error as exc:

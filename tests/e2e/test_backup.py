@@ -1,0 +1,158 @@
+"""Backups (issue 5): barman-cloud to a real S3-protocol server (moto) in the lab, and restores from it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+
+import pytest
+from python_on_whales import docker
+
+from generator import backup, lab, restore, spec
+
+from .conftest import LabCluster, bring_up, wait_until
+
+
+@pytest.fixture(scope="module")
+def bk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
+    the_cluster = bring_up(tmp_path_factory.mktemp("bk"), "backup.yaml")
+    yield the_cluster
+    lab.down(the_cluster.spec_path, the_cluster.spec, remove_volumes=True, progress=lambda m: None)
+
+
+def restored_spec(bk: LabCluster, name: str) -> spec.Spec:
+    return spec.parse(json.dumps(dict(bk.spec.raw, cluster=name)), "restored")
+
+
+def cli(bk: LabCluster, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "generator", *args, "-f", str(bk.spec_path), "--lab"],
+                          capture_output=True, text=True)
+
+
+def archive_everything(bk: LabCluster, timeout: float = 90) -> None:
+    """Closes the current WAL file and waits until the primary has archived it."""
+    primary = bk.primary()
+    switched = bk.sql(primary, "SELECT pg_walfile_name(pg_switch_wal())")
+    wait_until(lambda: bk.sql(primary, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= switched,
+               timeout, f"{switched} archived by {primary}")
+
+
+def s3_of(bk: LabCluster):
+    loc = backup.location(bk.lab.lab_spec)
+    return loc, backup.client(loc, backup.credentials(bk.lab.repo / "secrets"))
+
+
+def test_backup_now_and_list(bk: LabCluster) -> None:
+    result = cli(bk, "backup", "now")
+    assert result.returncode == 0, result.stderr
+    assert "base backup of pgdock-e2e-bk" in result.stdout
+    archive_everything(bk)
+    listing = cli(bk, "backup", "list", "--json")
+    assert listing.returncode == 0, listing.stderr
+    report = json.loads(listing.stdout)
+    assert [b["status"] for b in report["backups"]] == ["DONE"]
+    assert report["backups"][0]["size"] > 1_000_000
+    assert report["newest_wal"]["name"] >= report["backups"][0]["end_wal"]
+    assert cli(bk, "backup", "check", "--max-wal-age", "5m").returncode == 0
+
+
+def test_point_in_time_restore_gives_exactly_the_rows_at_t(bk: LabCluster) -> None:
+    primary = bk.primary()
+    bk.sql(primary, "CREATE TABLE pitr (id int)")
+    bk.sql(primary, "INSERT INTO pitr SELECT generate_series(1, 100)")
+    time.sleep(1.5)
+    target = bk.sql(primary, "SELECT now()")
+    time.sleep(1.5)
+    bk.sql(primary, "INSERT INTO pitr SELECT generate_series(101, 150)")
+    bk.sql(primary, "DROP TABLE pitr")
+    archive_everything(bk)
+    name = "pgdock-e2e-bk-pitr"
+    try:
+        result = restore.restore(bk.spec_path, bk.spec, to=target, latest=False, name=name, progress=print)
+        assert result.recovered_to is not None and result.recovered_to <= dt.datetime.fromisoformat(
+            target).astimezone(dt.UTC).isoformat()
+        restored = LabCluster(bk.spec_path, result.lab.spec, result.lab)
+        new_primary = restored.primary()
+        assert restored.sql(new_primary, "SELECT count(*) FROM pitr") == "100"
+        assert {r.role for r in restored.status().values()} == {"primary", "standby", "witness"}
+    finally:
+        lab.down(bk.spec_path, restored_spec(bk, name), remove_volumes=True, progress=lambda m: None)
+
+
+def test_s3_outage_keeps_wal_on_disk_and_archive_catches_up(bk: LabCluster) -> None:
+    """The S3 server is cut off the network (stopping moto would lose its in-memory store)."""
+    primary = bk.primary()
+    s3_container = bk.lab.s3_container
+    address = bk.lab.lab_spec.backup.s3.endpoint.split("//")[1].split(":")[0]
+    docker.network.disconnect(bk.lab.network, s3_container)
+    try:
+        bk.sql(primary, "CREATE TABLE IF NOT EXISTS during_outage (id int)")
+        for _ in range(3):
+            bk.sql(primary, "INSERT INTO during_outage SELECT generate_series(1, 1000)")
+            bk.sql(primary, "SELECT pg_switch_wal()")
+        wait_until(lambda: (bk.status()[primary].archiving or "").startswith("failing"), 120,
+                   "status to report the failing archive")
+        assert bk.sql(primary, "SELECT pg_is_in_recovery()") == "f"
+        waiting = int(bk.sql(primary, "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'"))
+        assert waiting >= 2
+        time.sleep(5)
+        check = cli(bk, "backup", "check", "--max-wal-age", "4s")
+        assert check.returncode == 1 and "newest archived WAL" in check.stderr, check.stderr
+    finally:
+        docker.network.connect(bk.lab.network, s3_container, ip=address)
+    archive_everything(bk, timeout=180)
+    assert bk.sql(primary, "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'") == "0"
+    assert cli(bk, "backup", "check", "--max-wal-age", "2m").returncode == 0
+
+
+def test_archive_follows_failover_retention_keeps_what_the_window_needs(bk: LabCluster) -> None:
+    loc, s3 = s3_of(bk)
+    # two more base backups, then age the two oldest by rewriting their backup.info (the store stays real)
+    for _ in range(2):
+        assert cli(bk, "backup", "now").returncode == 0
+    backups = backup.list_backups(s3, loc)
+    assert len(backups) >= 3
+    old = (dt.datetime.now(dt.UTC) - dt.timedelta(days=10)).strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
+    for aged in backups[:2]:
+        key = f"{loc.root}base/{aged.id}/backup.info"
+        text = s3.get_object(Bucket=loc.bucket, Key=key)["Body"].read().decode()
+        text = "\n".join(f"{k}={old}" if (k := line.split("=", 1)[0]) in ("begin_time", "end_time") else line
+                         for line in text.splitlines())
+        s3.put_object(Bucket=loc.bucket, Key=key, Body=text.encode())
+    old_primary = bk.primary()
+    lab.container_action(bk.spec, old_primary, "kill")
+    new_primary = wait_until(lambda: next((n for n, r in bk.status().items() if r.role == "primary"
+                                           and n != old_primary), None), 90, "a new primary")
+    bk.sql(new_primary, "CREATE TABLE after_failover AS SELECT generate_series(1, 42) AS id")
+    lab.container_action(bk.spec, old_primary, "start")
+    bk.wait_healthy()
+    archive_everything(bk)
+    assert cli(bk, "backup", "now").returncode == 0  # applies retention
+    kept = [b.id for b in backup.list_backups(s3, loc)]
+    assert backups[0].id not in kept, "an expired backup the window does not need was kept"
+    assert backups[1].id in kept, "the newest backup before the window start is needed to recover to it"
+    wals = {o["Key"].rsplit("/", 1)[-1].split(".")[0] for o in backup._objects(s3, loc, loc.root + "wals/")}
+    assert not any(w < backups[1].begin_wal for w in wals if len(w) == 24), "WAL older than any backup was kept"
+    name = "pgdock-e2e-bk-last"
+    try:
+        result = restore.restore(bk.spec_path, bk.spec, to=None, latest=True, name=name, progress=print)
+        restored = LabCluster(bk.spec_path, result.lab.spec, result.lab)
+        assert restored.sql(restored.primary(), "SELECT count(*) FROM after_failover") == "42"
+    finally:
+        lab.down(bk.spec_path, restored_spec(bk, name), remove_volumes=True, progress=lambda m: None)
+
+
+def test_bad_s3_settings_give_clear_errors(bk: LabCluster) -> None:
+    loc, s3 = s3_of(bk)
+    wrong = backup.Location("no-such-bucket", loc.prefix, loc.server, loc.endpoint, loc.region, True, None)
+    with pytest.raises(Exception, match="bucket 'no-such-bucket' does not exist"):
+        backup.list_backups(s3, wrong)
+    sidecar = f"{bk.spec.cluster}-{bk.primary()}-backup"
+    result = subprocess.run(["docker", "exec", "-e", "PGDOCK_BACKUP_URL=s3://no-such-bucket/x", sidecar,
+                             "pgdock-backup", "now"], capture_output=True, text=True)
+    assert result.returncode == 1
+    assert "barman-cloud-backup failed" in result.stderr and "no-such-bucket" in result.stderr, result.stderr
