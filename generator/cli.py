@@ -536,6 +536,181 @@ def restore(spec_path: Path, to: str | None, latest: bool, name: str | None, tim
     _print_status(result.lab.lab_spec, cluster.status(result.lab.lab_spec, lab=True), False)
 
 
+def _nodes(spec, node: str | None, context: str | None, every: bool) -> list:
+    """The members a deploy-like command acts on: --node, --context or --all (exactly one)."""
+    if sum(map(bool, (node, context, every))) != 1:
+        raise click.UsageError("choose the nodes with exactly one of --node NAME, --context NAME or --all")
+    if every:
+        return list(spec.members)
+    if node:
+        return [spec.member(node)]
+    chosen = [n for n in spec.members if n.context == context]
+    if not chosen:
+        raise click.UsageError(f"no node of {spec.cluster!r} uses context {context!r}; contexts: "
+                               f"{', '.join(sorted({n.context for n in spec.members}))}")
+    return chosen
+
+
+NODE_OPTIONS = [
+    click.option("--node", help="One node by name."),
+    click.option("--context", "context_name", help="The node(s) deployed through this docker context."),
+    click.option("--all", "every", is_flag=True, help="Every node and the witness."),
+]
+
+
+def _with_node_options(fn):
+    for option in reversed(NODE_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+@cli.command()
+@SPEC_OPTION
+@click.option("--user", default="root", show_default=True, help="ssh user for contexts that do not exist yet.")
+def contexts(spec_path: Path, user: str) -> None:
+    """Create missing Docker contexts (ssh://USER@ADDRESS) and test every node's engine.
+
+    \b
+    Example:
+      pgdock-gen contexts -f cluster.yaml --user deploy
+    """
+    from . import contexts as ctx
+
+    spec = _load(spec_path)
+    checks = ctx.check_all(spec, user)
+    for c in checks:
+        state = f"ok, Docker {c.engine}" if c.problem is None else f"FAILED: {c.problem}"
+        click.echo(f"{c.node:>12}  context {c.context}{' (created)' if c.created else ''} -> {c.endpoint}: {state}")
+    bad = [c.node for c in checks if c.problem]
+    if bad:
+        raise PgdockError(f"{len(bad)} node(s) not reachable through Docker: {', '.join(bad)}")
+
+
+@cli.command()
+@SPEC_OPTION
+@click.option("--registry", help="Push through this registry instead of streaming (docker save | load).")
+def push(spec_path: Path, registry: str | None) -> None:
+    """Send the built images to every node's engine, skipping what a node already has.
+
+    \b
+    Examples:
+      pgdock-gen push -f cluster.yaml
+      pgdock-gen push -f cluster.yaml --registry registry.example.net:5000
+    """
+    from . import docker, images, ship
+
+    spec = _load(spec_path)
+    repo = spec_path.parent
+    names = images.names(spec)
+    for node in spec.members:
+        tags = [names.base, f"{names.config_repo(node)}:{images.config_version(repo, node)}"]
+        tags += [names.backup] if spec.backup and not node.witness else []
+        sent = ship.ship(docker.client(node.context), tags, node=node.name, registry=registry, progress=_progress)
+        click.echo(f"{node.name}: {len(sent)} image(s) sent, {len(tags) - len(sent)} already there")
+
+
+@cli.command()
+@SPEC_OPTION
+@_with_node_options
+@click.option("--version", "version", help="Put back a recorded config version (vN), e.g. to roll back.")
+@click.option("--restart", "allow_restart", is_flag=True,
+              help="Restart where a change needs it (standbys first; the primary after a switchover).")
+@click.option("--force", is_flag=True, help="Deploy even if the node runs a version this repo does not know.")
+@click.option("--registry", help="Ship images through this registry.")
+@click.option("--dry-run", is_flag=True, help="Print what would be done on which context; change nothing.")
+def deploy(spec_path: Path, node: str | None, context_name: str | None, every: bool, version: str | None,
+           allow_restart: bool, force: bool, registry: str | None, dry_run: bool) -> None:
+    """Install the rendered config on nodes and apply it with the least disruption.
+
+    \b
+    Examples:
+      pgdock-gen deploy -f cluster.yaml --context n2
+      pgdock-gen deploy -f cluster.yaml --all --restart
+      pgdock-gen deploy -f cluster.yaml --node n1 --version v3     # roll back
+    """
+    from . import deploy as deploys
+
+    spec = _load(spec_path)
+    repo = spec_path.parent
+    chosen = _nodes(spec, node, context_name, every)
+    if dry_run:
+        for target in chosen:
+            the_plan = deploys.plan(spec, repo, target, version=version, force=force)
+            click.echo(f"{target.name} (context {the_plan.context}), config {the_plan.version}:")
+            for step in the_plan.steps:
+                click.echo(f"  - {step}")
+        return
+    for target in deploys.order(spec, chosen) if len(chosen) > 1 else chosen:
+        pending = deploys.deploy_node(spec, repo, target, version=version, force=force,
+                                      allow_restart=allow_restart, registry=registry, progress=_progress)
+        if pending:
+            click.echo(f"{target.name}: applied, but {', '.join(pending)} take effect only after a restart: "
+                       "re-run with --restart")
+        else:
+            click.echo(f"{target.name}: applied")
+
+
+@cli.command()
+@SPEC_OPTION
+@click.option("--registry", help="Ship images through this registry.")
+def up(spec_path: Path, registry: str | None) -> None:
+    """Bring a whole new cluster up across its contexts: primary first, then the others.
+
+    \b
+    Example:
+      pgdock-gen render -f cluster.yaml && pgdock-gen build -f cluster.yaml && pgdock-gen up -f cluster.yaml
+    """
+    from . import cluster
+    from . import deploy as deploys
+
+    spec = _load(spec_path)
+    deploys.up(spec, spec_path.parent, registry=registry, progress=_progress)
+    _print_status(spec, cluster.status(spec, lab=False), False)
+
+
+@cli.command()
+@SPEC_OPTION
+@click.option("--node", help="Only this node (default: every node).")
+@click.option("--volumes", "remove_volumes", is_flag=True, help="Also delete the data (asks first).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def down(spec_path: Path, node: str | None, remove_volumes: bool, yes: bool) -> None:
+    """Stop and remove a node's (or every node's) containers; with --volumes also its data.
+
+    \b
+    Example:
+      pgdock-gen down -f cluster.yaml --node n3 --volumes --yes
+    """
+    from . import deploy as deploys
+
+    spec = _load(spec_path)
+    nodes = [spec.member(node)] if node else list(spec.members)
+    if remove_volumes and not yes:
+        names = ", ".join(n.name for n in nodes)
+        click.confirm(f"Delete the data of {names} for good?", abort=True)
+    deploys.down(spec, nodes, remove_volumes=remove_volumes, progress=_progress)
+
+
+@cli.command("history")
+@SPEC_OPTION
+@click.argument("node")
+def history_command(spec_path: Path, node: str) -> None:
+    """The config versions deployed on NODE: version, time, operator.
+
+    \b
+    Example:
+      pgdock-gen history -f cluster.yaml n1
+    """
+    from . import deploy as deploys
+
+    spec = _load(spec_path)
+    for entry in deploys.history(spec, spec.member(node)):
+        extra = " (rollback)" if entry.get("rollback") else ""
+        waiting = f"; waiting for restart: {', '.join(entry['pending_restart'])}" if entry.get("pending_restart") \
+            else ""
+        click.echo(f"{entry['version']:>5}  {entry['time']}  {entry['operator']}  config {entry['config']}  "
+                   f"spec {entry['spec']}{extra}{waiting}")
+
+
 def render_for_cookiecutter(spec_path: Path) -> int:
     """Called by the cookiecutter post-gen hook: renders next to the spec it wrote."""
     from . import render as renderer

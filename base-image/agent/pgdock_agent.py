@@ -51,6 +51,8 @@ FORCE_PRIMARY = STATE / "force-primary"
 STATUS = RUN / "status"
 """One line the status command shows, e.g. why this node refuses to start."""
 PG_BIN = Path(f"/usr/lib/postgresql/{os.environ.get('PG_VERSION', '17')}/bin")
+LOCAL_COMMIT = "-c synchronous_commit=local"
+"""For the agent's own writes: they never wait for a synchronous standby."""
 
 
 def log(message: str) -> None:
@@ -99,10 +101,12 @@ def password(role: str) -> str:
 
 # ---------------------------------------------------------------- processes
 
-def as_postgres(args: list[str], *, check: bool = True, capture: bool = False, **kw) -> subprocess.CompletedProcess:
+def as_postgres(args: list[str], *, check: bool = True, capture: bool = False,
+                env_extra: dict[str, str] | None = None, **kw) -> subprocess.CompletedProcess:
     """Runs a command as the postgres user (from root), or directly when already postgres."""
     extra = {} if os.getuid() != 0 else {"user": "postgres", "group": "postgres", "extra_groups": []}
-    environment = {**os.environ, "HOME": str(HOME), "PGPASSFILE": str(HOME / ".pgpass"), "USER": "postgres"}
+    environment = {**os.environ, "HOME": str(HOME), "PGPASSFILE": str(HOME / ".pgpass"), "USER": "postgres",
+                   **(env_extra or {})}
     return subprocess.run(args, check=check, text=True, env=environment,
                           capture_output=capture, **extra, **kw)
 
@@ -329,17 +333,21 @@ def bootstrap_primary() -> None:
     initdb()
     pg_start()
     user, database = env("PGDOCK_USER"), env("PGDOCK_DATABASE")
-    with local_conn() as conn:
+    # In sync mode no standby exists yet to confirm these commits: they must not wait for one.
+    with local_conn(options=LOCAL_COMMIT) as conn:
         create_role(conn, "repmgr", "repmgr", "SUPERUSER")
         create_role(conn, "replicator", "replication", "REPLICATION")
         conn.execute("CREATE DATABASE repmgr OWNER repmgr")
         conn.execute("ALTER ROLE repmgr SET search_path TO repmgr, public")
+        # repmgr's metadata and event writes must never block on a missing sync standby (failover!)
+        conn.execute("ALTER ROLE repmgr SET synchronous_commit TO local")
         create_role(conn, user, "app", "")
         conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(sql.Identifier(database), sql.Identifier(user)))
     initdb_sql = CONFIG / "shared" / "initdb" / "initdb.sql"
     if initdb_sql.exists():
         as_postgres([str(PG_BIN / "psql"), "-X", "-v", "ON_ERROR_STOP=1", "-p", env("PGDOCK_PORT"),
-                     "-h", "/var/run/postgresql", "-d", database, "-f", str(initdb_sql)], capture=True)
+                     "-h", "/var/run/postgresql", "-d", database, "-f", str(initdb_sql)], capture=True,
+                    env_extra={"PGOPTIONS": LOCAL_COMMIT})
     repmgr("primary", "register")
 
 
@@ -412,7 +420,7 @@ def bootstrap_witness() -> None:
     set_status("first start as witness: initdb")
     initdb()
     pg_start()
-    with local_conn() as conn:
+    with local_conn(options=LOCAL_COMMIT) as conn:
         create_role(conn, "repmgr", "repmgr", "SUPERUSER")
         conn.execute("CREATE DATABASE repmgr OWNER repmgr")
         conn.execute("ALTER ROLE repmgr SET search_path TO repmgr, public")
@@ -814,6 +822,9 @@ def dispatch(argv: list[str]) -> int:
         pg_start()
     elif command == "pg-reload":
         pg_ctl("reload")
+    elif command == "reload":  # after a config deploy: PostgreSQL and repmgrd reread their files
+        pg_ctl("reload", capture=True)
+        signal_named("repmgrd", signal.SIGHUP)
     elif command == "repmgrd-stop":
         REPMGRD_HELD.touch()
         signal_named("repmgrd", signal.SIGTERM)
