@@ -46,11 +46,29 @@ def run(command: list[str]) -> str:
     return output
 
 
+def check_destination(destination: str) -> None:
+    """barman-cloud creates a missing bucket by itself, hiding a typo; a backup must go where the spec says."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    bucket = destination.removeprefix("s3://").split("/", 1)[0]
+    try:
+        boto3.client("s3", endpoint_url=os.environ.get("PGDOCK_S3_ENDPOINT") or None).head_bucket(Bucket=bucket)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        reason = {"404": f"bucket {bucket!r} does not exist (create it, or fix backup.s3.bucket)",
+                  "403": f"access to bucket {bucket!r} denied: check the keys in secrets/s3.env"}.get(code, str(exc))
+        raise RuntimeError(reason) from None
+    except BotoCoreError as exc:
+        raise RuntimeError(f"cannot reach S3: {exc}") from None
+
+
 def backup_now() -> str:
     """One compressed base backup of this (primary) node, then retention."""
     if not is_primary():
         raise RuntimeError("this node is a standby; base backups are taken on the primary")
     destination, server = env("PGDOCK_BACKUP_URL"), env("PGDOCK_CLUSTER")
+    check_destination(destination)
     started = time.monotonic()
     run(["barman-cloud-backup", *cloud_args(), "--gzip", "-h", "127.0.0.1", "-p", env("PGDOCK_PORT"),
          "-U", "postgres", "-d", "postgres", destination, server])

@@ -1,7 +1,7 @@
 """Runs every benchmark, then rewrites README.md's "## Benchmarks" section from bench/results/*.json.
 
     python bench/run.py              # run all, then update the README
-    python bench/run.py --only cli   # run some (cli, images, lab), then update the README
+    python bench/run.py --only cli   # run some (cli, images, lab, failover, backup), then update the README
     python bench/run.py --readme     # only rewrite the README from the JSON files there are
 """
 
@@ -14,27 +14,31 @@ import sys
 
 from common import BENCH, REPO, RESULTS, fmt
 
-BENCHES = ("cli", "images", "lab")
+BENCHES = ("cli", "images", "lab", "failover", "backup")
 HEADING = "## Benchmarks"
 
 
 def table() -> str:
     results = [json.loads((RESULTS / f"{name}.json").read_text()) for name in BENCHES
                if (RESULTS / f"{name}.json").is_file()]
-    lines = ["| metric | value | target | source / notes |", "|---|---|---|---|"]
+    lines = ["| metric | value | target | published (anchors) | source / notes |", "|---|---|---|---|---|"]
     for result in results:
         when = result["machine"]["date"][:10]
         for row in result["metrics"]:
             mark = {True: " ✓", False: " ✗ (missed)", None: ""}[row["ok"]]
             target = (row["target"] or "–") + mark
             notes = f"`bench/{result['bench']}.py`, {when}: {row['notes']}".replace("|", "\\|")
-            lines.append(f"| {row['metric']} | {fmt(row['value'], row['unit'])} | {target} | {notes} |")
+            published = (row.get("published") or "–").replace("|", "\\|")
+            lines.append(f"| {row['metric']} | {fmt(row['value'], row['unit'])} | {target} | {published} | {notes} |")
     machines = {(r["machine"]["nproc"], r["machine"]["docker_server"]) for r in results}
     where = "; ".join(f"{n} cores, Docker Engine {v}" for n, v in sorted(machines, key=str))
     return (f"Numbers from `bench/` ({where}); the e2e suite may have been running on the same engine "
             "at the time, so timings are upper bounds. Raw samples and machine info are in "
-            "`bench/results/*.json`; rerun with `python bench/run.py` (about 10 minutes: a cold base-image "
-            "build and a debootstrap need the Debian mirror).\n\n" + "\n".join(lines) + "\n")
+            "`bench/results/*.json`; rerun with `python bench/run.py` (about 50 minutes: a cold base-image "
+            "build and a debootstrap need the Debian mirror; failover runs 20 drills, backup loads ~1 GB). "
+            "The \"published\" column quotes the anchors' own documented defaults and test limits from "
+            "`../shared/research/anchors-ha.md` (\"Numbers to beat\"), not measurements on this machine.\n\n"
+            + "\n".join(lines) + "\n")
 
 
 def update_readme() -> None:

@@ -92,6 +92,7 @@ class BaseBackup:
     begin_time: str
     end_time: str
     size: int
+    """Bytes stored in S3 (compressed)."""
     begin_wal: str
     end_wal: str
     timeline: str
@@ -102,7 +103,8 @@ def _s3_error(loc: Location, exc: Exception) -> PgdockError:
     hints = {"NoSuchBucket": f"bucket {loc.bucket!r} does not exist",
              "InvalidAccessKeyId": "the access key in secrets/s3.env is not known to the store",
              "SignatureDoesNotMatch": "the secret key in secrets/s3.env is wrong",
-             "AccessDenied": "the key in secrets/s3.env may not read this bucket"}
+             "AccessDenied": "the key in secrets/s3.env may not read this bucket",
+             "EndpointConnectionError": "cannot reach the S3 endpoint (network, or the store is down)"}
     where = loc.endpoint or "AWS S3"
     return PgdockError(f"S3 at {where}, {loc.url}: {hints.get(code, code)} ({exc})")
 
@@ -117,14 +119,19 @@ def _objects(s3: Any, loc: Location, prefix: str) -> list[dict[str, Any]]:
 def list_backups(s3: Any, loc: Location) -> list[BaseBackup]:
     """Base backups, oldest first, from each backup.info barman-cloud wrote."""
     try:
-        infos = [o["Key"] for o in _objects(s3, loc, loc.root + "base/") if o["Key"].endswith("/backup.info")]
+        objects = _objects(s3, loc, loc.root + "base/")
+        stored: dict[str, int] = {}
+        for o in objects:  # barman-cloud leaves `size` empty: the stored bytes are what the operator pays for
+            backup_id = o["Key"][len(loc.root + "base/"):].split("/", 1)[0]
+            stored[backup_id] = stored.get(backup_id, 0) + o["Size"]
+        infos = [o["Key"] for o in objects if o["Key"].endswith("/backup.info")]
         backups = []
         for key in infos:
             info = dict(line.split("=", 1) for line in
                         s3.get_object(Bucket=loc.bucket, Key=key)["Body"].read().decode().splitlines() if "=" in line)
             backups.append(BaseBackup(
                 id=key.rsplit("/", 2)[-2], status=info.get("status", "?"), begin_time=info.get("begin_time", ""),
-                end_time=info.get("end_time", ""), size=int(info.get("size") or 0),
+                end_time=info.get("end_time", ""), size=stored.get(key.rsplit("/", 2)[-2], 0),
                 begin_wal=info.get("begin_wal", ""), end_wal=info.get("end_wal", ""),
                 timeline=info.get("timeline", "")))
     except Exception as exc:  # botocore raises many kinds; each becomes one clear message
@@ -135,13 +142,17 @@ def list_backups(s3: Any, loc: Location) -> list[BaseBackup]:
 def newest_wal(s3: Any, loc: Location) -> tuple[str, dt.datetime] | None:
     """The last archived WAL file (by name: timeline, then position) and when it was stored."""
     try:
-        wals = [o for o in _objects(s3, loc, loc.root + "wals/") if not o["Key"].endswith(".history")]
+        objects = _objects(s3, loc, loc.root + "wals/")
     except Exception as exc:
         raise _s3_error(loc, exc) from None
-    if not wals:
+    # WAL segments only (24 hex digits, then the compression suffix): not .history, .backup or .partial files
+    segments = [(name, o) for o in objects
+                if len(name := o["Key"].rsplit("/", 1)[-1].split(".")[0]) == 24
+                and o["Key"].rsplit("/", 1)[-1].split(".")[1:2] in ([], ["gz"], ["bz2"], ["snappy"], ["zst"], ["lz4"])]
+    if not segments:
         return None
-    newest = max(wals, key=lambda o: o["Key"].rsplit("/", 1)[-1])
-    return newest["Key"].rsplit("/", 1)[-1], newest["LastModified"]
+    name, newest = max(segments, key=lambda item: item[0])
+    return name, newest["LastModified"]
 
 
 def _age(moment: dt.datetime) -> dt.timedelta:

@@ -640,7 +640,12 @@ def deploy(spec_path: Path, node: str | None, context_name: str | None, every: b
             for step in the_plan.steps:
                 click.echo(f"  - {step}")
         return
-    for target in deploys.order(spec, chosen) if len(chosen) > 1 else chosen:
+    sequence = deploys.order(spec, chosen) if len(chosen) > 1 else chosen
+    if not version and any(deploys.plan(spec, repo, n, version=None, force=force).first for n in chosen):
+        # a new member: the running nodes must first accept it (pg_hba, peers), by a reload
+        running = [n for n in spec.members if n not in chosen and deploys.history(spec, n)]
+        sequence = deploys.order(spec, running) + chosen
+    for target in sequence:
         pending = deploys.deploy_node(spec, repo, target, version=version, force=force,
                                       allow_restart=allow_restart, registry=registry, progress=_progress)
         if pending:

@@ -553,6 +553,10 @@ def converge() -> None:
 
 # ---------------------------------------------------------------- supervision
 
+class StopRequested(Exception):
+    """SIGTERM arrived while the node was still converging."""
+
+
 class Supervisor:
     """Keeps sshd, PostgreSQL and repmgrd up; shuts them down in order on SIGTERM."""
 
@@ -562,6 +566,7 @@ class Supervisor:
         self.stopping = threading.Event()
         self.last_peer_seen = time.monotonic()
         self.next_primary_check = 0.0
+        self.converging = False
 
     def start_sshd(self) -> None:
         self.sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-p", env("PGDOCK_SSH_PORT")])
@@ -613,6 +618,8 @@ class Supervisor:
 
     def shutdown(self, *_: object) -> None:
         self.stopping.set()
+        if self.converging:
+            raise StopRequested  # leave a long first start (clone, wait for a primary) at once
 
     def run(self) -> None:
         signal.signal(signal.SIGTERM, self.shutdown)
@@ -627,7 +634,13 @@ class Supervisor:
         forward_postgres_log()
         install_secrets()
         self.start_sshd()
-        converge()
+        self.converging = True
+        try:
+            converge()
+        except StopRequested:
+            log("stop requested during start-up")
+        finally:
+            self.converging = False
         while not self.stopping.wait(1):
             try:
                 self.tick()

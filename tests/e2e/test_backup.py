@@ -99,9 +99,8 @@ def test_s3_outage_keeps_wal_on_disk_and_archive_catches_up(bk: LabCluster) -> N
         assert bk.sql(primary, "SELECT pg_is_in_recovery()") == "f"
         waiting = int(bk.sql(primary, "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'"))
         assert waiting >= 2
-        time.sleep(5)
         check = cli(bk, "backup", "check", "--max-wal-age", "4s")
-        assert check.returncode == 1 and "newest archived WAL" in check.stderr, check.stderr
+        assert check.returncode == 1 and "cannot reach the S3 endpoint" in check.stderr, check.stderr
     finally:
         docker.network.connect(bk.lab.network, s3_container, ip=address)
     archive_everything(bk, timeout=180)
@@ -155,4 +154,4 @@ def test_bad_s3_settings_give_clear_errors(bk: LabCluster) -> None:
     result = subprocess.run(["docker", "exec", "-e", "PGDOCK_BACKUP_URL=s3://no-such-bucket/x", sidecar,
                              "pgdock-backup", "now"], capture_output=True, text=True)
     assert result.returncode == 1
-    assert "barman-cloud-backup failed" in result.stderr and "no-such-bucket" in result.stderr, result.stderr
+    assert "bucket 'no-such-bucket' does not exist" in result.stderr, result.stderr

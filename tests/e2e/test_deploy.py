@@ -1,0 +1,165 @@
+"""Deploying through Docker contexts (issue 6): each node its own context and compose project.
+
+The contexts all reach this machine's engine (there is no second engine here):
+nodes use host networking with their own loopback address and ports, exactly as
+several nodes sharing one server would. Config versions, reloads, restarts,
+rollback and the secrecy of config images are exercised for real.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from python_on_whales import docker
+
+from generator import cluster, deploy, images, spec
+from generator.errors import UsageError
+
+SPEC = Path(__file__).parent / "specs" / "deploy.yaml"
+
+
+def pgdock(repo: Path, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, "-m", "generator", *args, "-f", str(repo / "cluster.yaml")],
+                            capture_output=True, text=True)
+    print(result.stdout, result.stderr)
+    return result
+
+
+def edit_parameter(repo: Path, name: str, value: str) -> None:
+    path = repo / "cluster.yaml"
+    lines = [f"    {name}: {value}" if line.strip().startswith(f"{name}:") else line
+             for line in path.read_text().splitlines()]
+    path.write_text("\n".join(lines) + "\n")
+    assert pgdock(repo, "render", "--force").returncode == 0
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    loaded = spec.load(SPEC)
+    for node in loaded.members:
+        subprocess.run(["ip", "addr", "add", f"{node.address}/32", "dev", "lo"], capture_output=True)
+        if node.context in {c.name for c in docker.context.list()}:
+            docker.context.remove(node.context, force=True)
+        docker.context.create(node.context, docker={"host": "unix:///var/run/docker.sock"})
+    deploy.down(loaded, list(loaded.members), remove_volumes=True, progress=print)  # leftovers
+    folder = tmp_path_factory.mktemp("deploy") / "repo"
+    folder.mkdir()
+    (folder / "cluster.yaml").write_text(SPEC.read_text())
+    assert pgdock(folder, "render").returncode == 0
+    assert pgdock(folder, "contexts").returncode == 0
+    images.build_all(loaded, folder, progress=print)
+    yield folder
+    deploy.down(loaded, list(loaded.members), remove_volumes=True, progress=print)
+    for node in loaded.members:
+        docker.context.remove(node.context, force=True)
+
+
+def sql(loaded: spec.Spec, node: str, query: str) -> str:
+    target = next(t for t in cluster.targets(loaded, lab=False) if t.node.name == node)
+    return target.client.execute(target.container, cluster.psql_command(loaded, target, None, "postgres")
+                                 + ["-Atc", query], user="postgres").strip()
+
+
+def test_up_brings_the_cluster_up_through_contexts(repo: Path) -> None:
+    result = pgdock(repo, "up")
+    assert result.returncode == 0, result.stderr
+    loaded = spec.load(repo / "cluster.yaml")
+    rows = {r.name: r for r in cluster.status(loaded, lab=False)}
+    assert rows["d1"].role == "primary" and rows["d2"].role == "standby" and rows["dw"].role == "witness"
+    assert rows["d2"].upstream == "d1"
+    assert "v1" in pgdock(repo, "history", "d1").stdout
+
+
+def test_reloadable_change_applies_without_restart_and_rolls_back(repo: Path) -> None:
+    loaded = spec.load(repo / "cluster.yaml")
+    started = {n: sql(loaded, n, "SELECT pg_postmaster_start_time()") for n in ("d1", "d2")}
+    edit_parameter(repo, "work_mem", "16MB")
+    result = pgdock(repo, "deploy", "--all")
+    assert result.returncode == 0 and "re-run with --restart" not in result.stdout
+    for node in ("d1", "d2"):
+        assert sql(loaded, node, "SHOW work_mem") == "16MB"
+        assert sql(loaded, node, "SELECT pg_postmaster_start_time()") == started[node]
+    assert "v2" in pgdock(repo, "history", "d1").stdout
+    assert pgdock(repo, "deploy", "--all", "--version", "v1").returncode == 0
+    for node in ("d1", "d2"):
+        assert sql(loaded, node, "SHOW work_mem") == "8MB"
+    assert "(rollback)" in pgdock(repo, "history", "d2").stdout
+
+
+def test_restart_only_change_waits_for_restart_and_keeps_a_primary(repo: Path) -> None:
+    loaded = spec.load(repo / "cluster.yaml")
+    edit_parameter(repo, "shared_buffers", "160MB")
+    result = pgdock(repo, "deploy", "--all")
+    assert result.returncode == 0 and "shared_buffers take effect only after a restart" in result.stdout
+    assert sql(loaded, "d1", "SHOW shared_buffers") == "128MB"
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            seen.append(sum(r.role == "primary" for r in cluster.status(loaded, lab=False)))
+            time.sleep(0.5)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        result = pgdock(repo, "deploy", "--all", "--restart")
+    finally:
+        stop.set()
+        sampler.join()
+    assert result.returncode == 0, result.stderr
+    for node in ("d1", "d2"):
+        assert sql(loaded, node, "SHOW shared_buffers") == "160MB"
+    assert max(seen) == 1, "two primaries at once during the rolling restart"
+    assert sum(r.role == "primary" for r in cluster.status(loaded, lab=False)) == 1
+
+
+def test_config_images_carry_no_secret(repo: Path) -> None:
+    """Every layer a carrier adds on top of the base image is opened and searched for secrets."""
+    loaded = spec.load(repo / "cluster.yaml")
+    secrets = [p.read_text().strip() for p in (repo / "secrets" / "passwords").iterdir()]
+    base_layers = len(docker.image.inspect(images.names(loaded).base).root_fs.layers)
+    for node in loaded.members:
+        tag = f"{images.names(loaded).config_repo(node)}:{images.config_version(repo, node)}"
+        with tarfile.open(fileobj=io.BytesIO(b"".join(docker.image.save(tag)))) as outer:
+            own_layers = json.load(outer.extractfile("manifest.json"))[0]["Layers"][base_layers:]
+            assert own_layers, f"{tag} adds no layer?"
+            files = 0
+            for layer in own_layers:
+                with tarfile.open(fileobj=outer.extractfile(layer)) as inner:
+                    for member in (m for m in inner.getmembers() if m.isfile()):
+                        data = inner.extractfile(member).read()
+                        files += 1
+                        assert b"PRIVATE KEY" not in data, f"{tag}: a private key in {member.name}"
+                        assert not any(secret.encode() in data for secret in secrets), f"{tag}: {member.name}"
+            assert files >= 6, f"{tag}: expected the node's config files in its own layers"
+
+
+def test_unknown_version_on_a_node_is_not_overwritten(repo: Path) -> None:
+    loaded = spec.load(repo / "cluster.yaml")
+    node = loaded.member("d2")
+    target = next(t for t in cluster.targets(loaded, lab=False) if t.node.name == "d2")
+    deploy._record(target, {"version": "v9", "config": "cdeadbeef0000", "spec": "x", "compose": "x",
+                            "time": "2026-01-01T00:00:00+00:00", "operator": "someone@elsewhere"})
+    with pytest.raises(UsageError, match="someone@elsewhere"):
+        deploy.plan(loaded, repo, node, version=None, force=False)
+    refused = pgdock(repo, "deploy", "--node", "d2")
+    assert refused.returncode == 2 and "pull their changes first" in refused.stderr
+    assert pgdock(repo, "deploy", "--node", "d2", "--force").returncode == 0
+    assert json.loads(json.dumps(deploy.history(loaded, node)[-1]))["config"] != "cdeadbeef0000"
+
+
+def test_dry_run_changes_nothing(repo: Path) -> None:
+    before = pgdock(repo, "history", "d1").stdout
+    result = pgdock(repo, "deploy", "--context", "pgdock-test-d1", "--dry-run")
+    assert result.returncode == 0 and "install config" in result.stdout
+    assert pgdock(repo, "history", "d1").stdout == before
