@@ -19,8 +19,9 @@ import sys
 import time
 
 sys.path.insert(0, "/usr/local/lib/pgdock")
+import psycopg  # noqa: E402
 from croniter import croniter  # noqa: E402
-from pgdock_agent import env, local_conn, log, password, write_s3_config  # noqa: E402
+from pgdock_agent import env, log, write_s3_config  # noqa: E402
 
 BACKUP_LOG = "/var/lib/pgdock/backups.log"
 
@@ -30,15 +31,19 @@ def cloud_args() -> list[str]:
     return ["--cloud-provider", "aws-s3"] + (["--endpoint-url", endpoint] if endpoint else [])
 
 
+SOCKET = "/var/run/postgresql"
+"""Shared with the database container: the sidecar logs in as the postgres OS user (peer authentication)."""
+
+
 def is_primary() -> bool:
-    with local_conn() as conn:
+    with psycopg.connect(host=SOCKET, port=env("PGDOCK_PORT"), user="postgres", dbname="postgres",
+                         connect_timeout=5) as conn:
         return not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
 
 
 def run(command: list[str]) -> str:
     """Runs a barman-cloud command; its error output becomes our error message."""
-    result = subprocess.run(command, capture_output=True, text=True, check=False,
-                            env={**os.environ, "PGPASSWORD": password("superuser")})
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
     output = (result.stdout + result.stderr).strip()
     if result.returncode != 0:
         lines = [ln for ln in output.splitlines() if "ERROR" in ln or "rror" in ln] or output.splitlines()[-3:]
@@ -70,7 +75,7 @@ def backup_now() -> str:
     destination, server = env("PGDOCK_BACKUP_URL"), env("PGDOCK_CLUSTER")
     check_destination(destination)
     started = time.monotonic()
-    run(["barman-cloud-backup", *cloud_args(), "--gzip", "-h", "127.0.0.1", "-p", env("PGDOCK_PORT"),
+    run(["barman-cloud-backup", *cloud_args(), "--gzip", "-h", SOCKET, "-p", env("PGDOCK_PORT"),
          "-U", "postgres", "-d", "postgres", destination, server])
     took = time.monotonic() - started
     days = env("PGDOCK_BACKUP_RETENTION_DAYS")

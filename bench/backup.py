@@ -111,6 +111,8 @@ def main() -> None:
         try:
             lab.down(spec_path, restored_spec, remove_volumes=True, progress=quiet)  # leftovers of an earlier run
             lab.down(spec_path, loaded, remove_volumes=True, progress=quiet)
+            # lab.down rendered a lab repo for RESTORED with fresh secrets; restore must seed the source's instead
+            shutil.rmtree(Path(tmp) / ".lab" / RESTORED)
             the_lab, _ = lab.up(spec_path, loaded, s3=True, timeout=300, progress=quiet)
             stamp(f"{CLUSTER} healthy, S3 server {the_lab.s3_container}")
             container, port = the_lab.container(NODE), the_lab.lab_spec.member(NODE).port
@@ -132,8 +134,8 @@ def main() -> None:
             backup.run_now(target)
             r["base_backup_s"] = time.perf_counter() - start
             r["base_backup_checkpoint_s"] = checkpoint_seconds(container, since)
-            # backup.info read here, not with backup.list_backups: barman-cloud 3.13 writes `size=None` there,
-            # which list_backups (and so `backup list` / `backup check`) cannot parse
+            # backup.info read here as barman-cloud wrote it: barman-cloud 3.13 writes `size=None` (before 12d4638
+            # backup.list_backups failed on that; since, it reports the stored bytes); list_backups is still tried
             info = backup_info(s3, loc.bucket, f"{loc.root}base/")
             r["base_backup_info"] = info
             r["base_backup_id"], r["base_backup_status"] = info["backup_id"], info["status"]
@@ -184,18 +186,25 @@ def main() -> None:
                 if message.startswith("starting") and "started" not in marks:
                     marks["started"] = time.perf_counter()
 
-            start = time.perf_counter()
-            result = restore.restore(spec_path, loaded, to=to, latest=False, name=RESTORED, progress=progress)
-            end = time.perf_counter()
-            r["pitr_restore_s"] = end - start
-            r["pitr_render_build_s"] = marks.get("started", start) - start
-            r["pitr_recovered_to"] = result.recovered_to
-            restored = result.lab.container(NODE)
-            r["pitr_check"] = {"bench_marker": sql(restored, port, "SELECT count(*) FROM bench_marker"),
-                               "pgbench_accounts": sql(restored, port, "SELECT count(*) FROM pgbench_accounts")}
-            assert r["pitr_check"] == {"bench_marker": "1", "pgbench_accounts": str(args.scale * 100_000)}, r
-            stamp(f"PITR restore to {to}: {r['pitr_restore_s']:.1f} s (render+build {r['pitr_render_build_s']:.1f} s), "
-                  f"{r['replay_bytes'] / 1e6:.0f} MB of WAL after the backup; recovered to {result.recovered_to}")
+            try:  # a failed restore is a result too; pg-dock's restore is still measured
+                start = time.perf_counter()
+                result = restore.restore(spec_path, loaded, to=to, latest=False, name=RESTORED, progress=progress)
+                end = time.perf_counter()
+                r["pitr_restore_s"] = end - start
+                r["pitr_render_build_s"] = marks.get("started", start) - start
+                r["pitr_recovered_to"] = result.recovered_to
+                restored = result.lab.container(NODE)
+                r["pitr_check"] = {"bench_marker": sql(restored, port, "SELECT count(*) FROM bench_marker"),
+                                   "pgbench_accounts": sql(restored, port, "SELECT count(*) FROM pgbench_accounts")}
+                assert r["pitr_check"] == {"bench_marker": "1", "pgbench_accounts": str(args.scale * 100_000)}, r
+                stamp(f"PITR restore to {to}: {r['pitr_restore_s']:.1f} s "
+                      f"(render+build {r['pitr_render_build_s']:.1f} s), "
+                      f"{r['replay_bytes'] / 1e6:.0f} MB of WAL after the backup; recovered to {result.recovered_to}")
+            except Exception as exc:  # noqa: BLE001
+                r["pitr_error"] = f"{type(exc).__name__}: {exc}"
+                r["pitr_logs"] = subprocess.run(["docker", "logs", "--tail", "60", f"{RESTORED}-{NODE}"],
+                                                capture_output=True, text=True).stderr[-6000:]
+                stamp(f"PITR restore failed: {r['pitr_error']}")
             lab.down(spec_path, restored_spec, remove_volumes=True, progress=quiet)
 
             # 4. pg-dock's restore: download, gunzip | psql into a fresh database
@@ -243,7 +252,8 @@ def main() -> None:
                f"dump+gzip {r['dump_s']:.1f} s, upload {r['dump_upload_s']:.1f} s; "
                f"{r['dump_gz_bytes'] / 1e6:.1f} MB stored (vs {r['base_backup_stored_bytes'] / 1e6:.0f} MB base "
                "backup); a dump has no WAL, so it restores only to the moment it was taken"),
-        metric("point-in-time restore into a new lab cluster → healthy", r["pitr_restore_s"], "s", "", None,
+        metric("point-in-time restore into a new lab cluster → healthy", r.get("pitr_restore_s"), "s", "", None,
+               f"FAILED: {r['pitr_error']}" if "pitr_error" in r else
                f"`restore --to` a time after the backup; includes render+build {r['pitr_render_build_s']:.1f} s, "
                f"base backup fetch, replay of {r['replay_bytes'] / 1e6:.0f} MB WAL (pgbench -T "
                f"{POST_BACKUP_SECONDS} after the backup) and promotion; rows checked at the target"),

@@ -263,7 +263,7 @@ def down(spec: Spec, nodes: list[Node], *, remove_volumes: bool, progress: Progr
                 "label": f"com.docker.compose.project={spec.cluster}-{node.name}"}):
             container.remove(force=True)
         if remove_volumes:
-            gone = [v for kind in ("data", "config", "secrets")
+            gone = [v for kind in ("data", "config", "secrets", "socket")
                     if client.volume.exists(v := _volume(spec, node, kind))]
             if gone:
                 client.volume.remove(gone)

@@ -158,7 +158,8 @@ def prepare(spec_path: Path, spec: Spec, client: DockerClient | None = None, *, 
             environment_vars = {"PGDOCK_RESTORE_SERVER": restore.server, "PGDOCK_RESTORE_TARGET": restore.target}
         (root / "compose").mkdir(parents=True, exist_ok=True)
         (root / "compose" / f"{node.name}.yaml").write_text(template.render(
-            network=spec.cluster, address=addresses[node.name], environment=environment_vars))
+            network=spec.cluster, address=addresses[node.name], environment=environment_vars,
+            backup=bool(lab_spec.backup) and not node.witness))
     s3_container = (restore.s3_container if restore else f"{spec.cluster}-s3") if with_s3 else None
     return Lab(spec, lab_spec, root, subnet, s3_container)
 
@@ -169,7 +170,7 @@ def lab_id(lab: Lab) -> str:
 
 
 def _volume_names(lab: Lab, node_name: str) -> dict[str, str]:
-    return {kind: f"{lab.spec.cluster}-{node_name}-{kind}" for kind in ("config", "secrets", "data")}
+    return {kind: f"{lab.spec.cluster}-{node_name}-{kind}" for kind in ("config", "secrets", "data", "socket")}
 
 
 def _drop_leftovers(lab: Lab, client: DockerClient, progress: Progress) -> None:

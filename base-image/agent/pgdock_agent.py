@@ -355,7 +355,11 @@ def clone_from(primary: PeerState) -> None:
     set_status(f"first start as standby: cloning from {primary.peer.name}")
     PGDATA.mkdir(parents=True, exist_ok=True, mode=0o700)
     shutil.chown(PGDATA, "postgres", "postgres")
-    repmgr("-d", conninfo(primary.peer), "standby", "clone", "--fast-checkpoint")
+    result = repmgr("-d", conninfo(primary.peer), "standby", "clone", "--fast-checkpoint", check=False)
+    if result.returncode != 0:
+        for child in PGDATA.iterdir():  # a half-made clone is worthless; the next try starts clean
+            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        raise subprocess.CalledProcessError(result.returncode, "repmgr standby clone")
     record_event(env("PGDOCK_NODE_ID"), "pgdock_clone", "1", "", f"cloned from {primary.peer.name}")
     write_pgdata_conf()
     pg_start()
@@ -636,7 +640,7 @@ class Supervisor:
         self.start_sshd()
         self.converging = True
         try:
-            converge()
+            self.converge_until_done()
         except StopRequested:
             log("stop requested during start-up")
         finally:
@@ -647,6 +651,18 @@ class Supervisor:
             except (subprocess.CalledProcessError, psycopg.Error) as exc:
                 log(f"supervision step failed, retrying: {exc}")
         self.stop_all()
+
+    def converge_until_done(self) -> None:
+        """Retries a failed first start in place: restarting the container would change its network
+        namespace under the backup sidecar and lose the log of what went wrong."""
+        while True:
+            try:
+                converge()
+                return
+            except (subprocess.CalledProcessError, psycopg.Error) as exc:
+                set_status(f"start-up step failed, retrying in 5 s: {exc}")
+                if self.stopping.wait(5):
+                    return
 
     def stop_all(self) -> None:
         log("SIGTERM: stopping repmgrd, then PostgreSQL (fast shutdown)")
