@@ -75,8 +75,8 @@ def backup_now() -> str:
     destination, server = env("PGDOCK_BACKUP_URL"), env("PGDOCK_CLUSTER")
     check_destination(destination)
     started = time.monotonic()
-    run(["barman-cloud-backup", *cloud_args(), "--gzip", "-h", SOCKET, "-p", env("PGDOCK_PORT"),
-         "-U", "postgres", "-d", "postgres", destination, server])
+    run(["barman-cloud-backup", *cloud_args(), "--gzip", "--immediate-checkpoint", "-h", SOCKET,
+         "-p", env("PGDOCK_PORT"), "-U", "postgres", "-d", "postgres", destination, server])
     took = time.monotonic() - started
     days = env("PGDOCK_BACKUP_RETENTION_DAYS")
     run(["barman-cloud-backup-delete", *cloud_args(), "--retention-policy", f"RECOVERY WINDOW OF {days} DAYS",

@@ -140,7 +140,8 @@ def main() -> None:
             r["base_backup_info"] = info
             r["base_backup_id"], r["base_backup_status"] = info["backup_id"], info["status"]
             r["cluster_bytes"] = int(sql(container, port, "SELECT sum(pg_database_size(datname)) FROM pg_database"))
-            r["base_backup_read_bytes"] = int(info["size"]) if info["size"].isdigit() else r["cluster_bytes"]
+            r["base_backup_read_bytes"] = next((int(v) for v in (info["size"], info.get("cluster_size", ""))
+                                                if v.isdigit()), r["cluster_bytes"])
             r["base_backup_stored_bytes"] = stored(s3, loc.bucket, f"{loc.root}base/{info['backup_id']}/")
             try:
                 backup.list_backups(s3, loc)
@@ -228,19 +229,26 @@ def main() -> None:
                                 f"pgdock/{name}-*").splitlines():
                     subprocess.run(["docker", "image", "rm", image], capture_output=True, check=False)
 
+    save("backup", metrics_of(r, args.scale), spec="bench/specs/bk.yaml", raw=r)
+
+
+def metrics_of(r: dict, scale: int) -> list[dict[str, object]]:
     db = r["database_bytes"]
-    size = f"app database {db / 1e6:.0f} MB (pgbench scale {args.scale})"
+    size = f"app database {db / 1e6:.0f} MB (pgbench scale {scale})"
     dump_total = r["dump_s"] + r["dump_upload_s"]
-    dump_restore_total = r["dump_download_s"] + r["dump_restore_s"]
+    done = r.get("dump_restore_s") is not None
+    dump_restore_total = r["dump_download_s"] + r["dump_restore_s"] if done else None
+    build = "" if r.get("pitr_render_build_s") is None else f"render+build {r['pitr_render_build_s']:.1f} s, "
+    replay = "" if r.get("replay_bytes") is None else f"{r['replay_bytes'] / 1e6:.0f} MB "
     copying = r["base_backup_s"] - (r["base_backup_checkpoint_s"] or 0)
     copy_rate = mb_s(r["base_backup_read_bytes"], copying) if copying > 0 else None
-    metrics = [
+    return [
         metric(f"base backup to S3 (`backup now`: barman-cloud --gzip), {db / 1e9:.2g} GB database",
                r["base_backup_s"], "s", "", None,
                f"{size}; of the time, {r['base_backup_checkpoint_s']} s is the spread checkpoint "
                "pg_backup_start waits for (barman-cloud-backup without --immediate-checkpoint; "
                "checkpoint_completion_target 0.9 × checkpoint_timeout 5 min); "
-               f"{r['base_backup_read_bytes'] / 1e6:.0f} MB read (all databases; backup.info says "
+               f"{r['base_backup_read_bytes'] / 1e6:.0f} MB read (cluster_size in backup.info, which says "
                f"size={r['base_backup_info']['size']}), "
                f"{r['base_backup_stored_bytes'] / 1e6:.0f} MB stored in the lab S3 (moto); "
                f"pgbench -i took {r['load_s']:.1f} s, its WAL archived {r['archive_catch_up_s']:.1f} s later"),
@@ -254,14 +262,14 @@ def main() -> None:
                "backup); a dump has no WAL, so it restores only to the moment it was taken"),
         metric("point-in-time restore into a new lab cluster → healthy", r.get("pitr_restore_s"), "s", "", None,
                f"FAILED: {r['pitr_error']}" if "pitr_error" in r else
-               f"`restore --to` a time after the backup; includes render+build {r['pitr_render_build_s']:.1f} s, "
-               f"base backup fetch, replay of {r['replay_bytes'] / 1e6:.0f} MB WAL (pgbench -T "
-               f"{POST_BACKUP_SECONDS} after the backup) and promotion; rows checked at the target"),
+               f"`restore --to` a time after the backup; includes {build}base backup fetch, replay of {replay}WAL "
+               f"(pgbench -T {POST_BACKUP_SECONDS} after the backup) and promotion; rows checked at the target"
+               + r.get("pitr_note", "")),
         metric("pg-dock's restore: download + `gunzip | psql` into a fresh database", dump_restore_total, "s", "",
-               None, f"download {r['dump_download_s']:.1f} s, gunzip | psql {r['dump_restore_s']:.1f} s "
-               "(rows checked); restores the dump's moment only, no later transactions"),
+               None, (f"download {r['dump_download_s']:.1f} s, gunzip | psql {r['dump_restore_s']:.1f} s "
+                      "(rows checked); restores the dump's moment only, no later transactions") if done
+               else "not measured in this run"),
     ]
-    save("backup", metrics, spec="bench/specs/bk.yaml", raw=r)
 
 
 if __name__ == "__main__":

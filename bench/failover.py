@@ -122,6 +122,9 @@ def run_cluster(spec_file: str, scenarios: tuple[str, ...], runs: int, tmp: Path
                       + ", ".join(f"{k}={v}" for k, v in report.items() if k != "scenario"))
     finally:
         lab.down(spec_path, loaded, remove_volumes=True, progress=quiet)
+        for image in sh("docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
+                        f"pgdock/{loaded.cluster}-*").splitlines():
+            subprocess.run(["docker", "image", "rm", image], capture_output=True, check=False)
     return results
 
 

@@ -29,7 +29,8 @@ def table() -> str:
             target = (row["target"] or "–") + mark
             notes = f"`bench/{result['bench']}.py`, {when}: {row['notes']}".replace("|", "\\|")
             published = (row.get("published") or "–").replace("|", "\\|")
-            lines.append(f"| {row['metric']} | {fmt(row['value'], row['unit'])} | {target} | {published} | {notes} |")
+            name = row["metric"].replace("|", "\\|")
+            lines.append(f"| {name} | {fmt(row['value'], row['unit'])} | {target} | {published} | {notes} |")
     machines = {(r["machine"]["nproc"], r["machine"]["docker_server"]) for r in results}
     where = "; ".join(f"{n} cores, Docker Engine {v}" for n, v in sorted(machines, key=str))
     return (f"Numbers from `bench/` ({where}); the e2e suite may have been running on the same engine "

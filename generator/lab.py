@@ -146,7 +146,9 @@ def prepare(spec_path: Path, spec: Spec, client: DockerClient | None = None, *, 
     text = (f"# Lab variant of {spec_path.name}, written by `pgdock-gen lab up`: only the addresses differ.\n"
             + yaml.safe_dump(raw, sort_keys=False))
     lab_spec = parse(text, str(root / "repo" / "cluster.yaml"))
-    if restore and not (root / "repo" / "secrets").exists():
+    if restore:
+        # the restored database keeps the source's passwords: start from the source's secrets every time
+        shutil.rmtree(root / "repo" / "secrets", ignore_errors=True)
         _seed(root / "repo" / "secrets", restore.secrets)
     render.write(lab_spec, render.plan(lab_spec, text), root / "repo", force=True)
     if with_s3 and not (root / "repo" / "secrets" / "s3.env").exists():

@@ -129,7 +129,8 @@ def pg_start() -> None:
     """Starts PostgreSQL detached; its log goes through the FIFO to the container's stderr."""
     PG_HELD.unlink(missing_ok=True)
     if not pg_running():
-        pg_ctl("start", "-w", "-t", "3600", "-l", str(LOG_FIFO))
+        # captured: repmgr runs this through a pipe it may close early, and a SIGPIPE would kill pg_ctl
+        pg_ctl("start", "-w", "-t", "3600", "-l", str(LOG_FIFO), capture=True)
 
 
 def pg_stop(mode: str = "fast") -> None:
@@ -141,7 +142,7 @@ def pg_stop(mode: str = "fast") -> None:
 def pg_stop_unheld(mode: str = "fast") -> None:
     """A stop the supervisor itself decides on (fencing, stepping down); it decides when to start again."""
     if pg_running():
-        pg_ctl("stop", "-w", "-t", "3600", "-m", mode)
+        pg_ctl("stop", "-w", "-t", "3600", "-m", mode, capture=True)
 
 
 def current_timeline() -> int | None:
