@@ -259,8 +259,8 @@ def down(spec: Spec, nodes: list[Node], *, remove_volumes: bool, progress: Progr
     for node in nodes:
         progress(f"{node.name}: removing its containers{' and data' if remove_volumes else ''}")
         client = DockerClient(context=node.context, compose_project_name=f"{spec.cluster}-{node.name}")
-        for container in client.container.list(all=True, filters={
-                "label": f"com.docker.compose.project={spec.cluster}-{node.name}"}):
+        for container in client.container.list(all=True, filters=[
+                ("label", f"com.docker.compose.project={spec.cluster}-{node.name}")]):
             container.remove(force=True)
         if remove_volumes:
             gone = [v for kind in ("data", "config", "secrets", "socket")
