@@ -455,12 +455,7 @@ def rejoin(primary: PeerState) -> bool:
     result = repmgr("node", "rejoin", "-d", conninfo(primary.peer), "--force-rewind",
                     "--config-files=postgresql.conf", check=False)
     if result.returncode != 0:
-        # repmgr can report a failure after the node did come up as a standby (its post-start
-        # checks race the restart); the outcome is what matters
-        time.sleep(2)
-        if not (pg_running() and (PGDATA / "standby.signal").exists()):
-            return False
-        log("repmgr node rejoin reported a failure, but the node runs as a standby: continuing")
+        return False
     record_event(env("PGDOCK_NODE_ID"), "pgdock_rejoin", "1", "", f"pg_rewind from {primary.peer.name}")
     write_pgdata_conf()
     pg_start()
