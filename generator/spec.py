@@ -147,6 +147,21 @@ class _Problems:
         self.items.append(f"{where}: {_format_path(path)}: {message}")
 
 
+def _duplicate_problems(node: yaml.Node | None, path: tuple[str | int, ...], problems: _Problems) -> None:
+    """YAML lets a later key silently replace an earlier one; in a cluster spec that hides a mistake."""
+    if isinstance(node, yaml.MappingNode):
+        first_line: dict[str, int] = {}
+        for key, value in node.value:
+            if key.value in first_line:
+                problems.add((*path, key.value), f"given twice (first on line {first_line[key.value]}); "
+                             "keep one")
+            first_line.setdefault(key.value, key.start_mark.line + 1)
+            _duplicate_problems(value, (*path, key.value), problems)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _duplicate_problems(item, (*path, index), problems)
+
+
 def _schema_problems(data: Any, problems: _Problems) -> None:
     from jsonschema import Draft202012Validator  # heavy import, only when validating
 
@@ -290,6 +305,7 @@ def parse(text: str, source: str = "cluster.yaml") -> Spec:
     if not isinstance(data, dict):
         problems.add((), "the spec must be a mapping with at least 'cluster', 'postgres' and 'nodes'")
         raise SpecError(problems.items)
+    _duplicate_problems(tree, (), problems)
     _schema_problems(data, problems)
     if not problems.items:
         _semantic_problems(data, problems)

@@ -9,6 +9,7 @@ into an image.
 from __future__ import annotations
 
 import os
+import secrets
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,9 +32,11 @@ def install_config(client: DockerClient, carrier: str, volume: str) -> None:
 
 
 def install_secrets(client: DockerClient, image: str, volume: str, bundle: dict[str, bytes]) -> None:
-    """Replaces `volume`'s content with `bundle` (files mode 0600), copied in through a stopped container."""
-    docker.call(f"clearing {volume}", client.run, image, ["/run/pgdock/secrets", "-mindepth", "1", "-delete"],
-                entrypoint="find", volumes=[(volume, "/run/pgdock/secrets")], remove=True)
+    """Makes `volume` hold exactly `bundle` (files mode 0600, owned by the image's postgres user so repmgr's
+    hooks can read them). The files are staged in the volume first and then swapped in one by one, so a
+    running node never finds a secret missing (its agent reads passwords while supervising)."""
+    mount = "/run/pgdock/secrets"
+    staging = f"{mount}/.pgdock-incoming-{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory(prefix="pgdock-secrets-") as tmp:
         for rel, data in bundle.items():
             path = Path(tmp) / rel
@@ -41,12 +44,12 @@ def install_secrets(client: DockerClient, image: str, volume: str, bundle: dict[
             path.write_bytes(data)
             os.chmod(path, 0o600)
         with docker.translated(f"copying secrets into {volume}"):
-            holder = client.container.create(image, ["true"], entrypoint="true",
-                                              volumes=[(volume, "/run/pgdock/secrets")])
+            holder = client.container.create(image, ["true"], entrypoint="true", volumes=[(volume, mount)])
             try:
-                client.copy(f"{tmp}/.", (holder, "/run/pgdock/secrets"))
+                client.copy(f"{tmp}/.", (holder, staging))
             finally:
                 holder.remove(force=True)
-    # owned by the image's postgres user (uid 999), so repmgr's hooks can read their settings
-    docker.call(f"handing {volume} to postgres", client.run, image, ["-R", "999:999", "/run/pgdock/secrets"],
-                entrypoint="chown", volumes=[(volume, "/run/pgdock/secrets")], remove=True)
+    swap = (f"chown -R 999:999 {staging} && pgdock-agent install-config {staging} {mount}"
+            f" && rm -rf {mount}/.pgdock-incoming-*")
+    docker.call(f"installing secrets into {volume}", client.run, image, ["-c", swap], entrypoint="sh",
+                volumes=[(volume, mount)], remove=True)

@@ -45,9 +45,9 @@ PG_HELD = RUN / "postgres.held"
 """Present while someone (repmgr, an operator) stopped PostgreSQL on purpose: do not restart it."""
 REPMGRD_HELD = RUN / "repmgrd.held"
 FENCED = RUN / "fenced"
+"""Present while this former primary is kept down because it could not prove it is still the only primary."""
 FORCE_PRIMARY = STATE / "force-primary"
 """Written by `pgdock-agent unfence`: the operator vouches that this node may start as primary alone."""
-"""Present while this former primary is kept down because it could not prove it is still the only primary."""
 STATUS = RUN / "status"
 """One line the status command shows, e.g. why this node refuses to start."""
 PG_BIN = Path(f"/usr/lib/postgresql/{os.environ.get('PG_VERSION', '17')}/bin")
@@ -644,8 +644,8 @@ class Supervisor:
         while not self.stopping.wait(1):
             try:
                 self.tick()
-            except (subprocess.CalledProcessError, psycopg.Error) as exc:
-                log(f"supervision step failed, retrying: {exc}")
+            except Exception as exc:  # noqa: BLE001 - if the supervisor died, PostgreSQL would die with it
+                log(f"supervision step failed, retrying: {type(exc).__name__}: {exc}")
         self.stop_all()
 
     def converge_until_done(self) -> None:
@@ -709,21 +709,27 @@ def record_event(node_id: str, event: str, success: str, timestamp: str, details
 
 def install_config(source: Path, target: Path) -> None:
     """Config carrier's job: make `target` hold exactly `source`'s files, in place (pg-dock's update_config.sh,
-    but files gone from the source are removed too, so a rollback is exact)."""
+    but files gone from the source are removed too, so a rollback is exact). Each file is swapped in whole
+    (write beside it, then rename), so a running node reading it never finds it empty or half written."""
     wanted = {p.relative_to(source) for p in source.rglob("*") if p.is_file()}
     for rel in sorted(wanted):
-        dest = target / rel
+        dest, origin = target / rel, (source / rel).stat()
         dest.parent.mkdir(parents=True, exist_ok=True)
         data = (source / rel).read_bytes()
-        if not dest.exists() or dest.read_bytes() != data:
-            with open(dest, "wb") as out:
-                out.write(data)
-        os.chmod(dest, (source / rel).stat().st_mode & 0o777)
+        if dest.exists() and dest.read_bytes() == data:
+            os.chmod(dest, origin.st_mode & 0o777)
+            continue
+        fresh = dest.with_name(f".pgdock-new-{dest.name}")
+        fresh.write_bytes(data)
+        os.chmod(fresh, origin.st_mode & 0o777)
+        if os.getuid() == 0:
+            os.chown(fresh, origin.st_uid, origin.st_gid)
+        os.replace(fresh, dest)
     for path in sorted(target.rglob("*"), reverse=True):
         rel = path.relative_to(target)
-        if path.is_file() and rel not in wanted and not rel.name.startswith(".pgdock"):
+        if path.is_file() and rel not in wanted and not rel.parts[0].startswith(".pgdock"):
             path.unlink()
-        elif path.is_dir() and not any(path.iterdir()):
+        elif path.is_dir() and not any(path.iterdir()) and not rel.parts[0].startswith(".pgdock"):
             path.rmdir()
     print(f"installed {len(wanted)} files into {target}")
 

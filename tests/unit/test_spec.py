@@ -222,6 +222,19 @@ def test_duplicate_address_and_port() -> None:
     assert "10.0.0.1:5432" in match["message"]
 
 
+def test_a_key_given_twice_is_named_with_both_lines() -> None:
+    match = only_problem(with_nodes("name: n1\naddress: 10.0.0.1\npriority: 50\npriority: 0"))
+    assert match["path"] == "nodes[0].priority"
+    assert match["line"] == "8"
+    assert "given twice (first on line 7)" in match["message"]
+
+
+def test_a_top_level_key_given_twice_is_reported() -> None:
+    match = only_problem(MINIMAL_SPEC + "cluster: other\n")
+    assert match["path"] == "cluster"
+    assert "given twice" in match["message"]
+
+
 def test_same_address_with_other_port_is_allowed() -> None:
     spec = parse(
         with_nodes("name: n1\naddress: 10.0.0.1", "name: n2\naddress: 10.0.0.1\nport: 5433\nssh_port: 2223")

@@ -1,0 +1,8 @@
+#!/bin/sh
+# Key-only sshd for the key in $AUTHORIZED_KEY, then the Docker engine in the foreground.
+set -eu
+printf '%s\n' "$AUTHORIZED_KEY" > /root/.ssh/authorized_keys
+chmod 600 /root/.ssh/authorized_keys
+ssh-keygen -A
+/usr/sbin/sshd -e -o PasswordAuthentication=no -o PermitRootLogin=prohibit-password
+exec dockerd --host=unix:///var/run/docker.sock --cgroup-parent=/pgdock-test-host

@@ -1,0 +1,65 @@
+"""The agent's file work (installing a config or secrets version into a live volume), on a temp dir."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+AGENT = Path(__file__).parents[2] / "base-image" / "agent" / "pgdock_agent.py"
+
+
+@pytest.fixture(scope="module")
+def agent() -> ModuleType:
+    loader = importlib.util.spec_from_file_location("pgdock_agent", AGENT)
+    module = importlib.util.module_from_spec(loader)
+    sys.modules["pgdock_agent"] = module  # dataclasses look their module up there
+    loader.loader.exec_module(module)
+    return module
+
+
+def tree(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): p.read_text() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_install_config_makes_the_target_exactly_the_source(agent: ModuleType, tmp_path: Path) -> None:
+    source, target = tmp_path / "v2", tmp_path / "live"
+    (source / "shared").mkdir(parents=True)
+    (source / "postgresql.conf").write_text("work_mem = 16MB\n")
+    (source / "shared" / "hook.sh").write_text("#!/bin/sh\n")
+    os.chmod(source / "shared" / "hook.sh", 0o750)
+    (target / "old").mkdir(parents=True)
+    (target / "postgresql.conf").write_text("work_mem = 8MB\n")
+    (target / "old" / "gone.conf").write_text("x")
+    agent.install_config(source, target)
+    assert tree(target) == {"postgresql.conf": "work_mem = 16MB\n", "shared/hook.sh": "#!/bin/sh\n"}
+    assert (target / "shared" / "hook.sh").stat().st_mode & 0o777 == 0o750
+    assert not (target / "old").exists()
+
+
+def test_install_config_swaps_files_whole_instead_of_rewriting_them(agent: ModuleType, tmp_path: Path) -> None:
+    """A reader holding the old file keeps reading the old content: nobody sees it truncated mid-deploy."""
+    source, target = tmp_path / "v2", tmp_path / "live"
+    source.mkdir()
+    target.mkdir()
+    (source / "repmgr").write_text("new-password\n")
+    (target / "repmgr").write_text("old-password\n")
+    with open(target / "repmgr") as reader:
+        agent.install_config(source, target)
+        assert reader.read() == "old-password\n"
+    assert (target / "repmgr").read_text() == "new-password\n"
+
+
+def test_install_config_leaves_a_staging_area_in_the_target_alone(agent: ModuleType, tmp_path: Path) -> None:
+    """Secrets are staged inside their own volume (`.pgdock-incoming-*`) and installed from there."""
+    target = tmp_path / "live"
+    staging = target / ".pgdock-incoming-1a2b"
+    staging.mkdir(parents=True)
+    (staging / "s3.env").write_text("AWS_REGION=eu-central-1\n")
+    agent.install_config(staging, target)
+    assert tree(target) == {"s3.env": "AWS_REGION=eu-central-1\n", ".pgdock-incoming-1a2b/s3.env":
+                            "AWS_REGION=eu-central-1\n"}
