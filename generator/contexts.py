@@ -24,6 +24,15 @@ class ContextCheck:
     engine: str | None
 
 
+def _complaint(stderr: str, exit_code: int) -> str:
+    """What went wrong, from the docker CLI's stderr: for an ssh:// context it wraps ssh's own complaint
+    ("... stderr=Permission denied (publickey).") in a long sentence, and that complaint is what matters."""
+    lines = stderr.strip().splitlines()
+    if not lines:
+        return f"the docker CLI failed with exit status {exit_code} and said nothing"
+    return lines[-1].rpartition("stderr=")[2].strip() or lines[-1]
+
+
 def _classify(error: str) -> str:
     """Turns the docker CLI's failure text into what the operator should look at."""
     text = error.lower()
@@ -67,8 +76,7 @@ def check(node: Node, user: str) -> ContextCheck:
         engine = version.server.version if version.server else None
         problem = None if engine else "no Docker engine answered"
     except DockerException as exc:
-        engine, problem = None, _classify(((exc.stderr or "") + (exc.stdout or "")).strip().splitlines()[-1:][0]
-                                          if (exc.stderr or exc.stdout) else f"exit {exc.return_code}")
+        engine, problem = None, _classify(_complaint(exc.stderr or "", exc.return_code))
     return ContextCheck(node.name, node.context, endpoint, created, problem, engine)
 
 

@@ -75,12 +75,16 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     for name in ("pgdock-test-r1", "pgdock-test-r2", "pgdock-test-bad", "pgdock-test-gone"):
         if name in {c.name for c in docker.context.list()}:
             docker.context.remove(name, force=True)
+    docker.context.create("pgdock-test-r1", docker={"host": "unix:///var/run/docker.sock"})
     deploy.down(loaded, [loaded.member("r1")], remove_volumes=True, progress=print)  # leftovers
     bin_folder = operator_ssh(folder)
     debian = images.debian_image("trixie", progress=print)
     docker.buildx.build(Path(__file__).parent / "host", tags=["pgdock/test-host:latest"],
                         build_args={"DEBIAN_IMAGE": debian}, load=True)
-    docker.network.create(NETWORK, subnet=SUBNET, gateway=GATEWAY)
+    # no masquerading: r1 (host network) reaching its own address on this bridge would be NATed to the
+    # machine's main address and refused by pg_hba, which only a test network like this one can cause
+    docker.network.create(NETWORK, subnet=SUBNET, gateway=GATEWAY,
+                          options=["com.docker.network.bridge.enable_ip_masquerade=false"])
     docker.run("pgdock/test-host:latest", detach=True, name=HOST, networks=[NETWORK], ip=ADDRESS,
                cap_add=ENGINE_CAPS, security_options=["seccomp=unconfined", "apparmor=unconfined",
                                                       "systempaths=unconfined"],
@@ -90,7 +94,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
                "the test host's Docker engine")
     host_key = docker.execute(HOST, ["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).split()
     (folder / "known_hosts").write_text(f"{ADDRESS} {host_key[0]} {host_key[1]}\n")
-    docker.context.create("pgdock-test-r1", docker={"host": "unix:///var/run/docker.sock"})
     repo = folder / "repo"
     repo.mkdir()
     (repo / "cluster.yaml").write_text(SPEC.read_text())

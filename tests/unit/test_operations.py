@@ -72,3 +72,13 @@ def test_restore_needs_exactly_one_target() -> None:
 ])
 def test_context_failures_are_named(error: str, says: str) -> None:
     assert says in contexts._classify(error)
+
+
+def test_ssh_complaint_is_taken_out_of_the_docker_cli_sentence() -> None:
+    """A recent docker CLI prints the version JSON on stdout and wraps ssh's words in one long stderr line."""
+    stderr = ('error during connect: Get "http://docker.example.com/v1.50/version": command [ssh -o '
+              'ConnectTimeout=30 -T -l nobody -- 192.168.213.2 docker system dial-stdio] has exited with exit '
+              'status 255, make sure the URL is valid: stderr=nobody@192.168.213.2: Permission denied (publickey).\n')
+    assert contexts._complaint(stderr, 1) == "nobody@192.168.213.2: Permission denied (publickey)."
+    assert contexts._classify(contexts._complaint(stderr, 1)).startswith("ssh authentication refused")
+    assert "exit status 1" in contexts._complaint("", 1)

@@ -4,5 +4,6 @@ set -eu
 printf '%s\n' "$AUTHORIZED_KEY" > /root/.ssh/authorized_keys
 chmod 600 /root/.ssh/authorized_keys
 ssh-keygen -A
-/usr/sbin/sshd -e -o PasswordAuthentication=no -o PermitRootLogin=prohibit-password
+# PerSourcePenalties off: a test's refused login must not lock the operator out of the next tests
+/usr/sbin/sshd -e -o PasswordAuthentication=no -o PermitRootLogin=prohibit-password -o PerSourcePenalties=no
 exec dockerd --host=unix:///var/run/docker.sock --cgroup-parent=/pgdock-test-host
