@@ -52,17 +52,18 @@ def operator_ssh(folder: Path) -> Path:
     return wrapper.parent
 
 
-def start(folder: Path, progress=print) -> Path:
-    """Starts a fresh host that trusts a new operator key kept in `folder`; returns the ssh wrapper's folder."""
+def start(folder: Path, *, outbound: bool = False, progress=print) -> Path:
+    """Starts a fresh host that trusts a new operator key kept in `folder`; returns the ssh wrapper's folder.
+    `outbound` lets it reach the internet (NAT), for builds on the host; a cluster test wants it off."""
     remove()
     bin_folder = operator_ssh(folder)
     debian = images.debian_image("trixie", progress=progress)
     docker.buildx.build(Path(__file__).parent / "host", tags=[IMAGE], build_args={"DEBIAN_IMAGE": debian},
                         load=True)
-    # no masquerading: a host-network node reaching its own address on this bridge would be NATed to the
+    # without NAT: a host-network node reaching its own address on this bridge would be NATed to the
     # machine's main address and refused by pg_hba, which only a test network like this one can cause
     docker.network.create(NETWORK, subnet=SUBNET, gateway=GATEWAY,
-                          options=["com.docker.network.bridge.enable_ip_masquerade=false"])
+                          options=[f"com.docker.network.bridge.enable_ip_masquerade={str(outbound).lower()}"])
     docker.run(IMAGE, detach=True, name=NAME, networks=[NETWORK], ip=ADDRESS, cap_add=ENGINE_CAPS,
                security_options=["seccomp=unconfined", "apparmor=unconfined", "systempaths=unconfined"],
                volumes=[("/sys/fs/cgroup", "/sys/fs/cgroup")],
