@@ -95,3 +95,12 @@ def test_dockerfiles_pass_hadolint(repos: list[Path]) -> None:
     assert sum(p.parent.parent.name == "nodes" for p in dockerfiles) == 4 + 3
     result = run([*hadolint, "--failure-threshold", "warning", *map(str, dockerfiles)])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_e2e_stand_in_server_passes_shellcheck_and_hadolint() -> None:
+    """tests/e2e/host is not rendered into a cluster repo, but it is shell and a Dockerfile all the same."""
+    host = Path(__file__).parents[1] / "e2e" / "host"
+    result = run([*need("shellcheck"), str(host / "start.sh")])
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = run([*need("hadolint"), "--failure-threshold", "warning", str(host / "Dockerfile")])
+    assert result.returncode == 0, result.stdout + result.stderr
