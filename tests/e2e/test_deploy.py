@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import json
 import subprocess
-import sys
 import tarfile
 import threading
 import time
@@ -24,22 +23,9 @@ from python_on_whales import docker
 from generator import cluster, deploy, images, spec
 from generator.errors import UsageError
 
+from .servers import edit_parameter, pgdock, sql
+
 SPEC = Path(__file__).parent / "specs" / "deploy.yaml"
-
-
-def pgdock(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "generator", *args, "-f", str(repo / "cluster.yaml")],
-                            capture_output=True, text=True)
-    print(result.stdout, result.stderr)
-    return result
-
-
-def edit_parameter(repo: Path, name: str, value: str) -> None:
-    path = repo / "cluster.yaml"
-    lines = [f"    {name}: {value}" if line.strip().startswith(f"{name}:") else line
-             for line in path.read_text().splitlines()]
-    path.write_text("\n".join(lines) + "\n")
-    assert pgdock(repo, "render", "--force").returncode == 0
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +47,6 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     deploy.down(loaded, list(loaded.members), remove_volumes=True, progress=print)
     for node in loaded.members:
         docker.context.remove(node.context, force=True)
-
-
-def sql(loaded: spec.Spec, node: str, query: str) -> str:
-    target = next(t for t in cluster.targets(loaded, lab=False) if t.node.name == node)
-    return target.client.execute(target.container, cluster.psql_command(loaded, target, None, "postgres")
-                                 + ["-Atc", query], user="postgres").strip()
 
 
 def test_up_brings_the_cluster_up_through_contexts(repo: Path) -> None:

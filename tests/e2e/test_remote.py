@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,16 +21,10 @@ from generator import cluster, contexts, deploy, images, spec
 
 from . import remote_host
 from .conftest import wait_until
+from .servers import edit_parameter, pgdock, sql
 
 SPEC = Path(__file__).parent / "specs" / "remote.yaml"
 CONTEXTS = ("pgdock-test-r1", "pgdock-test-r2", "pgdock-test-bad", "pgdock-test-gone")
-
-
-def pgdock(repo: Path, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([sys.executable, "-m", "generator", *args, "-f", str(repo / "cluster.yaml")],
-                            capture_output=True, text=True)
-    print(result.stdout, result.stderr)
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -99,13 +91,19 @@ def test_up_replicates_across_the_two_engines(repo: Path) -> None:
     loaded = spec.load(repo / "cluster.yaml")
     rows = {r.name: r for r in cluster.status(loaded, lab=False)}
     assert rows["r1"].role == "primary" and rows["r2"].role == "standby" and rows["r2"].upstream == "r1"
-    targets = {t.node.name: t for t in cluster.targets(loaded, lab=False)}
-
-    def sql(node: str, query: str) -> str:
-        target = targets[node]
-        return target.client.execute(target.container, cluster.psql_command(loaded, target, None, "postgres")
-                                     + ["-Atc", query], user="postgres").strip()
-
-    sql("r1", "CREATE TABLE IF NOT EXISTS crossed (v text); INSERT INTO crossed VALUES ('over ssh')")
-    wait_until(lambda: sql("r2", "SELECT v FROM crossed") == "over ssh", 30, "the row on r2")
+    sql(loaded, "r1", "CREATE TABLE IF NOT EXISTS crossed (v text); INSERT INTO crossed VALUES ('over ssh')")
+    wait_until(lambda: sql(loaded, "r2", "SELECT v FROM crossed") == "over ssh", 30, "the row on r2")
     assert "v1" in pgdock(repo, "history", "r2").stdout
+
+
+def test_a_config_change_reaches_the_remote_node_by_reload_and_rolls_back(repo: Path) -> None:
+    loaded = spec.load(repo / "cluster.yaml")
+    started = sql(loaded, "r2", "SELECT pg_postmaster_start_time()")
+    edit_parameter(repo, "work_mem", "12MB")
+    result = pgdock(repo, "deploy", "--node", "r2")
+    assert result.returncode == 0, result.stderr
+    assert sql(loaded, "r2", "SHOW work_mem") == "12MB"
+    assert sql(loaded, "r2", "SELECT pg_postmaster_start_time()") == started
+    assert "v2" in pgdock(repo, "history", "r2").stdout
+    assert pgdock(repo, "deploy", "--node", "r2", "--version", "v1").returncode == 0
+    assert sql(loaded, "r2", "SHOW work_mem") == "8MB"
