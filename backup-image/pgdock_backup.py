@@ -21,22 +21,24 @@ import time
 sys.path.insert(0, "/usr/local/lib/pgdock")
 import psycopg  # noqa: E402
 from croniter import croniter  # noqa: E402
-from pgdock_agent import env, log, write_s3_config  # noqa: E402
+from pgdock_agent import contract  # noqa: E402
+from pgdock_agent.files import write_s3_config  # noqa: E402
+from pgdock_agent.node import env, log  # noqa: E402
 
-BACKUP_LOG = "/var/lib/pgdock/backups.log"
+BACKUP_LOG = str(contract.BACKUP_LOG)
 
 
 def cloud_args() -> list[str]:
-    endpoint = os.environ.get("PGDOCK_S3_ENDPOINT")
+    endpoint = os.environ.get(contract.ENV_S3_ENDPOINT)
     return ["--cloud-provider", "aws-s3"] + (["--endpoint-url", endpoint] if endpoint else [])
 
 
-SOCKET = "/var/run/postgresql"
+SOCKET = str(contract.SOCKET_DIR)
 """Shared with the database container: the sidecar logs in as the postgres OS user (peer authentication)."""
 
 
 def is_primary() -> bool:
-    with psycopg.connect(host=SOCKET, port=env("PGDOCK_PORT"), user="postgres", dbname="postgres",
+    with psycopg.connect(host=SOCKET, port=env(contract.ENV_PORT), user="postgres", dbname="postgres",
                          connect_timeout=5) as conn:
         return not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
 
@@ -58,7 +60,7 @@ def check_destination(destination: str) -> None:
 
     bucket = destination.removeprefix("s3://").split("/", 1)[0]
     try:
-        boto3.client("s3", endpoint_url=os.environ.get("PGDOCK_S3_ENDPOINT") or None).head_bucket(Bucket=bucket)
+        boto3.client("s3", endpoint_url=os.environ.get(contract.ENV_S3_ENDPOINT) or None).head_bucket(Bucket=bucket)
     except ClientError as exc:
         code = exc.response.get("Error", {}).get("Code", "")
         reason = {"404": f"bucket {bucket!r} does not exist (create it, or fix backup.s3.bucket)",
@@ -72,13 +74,13 @@ def backup_now() -> str:
     """One compressed base backup of this (primary) node, then retention."""
     if not is_primary():
         raise RuntimeError("this node is a standby; base backups are taken on the primary")
-    destination, server = env("PGDOCK_BACKUP_URL"), env("PGDOCK_CLUSTER")
+    destination, server = env(contract.ENV_BACKUP_URL), env(contract.ENV_CLUSTER)
     check_destination(destination)
     started = time.monotonic()
     run(["barman-cloud-backup", *cloud_args(), "--gzip", "--immediate-checkpoint", "-h", SOCKET,
-         "-p", env("PGDOCK_PORT"), "-U", "postgres", "-d", "postgres", destination, server])
+         "-p", env(contract.ENV_PORT), "-U", "postgres", "-d", "postgres", destination, server])
     took = time.monotonic() - started
-    days = env("PGDOCK_BACKUP_RETENTION_DAYS")
+    days = env(contract.ENV_BACKUP_RETENTION_DAYS)
     run(["barman-cloud-backup-delete", *cloud_args(), "--retention-policy", f"RECOVERY WINDOW OF {days} DAYS",
          destination, server])
     message = f"base backup of {server} to {destination} done in {took:.1f} s; retention: {days} days"
@@ -88,7 +90,7 @@ def backup_now() -> str:
 
 
 def scheduler() -> None:
-    schedule = env("PGDOCK_BACKUP_SCHEDULE")
+    schedule = env(contract.ENV_BACKUP_SCHEDULE)
     log(f"backup sidecar: base backups at '{schedule}' (UTC) when this node is primary")
     while True:
         now = dt.datetime.now(dt.UTC)

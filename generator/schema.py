@@ -85,9 +85,14 @@ SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "detection_seconds": {
-                    "type": "integer", "minimum": 4, "maximum": 300, "default": 10,
-                    "description": "how long the primary must be unreachable before a standby is promoted; "
-                                   "an isolated primary fences itself 4 s sooner",
+                    "type": "integer", "minimum": 4, "maximum": 300, "default": 5,
+                    "description": "how long the primary must be silent to a standby before that standby may be "
+                                   "promoted; an isolated primary fences itself 2.5 s sooner",
+                },
+                "hook_seconds": {
+                    "type": "integer", "minimum": 1, "maximum": 3600, "default": 60,
+                    "description": "time budget of each failover hook run (hetzner.sh, hook.sh); hooks run after "
+                                   "the event, detached, and never delay a fence or a promotion",
                 },
             },
         },

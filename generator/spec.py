@@ -1,16 +1,19 @@
 """Loads `cluster.yaml` into a typed model, reporting every problem at once.
 
 Shape rules live in `schema.SCHEMA` (checked with jsonschema); rules that span
-several fields (unique names, a witness named like a node, ...) live here. Each
-problem names the file, the line and the field path, so a user fixes them all in
-one pass instead of one per run.
+several fields (unique names, a witness named like a node, ...) or need to know
+pgdock (reserved role and database names) live here. Each problem names the file,
+the line and the field path, so a user fixes them all in one pass instead of one
+per run. Valid specs that likely defeat their purpose (a primary alone in its
+location) get warnings in the same format, in `Spec.warnings`.
 """
 
 from __future__ import annotations
 
 import difflib
 import ipaddress
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +24,20 @@ from .errors import SpecError
 from .schema import SCHEMA, allowed_keys
 
 WITNESS_DEFAULT_ID = 1000
+FENCE_GAP = 2.5
+"""Seconds between an isolated primary's fence and the earliest promotion: see Spec.fence_seconds."""
 """repmgr node ids of data nodes count from 1; the witness sits well apart so adding nodes never collides."""
+
+RESERVED_NAMES: dict[str, str] = {
+    "postgres": "initdb's superuser and maintenance database",
+    "template0": "a template database initdb creates",
+    "template1": "a template database initdb creates",
+    "repmgr": "repmgr's superuser and metadata database, created on every node's first start",
+    "replicator": "the streaming replication role, created on the primary's first start",
+}
+"""Roles and databases a node has before the spec's own are created (initdb, base-image/agent): reusing
+one fails the primary's first start. pgdock quotes names (sql.Identifier), so only an exact match
+clashes; the schema's pattern admits lowercase names only, so no other spelling can get through either."""
 
 
 @dataclass(frozen=True)
@@ -72,10 +88,13 @@ class Spec:
     parameters: dict[str, Any]
     replication_mode: str
     detection_seconds: int
+    hook_seconds: int
     nodes: tuple[Node, ...]
     witness: Node | None
     backup: Backup | None
     raw: dict[str, Any] = field(repr=False, compare=False)
+    warnings: tuple[str, ...] = ()
+    """Valid but probably unintended (file:line: field: message): `validate` shows them, nothing refuses them."""
 
     @property
     def primary(self) -> Node:
@@ -93,9 +112,12 @@ class Spec:
         return max(1, (self.detection_seconds - 4) // 3)
 
     @property
-    def fence_seconds(self) -> int:
-        """An isolated primary stops this long after losing every peer: before any standby can promote."""
-        return max(2, self.detection_seconds - 4)
+    def fence_seconds(self) -> float:
+        """An isolated primary stops this long after it last heard a quorum. A standby promotes no sooner than
+        detection_seconds after it last heard the primary, which may be up to one probe interval (1 s) plus a
+        probe's own duration before the isolation began; the rest of FENCE_GAP (≥ 1 s) is the margin by which
+        the fence precedes any promotion, tick (0.25 s) and the stop itself included."""
+        return max(1.5, self.detection_seconds - FENCE_GAP)
 
     def member(self, name: str) -> Node:
         for node in self.members:
@@ -198,8 +220,21 @@ def _multiline_problems(value: Any, path: tuple[str | int, ...], problems: _Prob
         problems.add(path, f"{value!r} must be a single line")
 
 
+def _reserved_why(key: str, name: str) -> str | None:
+    """Why PostgreSQL or pgdock already owns `name` as the spec's database or user, or None."""
+    if name in RESERVED_NAMES:
+        return RESERVED_NAMES[name]
+    if key == "user" and (name in ("public", "none") or name.startswith("pg_")):
+        return "PostgreSQL refuses it as a role name"
+    return None
+
+
 def _semantic_problems(data: dict[str, Any], problems: _Problems) -> None:
     _multiline_problems(data, (), problems)
+    for key in ("database", "user"):
+        name = data["postgres"].get(key)
+        if isinstance(name, str) and (why := _reserved_why(key, name)):
+            problems.add(("postgres", key), f"{name!r} is reserved ({why}); choose another name")
     nodes = data.get("nodes") or []
     seen_names: dict[str, int] = {}
     seen_endpoints: dict[tuple[str, int], int] = {}
@@ -247,6 +282,25 @@ def _semantic_problems(data: dict[str, Any], problems: _Problems) -> None:
         problems.add(("backup", "schedule"), f"bad cron expression {schedule!r}: {why}")
 
 
+def _placement_warnings(spec: Spec, warnings: _Problems) -> None:
+    """A node that can become primary and has its location to itself is never failed over.
+
+    repmgr promotes a standby only if it, or a member it can still reach (standby or witness), is in the
+    failed primary's location; otherwise it assumes a network split and waits. With nobody else in that
+    location this holds even when only the primary's server died. Deliberate across data centres
+    sometimes, so a warning, not an error. Priority-0 nodes other than the first never become primary.
+    """
+    per_location = Counter(m.location for m in spec.members)
+    for i, node in enumerate(spec.nodes):
+        loc = node.location
+        if len(per_location) > 1 and per_location[loc] == 1 and (i == 0 or node.priority > 0):
+            warnings.add(("nodes", i, "location"), (
+                f"{node.name} is the only member in location {loc!r}: when it is primary and goes down or is "
+                f"cut off, repmgr finds no member of {loc!r} and cancels the failover (\"assuming network "
+                f"split\"); put the witness or another data node in {loc!r}, or give every member the same "
+                "location (a witness in a third site then keeps the majority)"))
+
+
 def _node(raw: dict[str, Any], index: int, *, witness: bool) -> Node:
     return Node(
         name=raw["name"],
@@ -272,7 +326,8 @@ def _build(data: dict[str, Any]) -> Spec:
         user=pg.get("user", "app"),
         parameters=dict(sorted((pg.get("parameters") or {}).items())),
         replication_mode=(data.get("replication") or {}).get("mode", "async"),
-        detection_seconds=(data.get("failover") or {}).get("detection_seconds", 10),
+        detection_seconds=(data.get("failover") or {}).get("detection_seconds", 5),
+        hook_seconds=(data.get("failover") or {}).get("hook_seconds", 60),
         nodes=tuple(_node(n, i, witness=False) for i, n in enumerate(data["nodes"])),
         witness=_node(data["witness"], 0, witness=True) if data.get("witness") else None,
         backup=Backup(
@@ -311,7 +366,10 @@ def parse(text: str, source: str = "cluster.yaml") -> Spec:
         _semantic_problems(data, problems)
     if problems.items:
         raise SpecError(problems.items)
-    return _build(data)
+    spec = _build(data)
+    warnings = _Problems(source, problems.lines)
+    _placement_warnings(spec, warnings)
+    return replace(spec, warnings=tuple(warnings.items))
 
 
 def load(path: Path) -> Spec:

@@ -15,6 +15,8 @@ from typing import Any
 
 import jinja2
 
+from . import contract
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 TEMPLATES = PACKAGE_DIR / "templates"
 REPO_ROOT = PACKAGE_DIR.parent
@@ -48,6 +50,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["pg_value"] = _pg_value
     env.filters["quote_ident"] = _quote_ident
+    env.globals["c"] = contract  # names that cross into the containers: env vars, paths
     return env
 
 

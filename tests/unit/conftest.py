@@ -14,6 +14,7 @@ from generator import render, spec
 from generator.render import Changes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT / "base-image" / "agent"))  # the agent package, as the image carries it
 EXAMPLES = REPO_ROOT / "examples"
 GOLDEN = REPO_ROOT / "tests" / "golden"
 COPIED_VERBATIM = ("base-image", "backup-image")

@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-AGENT = Path(__file__).parents[2] / "base-image" / "agent" / "pgdock_agent.py"
-
 
 @pytest.fixture(scope="module")
 def agent() -> ModuleType:
-    loader = importlib.util.spec_from_file_location("pgdock_agent", AGENT)
-    module = importlib.util.module_from_spec(loader)
-    sys.modules["pgdock_agent"] = module  # dataclasses look their module up there
-    loader.loader.exec_module(module)
-    return module
+    from pgdock_agent import files
+
+    return files
 
 
 def tree(root: Path) -> dict[str, str]:

@@ -482,3 +482,115 @@ def test_load_of_a_missing_file_suggests_init(tmp_path: Path) -> None:
     assert str(path) in problem
     assert "pgdock-gen init" in problem
     assert info.value.exit_code == 2
+
+
+# ------------------------------------------------------------------ reserved names
+
+RESERVED = ["postgres", "repmgr", "replicator", "template0", "template1"]
+
+
+def with_postgres(key: str, name: str) -> str:
+    return MINIMAL_SPEC.replace("  version: 17\n", f"  version: 17\n  {key}: {name}\n")
+
+
+@pytest.mark.parametrize(
+    "key, name",
+    [(key, name) for key in ("database", "user") for name in RESERVED]
+    + [("user", "public"), ("user", "none"), ("user", "pg_app")],
+)
+def test_reserved_names_are_refused(key: str, name: str) -> None:
+    match = only_problem(with_postgres(key, name))
+    assert match["path"] == f"postgres.{key}"
+    assert match["line"] == "4"
+    assert match["message"].startswith(f"'{name}' is reserved (")
+    assert match["message"].endswith("; choose another name")
+
+
+@pytest.mark.parametrize(
+    "key, name",
+    [("database", "pg_app"), ("database", "public"), ("user", "postgres_app"), ("user", "_repmgr"),
+     ("database", "template2"), ("user", "app_pg_")],
+)
+def test_names_near_reserved_ones_are_allowed(key: str, name: str) -> None:
+    spec = parse(with_postgres(key, name))
+    assert getattr(spec, key) == name
+
+
+@pytest.mark.parametrize("key", ["database", "user"])
+def test_reserved_name_in_capitals_is_already_refused_by_the_pattern(key: str) -> None:
+    match = only_problem(with_postgres(key, "Postgres"))
+    assert match["path"] == f"postgres.{key}"
+    assert "is not valid (must match" in match["message"]
+
+
+# ------------------------------------------------------------------ placement warnings
+
+
+def placed(nodes: str, witness: str | None = None) -> str:
+    """A spec from a shorthand: "east west:0 -" is n1 in east, n2 in west with priority 0, n3 without a
+    location; `witness` is the witness's location ("-": none given), None for no witness."""
+    items = []
+    for i, item in enumerate(nodes.split(), start=1):
+        location, _, priority = item.partition(":")
+        items.append(f"name: n{i}\naddress: 10.0.0.{i}" + (f"\nlocation: {location}" if location != "-" else "")
+                     + (f"\npriority: {priority}" if priority else ""))
+    extra = "" if witness is None else "witness:\n  name: w\n  address: 10.0.0.9\n" + (
+        f"  location: {witness}\n" if witness != "-" else "")
+    return with_nodes(*items, extra=extra)
+
+
+@pytest.mark.parametrize(
+    "nodes, witness, warned",
+    [
+        ("east west west", None, ["nodes[0]"]),
+        ("east west west", "-", ["nodes[0]"]),
+        ("east west", "west", ["nodes[0]"]),
+        ("east west", "north", ["nodes[0]", "nodes[1]"]),
+        ("east west", None, ["nodes[0]", "nodes[1]"]),
+        ("east:0 west west", None, ["nodes[0]"]),
+        ("east east west", "north", ["nodes[2]"]),
+        ("east west", "east", ["nodes[1]"]),
+        ("- - -", "-", []),
+        ("dc1 dc1", "dc1", []),
+        ("east west west", "east", []),
+        ("east east west west", None, []),
+        ("east east west:0", "north", []),
+        ("east", None, []),
+    ],
+    ids=[
+        "primary-alone-no-witness",
+        "primary-alone-witness-without-location",
+        "primary-alone-witness-with-standbys",
+        "witness-in-a-third-location-counts-for-neither",
+        "two-nodes-two-locations",
+        "bootstrap-primary-even-with-priority-0",
+        "promotable-standby-alone",
+        "witness-with-primary-but-lone-standby-once-promoted",
+        "no-locations",
+        "one-location",
+        "witness-with-primary-standbys-together",
+        "two-per-location",
+        "lone-node-never-promoted",
+        "single-node",
+    ],
+)
+def test_placement_warnings(nodes: str, witness: str | None, warned: list[str]) -> None:
+    spec = parse(placed(nodes, witness))
+    found = [PROBLEM_LINE.match(w) for w in spec.warnings]
+    assert all(found), spec.warnings
+    assert [m["path"] for m in found] == [f"{w}.location" for w in warned]
+    for match, path in zip(found, warned, strict=True):
+        node = spec.nodes[int(path[6:-1])]
+        assert match["message"].startswith(f"{node.name} is the only member in location {node.location!r}")
+        assert "cancels the failover" in match["message"]
+        assert f"put the witness or another data node in {node.location!r}" in match["message"]
+
+
+def test_placement_warning_points_at_the_location_line() -> None:
+    (warning,) = parse(placed("east west west")).warnings
+    assert warning.startswith("cluster.yaml:7: nodes[0].location: n1 is the only member in location 'east'")
+
+
+def test_examples_have_no_warnings(shop_spec_text: str, golden_spec_text: str) -> None:
+    assert parse(shop_spec_text).warnings == ()
+    assert parse(golden_spec_text).warnings == ()

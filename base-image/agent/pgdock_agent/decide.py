@@ -1,0 +1,248 @@
+"""What a node should do next, decided from observed facts alone: no I/O, no clock, no globals.
+
+The supervisor observes (files, pg_ctl, the prober's answers, a monotonic clock),
+calls `next_action`, and applies what comes back; the action's reason becomes the
+node's status line and the detail of any event. Keeping the decision pure is what
+lets every safety rule (fence, step down, rejoin, refuse) be tested as a table:
+`tests/unit/test_decide.py`.
+
+The rules, in the order `next_action` applies them:
+
+- held: someone (repmgr during a switchover, an operator) stopped PostgreSQL on purpose: leave it.
+- witness: bootstrap (again, when a first start was interrupted), else start.
+- a first start that was interrupted after initdb is redone from scratch, unless a peer already
+  runs a copy of this database (then an operator decides).
+- no data: clone from the primary, else restore or initdb as the initial primary, else wait.
+- a standby (standby.signal) starts as a standby.
+- a former primary starts as primary only when no data peer is primary and enough members
+  answer that no promotion can have happened without it; it rejoins (pg_rewind) a primary
+  on a newer or equal timeline, and refuses a primary of another database.
+- a running primary fences (stops) when, for `fence_after` seconds, too few members answered
+  for it to rule out a promotion on the other side; it steps down for a primary on a newer
+  timeline; of two primaries on one timeline, the one with the greater name steps down.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from . import contract
+
+
+class Act(enum.Enum):
+    KEEP = "keep"
+    """Nothing to change."""
+    WAIT = "wait"
+    """Nothing can be done yet (no primary to clone from, PostgreSQL still starting)."""
+    BOOTSTRAP_PRIMARY = "bootstrap-primary"
+    BOOTSTRAP_WITNESS = "bootstrap-witness"
+    RESTORE = "restore"
+    CLONE = "clone"
+    REDO_BOOTSTRAP = "redo-bootstrap"
+    """Empty the half-made data directory; the next step bootstraps again."""
+    START_PRIMARY = "start-primary"
+    START_STANDBY = "start-standby"
+    START_WITNESS = "start-witness"
+    REJOIN = "rejoin"
+    FENCE = "fence"
+    """Stop PostgreSQL now and stay down until enough members answer."""
+    STEP_DOWN = "step-down"
+    """Stop PostgreSQL now; the next step rejoins the other primary."""
+    REFUSE = "refuse"
+    """Stay down; only an operator can resolve this."""
+
+
+@dataclass(frozen=True)
+class Action:
+    act: Act
+    reason: str
+    peer: str | None = None
+    """The peer acted on: cloned from, rejoined, stepped down for."""
+    event: str | None = None
+    """The event to record when the node enters this action (contract.EVENT_*)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One peer's answer to the prober's last query. Only a completed PostgreSQL handshake and
+    query count: a refused or timed-out connection is no answer (a firewall's TCP reset says
+    nothing about the node behind it)."""
+
+    name: str
+    data: bool
+    """A data node (False: the witness, which is never a primary)."""
+    primary: bool
+    timeline: int
+    system_id: int
+    ready: bool = True
+    """repmgr's metadata exists there: a primary is ready to be cloned only after its bootstrap registered it."""
+
+
+@dataclass(frozen=True)
+class Facts:
+    """Everything a decision may depend on, observed just before it."""
+
+    role: str
+    """The configured starting role: primary, standby or witness."""
+    name: str
+    members: int
+    """Members of the cluster, this node included (data nodes and the witness)."""
+    has_data: bool = False
+    bootstrapping: bool = False
+    """A first start began (initdb) and did not finish."""
+    standby: bool = False
+    """standby.signal is present."""
+    running: bool = False
+    held: bool = False
+    refused: str | None = None
+    """Why this node refused to start earlier in this container's life (it stays down)."""
+    force_primary: bool = False
+    restore: bool = False
+    """This first start restores a backup instead of running initdb."""
+    timeline: int | None = None
+    system_id: int | None = None
+    answers: tuple[Answer, ...] = ()
+    """Peers that answered the latest probe (each peer's most recent answer, if recent)."""
+    contacts: dict[str, float] = field(default_factory=dict)
+    """Monotonic time each peer's last answered probe was sent (absent: never answered)."""
+    now: float = 0.0
+    started: float = 0.0
+    """Monotonic time this supervisor started: a baseline for peers never heard from."""
+    fence_after: float = 8.0
+
+
+def promotion_possible(visible: int, members: int) -> bool:
+    """repmgrd's quorum check before an election (repmgrd-physical.c, do_election): a standby goes
+    on only when the nodes it sees, itself included, are more than half of the nodes that share
+    the failed primary as upstream (`visible_nodes > shared_upstream_nodes / 2`): every member but
+    the primary, the witness included."""
+    return visible * 2 > members - 1
+
+
+def quorum_held(answering: int, members: int) -> bool:
+    """The primary may keep writing only while the members that do not answer it could not
+    elect a new primary among themselves, i.e. while they are fewer than repmgr's quorum."""
+    return not promotion_possible(members - 1 - answering, members)
+
+
+def quorum_since(facts: Facts) -> float:
+    """The last moment the primary provably held its quorum: the send time of the probe that
+    completed it. With k answers needed, that is the k-th most recent contact."""
+    needed = next(k for k in range(facts.members) if quorum_held(k, facts.members))
+    if needed == 0:
+        return facts.now
+    times = sorted((max(t, facts.started) for t in facts.contacts.values()), reverse=True)
+    return times[needed - 1] if len(times) >= needed else facts.started
+
+
+def _primaries(facts: Facts) -> list[Answer]:
+    return sorted((a for a in facts.answers if a.data and a.primary), key=lambda a: (-a.timeline, a.name))
+
+
+def next_action(facts: Facts) -> Action:
+    """The single entry point: what this node does now."""
+    if facts.refused:
+        return Action(Act.REFUSE, facts.refused)
+    if facts.held:
+        return Action(Act.KEEP, "PostgreSQL was stopped on purpose (repmgr or an operator); leaving it down")
+    if facts.role == "witness":
+        return _witness(facts)
+    if facts.bootstrapping and facts.has_data:
+        return _interrupted_bootstrap(facts)
+    if not facts.has_data:
+        return _first_start(facts)
+    if facts.running:
+        return _running(facts)
+    if facts.standby:
+        return Action(Act.START_STANDBY, "resuming as standby")
+    return _former_primary(facts)
+
+
+def _witness(facts: Facts) -> Action:
+    if facts.has_data and facts.bootstrapping:
+        return Action(Act.REDO_BOOTSTRAP, "the witness's first start was interrupted; starting it over",
+                      event=contract.EVENT_BOOTSTRAP_REDONE)
+    if not facts.has_data:
+        return Action(Act.BOOTSTRAP_WITNESS, "first start as witness")
+    if facts.running:
+        return Action(Act.KEEP, "running as witness")
+    return Action(Act.START_WITNESS, "resuming as witness")
+
+
+def _interrupted_bootstrap(facts: Facts) -> Action:
+    holders = [a.name for a in facts.answers if a.system_id == facts.system_id and facts.system_id is not None]
+    if holders:
+        return Action(Act.REFUSE, f"the first start was interrupted, but {', '.join(holders)} already run this "
+                      "database; rebuild this node (or finish its bootstrap by hand)")
+    return Action(Act.REDO_BOOTSTRAP, "the first start was interrupted before it finished; starting it over",
+                  event=contract.EVENT_BOOTSTRAP_REDONE)
+
+
+def _first_start(facts: Facts) -> Action:
+    primaries = [a for a in _primaries(facts) if a.ready]
+    if primaries:
+        return Action(Act.CLONE, f"first start as standby: cloning from {primaries[0].name}", peer=primaries[0].name)
+    if facts.role == "primary" and facts.restore:
+        return Action(Act.RESTORE, "first start: restoring a backup")
+    if facts.role == "primary":
+        return Action(Act.BOOTSTRAP_PRIMARY, "first start as primary: initdb")
+    return Action(Act.WAIT, "waiting for a primary: a new standby clones from it")
+
+
+def _rejoin_or_refuse(facts: Facts, primary: Answer) -> Action:
+    if primary.system_id != facts.system_id:
+        return Action(Act.REFUSE, f"{primary.name} is primary of a different database (system id "
+                      f"{primary.system_id}); refusing to start as a second primary: rebuild this node")
+    return Action(Act.REJOIN, f"former primary: rejoining {primary.name} (timeline {primary.timeline}) "
+                  "with pg_rewind", peer=primary.name)
+
+
+def _former_primary(facts: Facts) -> Action:
+    primaries = _primaries(facts)
+    mine = facts.timeline or 0
+    if primaries and primaries[0].timeline >= mine:
+        return _rejoin_or_refuse(facts, primaries[0])
+    if primaries:
+        return Action(Act.START_PRIMARY, f"resuming as primary: {primaries[0].name} is primary on an older "
+                      f"timeline ({primaries[0].timeline} < {mine}); it has to rejoin")
+    if facts.force_primary:
+        return Action(Act.START_PRIMARY, "resuming as primary: an operator vouched for this node (unfence)")
+    answering = len(facts.answers)
+    if not quorum_held(answering, facts.members):
+        return Action(Act.FENCE, f"fenced: former primary hears {answering} of {facts.members - 1} peers, too few "
+                      "to rule out a failover; staying down until more answer (`pgdock-agent unfence` overrides)")
+    return Action(Act.START_PRIMARY, f"resuming as primary: no other primary among {answering} answering peers")
+
+
+def _running(facts: Facts) -> Action:
+    if facts.standby:
+        return Action(Act.KEEP, "running as standby")
+    elapsed = facts.now - quorum_since(facts)
+    if elapsed >= facts.fence_after:
+        return Action(Act.FENCE, f"fenced: too few peers answered for {elapsed:.1f} s (limit {facts.fence_after:g} s);"
+                      " stopped PostgreSQL so no write can be lost to a failover on the other side",
+                      event=contract.EVENT_FENCED)
+    for other in _primaries(facts):
+        if other.system_id != facts.system_id:
+            continue  # not a copy of this database: nothing it does can conflict with our writes
+        if facts.timeline is None:
+            return Action(Act.WAIT, f"{other.name} also answers as primary; reading our own timeline")
+        if other.timeline > facts.timeline:
+            return Action(Act.STEP_DOWN, f"{other.name} is primary on a newer timeline ({other.timeline} > "
+                          f"{facts.timeline}): stepping down to rejoin it", peer=other.name,
+                          event=contract.EVENT_STEP_DOWN)
+        if other.timeline == facts.timeline and other.name < facts.name:
+            return Action(Act.STEP_DOWN, f"{other.name} is also primary on timeline {other.timeline}: of two "
+                          "primaries on one timeline the one with the smaller name keeps writing; stepping down",
+                          peer=other.name, event=contract.EVENT_TWIN_PRIMARY)
+        if other.timeline == facts.timeline:
+            return Action(Act.KEEP, f"{other.name} is also primary on timeline {other.timeline}; it steps down "
+                          "(the smaller name keeps writing)", peer=other.name, event=contract.EVENT_TWIN_PRIMARY)
+    return Action(Act.KEEP, "running as primary")
+
+
+def after_failed_rejoin(primary: str, timeline: int, mine: int | None) -> Action:
+    """pg_rewind or repmgr's rejoin failed: never start as a second primary; an operator rebuilds."""
+    return Action(Act.REFUSE, f"{primary} is primary on timeline {timeline} (ours: {mine}) and pg_rewind failed; "
+                  "refusing to start as a second primary: see the log, then rebuild this node", peer=primary)

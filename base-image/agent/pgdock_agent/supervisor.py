@@ -1,0 +1,238 @@
+"""The container's main loop: observe, decide, apply — four times a second.
+
+Observing reads files, the postmaster's pid and the prober's latest answers (never a network
+wait: the prober's threads do those), so a running primary's fence deadline is checked on
+time however slowly peers answer. Deciding is `decide.next_action`. Applying runs pg_ctl,
+repmgr and the bootstrap steps; a step that fails is logged and retried, never fatal (if the
+supervisor died, PostgreSQL would die with it). For fence and step-down the order is: stop
+PostgreSQL first, then the status line and the log, then the event and its detached hooks.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+
+from . import bootstrap, contract, decide, events, postgres, promote
+from .decide import Act, Action
+from .files import install_secrets
+from .node import RUN, env, log, set_status
+from .peers import Prober, peers
+from .rejoin import rejoin
+from .status import registered
+
+TICK = 0.25
+RETRY_SECONDS = 5.0
+"""Pause after a failed step on a node that is not a running primary (a failing clone, say)."""
+MEMBERS_REFRESH = 5.0
+REPMGRD_HELD = RUN / "repmgrd.held"
+REFUSED = RUN / "refused"
+"""Why this node refuses to start (it stays down, PG_HELD, until an operator rebuilds or restarts it)."""
+
+
+class StopRequested(Exception):
+    """SIGTERM arrived during a long step (a clone, waiting for a restore)."""
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        self.peers = peers()
+        self.prober = Prober(self.peers, promote.publish)
+        self.started = time.monotonic()
+        self.fence_after = float(env(contract.ENV_FENCE_SECONDS, "3"))
+        self.stopping = threading.Event()
+        self.busy = False
+        self.sshd: subprocess.Popen | None = None
+        self.repmgrd: subprocess.Popen | None = None
+        self.previous: Action | None = None
+        self.members: tuple[float, int | None] = (0.0, None)
+        self.system_id: int | None = None
+        self.is_registered = False
+        self.handlers = {
+            Act.START_PRIMARY: self._start, Act.START_STANDBY: self._start, Act.START_WITNESS: self._start,
+            Act.REFUSE: self._apply_refuse, Act.BOOTSTRAP_PRIMARY: self._apply_bootstrap_primary,
+            Act.BOOTSTRAP_WITNESS: self._apply_bootstrap_witness, Act.CLONE: self._apply_clone,
+            Act.RESTORE: self._apply_restore, Act.REDO_BOOTSTRAP: self._apply_redo_bootstrap,
+            Act.REJOIN: self._apply_rejoin,
+        }
+        """What applies each action beyond stopping PostgreSQL and showing the reason (KEEP, WAIT: nothing)."""
+
+    # ------------------------------------------------------------ observe
+
+    def observe(self) -> decide.Facts:
+        answers, contacts = self.prober.snapshot()
+        has_data, running, standby = postgres.has_data(), postgres.running(), postgres.is_standby()
+        timeline = None
+        if has_data and self.system_id is None:
+            self.system_id, _ = postgres.stored_identity()
+        if has_data and not running:
+            _, timeline = postgres.stored_identity()
+        elif running and not standby and any(a.data and a.primary for a in answers):
+            timeline = postgres.timeline()
+        return decide.Facts(
+            role=env(contract.ENV_ROLE), name=env(contract.ENV_NODE), members=self.member_count(running, standby),
+            has_data=has_data, bootstrapping=bootstrap.BOOTSTRAPPING.exists(), standby=standby, running=running,
+            held=postgres.PG_HELD.exists(), refused=REFUSED.read_text() if REFUSED.exists() else None,
+            force_primary=os.path.exists(contract.FORCE_PRIMARY),
+            restore=bool(os.environ.get(contract.ENV_RESTORE_SERVER)), timeline=timeline,
+            system_id=self.system_id, answers=answers, contacts=contacts, now=time.monotonic(),
+            started=self.started, fence_after=self.fence_after)
+
+    def member_count(self, running: bool, standby: bool) -> int:
+        """What repmgr's election counts: its registered nodes, read from the running primary; else every
+        configured member (more members only make a fence come sooner)."""
+        configured = len(self.peers) + 1
+        if not running or standby:
+            return configured
+        read_at, count = self.members
+        if time.monotonic() - read_at >= MEMBERS_REFRESH:
+            count = postgres.registered_members()
+            self.members = (time.monotonic(), count)
+        return count or configured
+
+    # ------------------------------------------------------------ apply
+
+    def apply(self, action: Action) -> None:
+        fresh = self.previous is None or (action.act, action.peer) != (self.previous.act, self.previous.peer)
+        came_back = self.previous is not None and self.previous.act == Act.FENCE and fresh
+        self.previous = action
+        if action.act in (Act.FENCE, Act.STEP_DOWN):
+            postgres.stop()  # first: no write may be acknowledged after the decision
+        set_status(action.reason)
+        if fresh and action.event:
+            events.record(action.event, action.reason)
+        if came_back:
+            events.record(contract.EVENT_UNFENCED, action.reason)
+        handler = self.handlers.get(action.act)
+        if handler:
+            handler(action)
+
+    def _peer(self, name: str | None):
+        return next(p for p in self.peers if p.name == name)
+
+    def _start(self, action: Action) -> None:
+        postgres.write_pgdata_conf()
+        postgres.start()
+        self.is_registered = False
+
+    def _apply_refuse(self, action: Action) -> None:
+        postgres.PG_HELD.touch()
+        REFUSED.write_text(action.reason)
+
+    def _apply_bootstrap_primary(self, action: Action) -> None:
+        bootstrap.primary()
+        self.system_id = None
+
+    def _apply_bootstrap_witness(self, action: Action) -> None:
+        found = self.prober.primary()
+        if found is None:
+            set_status("waiting for a primary: the witness registers with it")
+            return
+        bootstrap.witness(found[0])
+
+    def _apply_clone(self, action: Action) -> None:
+        bootstrap.clone(self._peer(action.peer))
+        self.system_id = None
+
+    def _apply_restore(self, action: Action) -> None:
+        bootstrap.restore(env(contract.ENV_RESTORE_SERVER), env(contract.ENV_RESTORE_TARGET, "latest"))
+        self.system_id = None
+
+    def _apply_redo_bootstrap(self, action: Action) -> None:
+        bootstrap.redo()
+        self.system_id = None
+
+    def _apply_rejoin(self, action: Action) -> None:
+        peer = self._peer(action.peer)
+        answer = next((a for a in self.prober.snapshot()[0] if a.name == peer.name), None)
+        timeline = answer.timeline if answer else 0
+        if rejoin(peer, timeline):
+            self.is_registered = False
+            return
+        refusal = decide.after_failed_rejoin(peer.name, timeline, postgres.stored_identity()[1])
+        self.apply(refusal)
+
+    # ------------------------------------------------------------ the processes around PostgreSQL
+
+    def ensure_registered(self) -> None:
+        """A running node that repmgr does not know yet (a restored copy, a witness after its primary came
+        back) registers; repmgrd starts only on a registered node."""
+        if self.is_registered or not postgres.running() or bootstrap.BOOTSTRAPPING.exists():
+            return
+        if registered():
+            self.is_registered = True
+            return
+        if env(contract.ENV_ROLE) == "witness":
+            found = self.prober.primary()
+            if found:
+                bootstrap.register_witness(found[0])
+            return
+        postgres.repmgr("standby" if postgres.is_standby() else "primary", "register", "--force")
+
+    def ensure_daemons(self) -> None:
+        if self.sshd is None or self.sshd.poll() is not None:
+            self.sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-p", env(contract.ENV_SSH_PORT)])
+        repmgrd_alive = self.repmgrd is not None and self.repmgrd.poll() is None
+        if self.is_registered and not REPMGRD_HELD.exists() and not repmgrd_alive and postgres.running():
+            extra = {"user": "postgres", "group": "postgres", "extra_groups": []} if os.getuid() == 0 else {}
+            self.repmgrd = subprocess.Popen(
+                ["repmgrd", "-f", str(contract.REPMGR_CONF), "--daemonize=false"],
+                env={**os.environ, "HOME": str(postgres.HOME), "PGPASSFILE": str(postgres.HOME / ".pgpass")},
+                **extra)
+
+    # ------------------------------------------------------------ the loop
+
+    def step(self) -> None:
+        self.busy = True
+        try:
+            self.apply(decide.next_action(self.observe()))
+            self.ensure_registered()
+        finally:
+            self.busy = False
+        self.ensure_daemons()
+
+    def shutdown(self, *_: object) -> None:
+        self.stopping.set()
+        if self.busy and not postgres.running():
+            raise StopRequested  # leave a long first start at once; a running node stops in order below
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, self.shutdown)
+        signal.signal(signal.SIGINT, self.shutdown)
+        RUN.mkdir(parents=True, exist_ok=True)
+        shutil.chown(RUN, "postgres", "postgres")
+        postgres.PG_HELD.unlink(missing_ok=True)
+        REPMGRD_HELD.unlink(missing_ok=True)
+        REFUSED.unlink(missing_ok=True)
+        events.EVENTS.touch()
+        shutil.chown(events.EVENTS, "postgres", "postgres")
+        postgres.forward_log()
+        install_secrets()
+        self.prober.start()
+        self.prober.wait_round(self.started)
+        pause = TICK
+        while not self.stopping.wait(pause):
+            try:
+                self.step()
+                pause = TICK
+            except StopRequested:
+                break
+            except Exception as exc:  # noqa: BLE001 - see the module docstring
+                pause = TICK if postgres.running() and not postgres.is_standby() else RETRY_SECONDS
+                set_status(f"step failed, retrying in {pause:g} s: {type(exc).__name__}: {exc}")
+        self.stop_all()
+
+    def stop_all(self) -> None:
+        log("SIGTERM: stopping repmgrd, then PostgreSQL (fast shutdown)")
+        self.prober.stop()
+        if self.repmgrd and self.repmgrd.poll() is None:
+            self.repmgrd.terminate()
+            self.repmgrd.wait(10)
+        postgres.stop_held("fast")
+        if self.sshd and self.sshd.poll() is None:
+            self.sshd.terminate()
+        log("stopped cleanly")

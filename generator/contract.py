@@ -1,0 +1,133 @@
+"""The names that cross a boundary between pgdock's parts, spelled once.
+
+The generator writes them into env files and compose files, the agent and the
+backup sidecar read them inside the containers, and the operator's commands
+reach into containers by them. This module is the only place they are spelled.
+It uses nothing but the standard library: the base image carries it as
+`pgdock_agent/contract.py` (a symlink in the source tree, a plain file in a
+rendered repo), so the generator and the agent import the same file.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+# ---------------------------------------------------------------- paths inside a node's containers
+
+CONFIG = PurePosixPath("/etc/pgdock")
+"""The node's config volume (read-only), filled by its config-carrier image."""
+REPMGR_CONF = CONFIG / "repmgr.conf"
+SHARED = CONFIG / "shared"
+FAILOVER_HOOKS = SHARED / "failover"
+INITDB_SQL = SHARED / "initdb" / "initdb.sql"
+SECRETS = PurePosixPath("/run/pgdock/secrets")
+"""The node's secrets volume (read-only): never part of an image."""
+RUN = PurePosixPath("/run/pgdock")
+"""Scratch state of one container's life: markers, the status line, the log FIFO."""
+STATE = PurePosixPath("/var/lib/pgdock")
+"""The node's data volume: PostgreSQL's data directory and the logs that must survive restarts."""
+PGDATA = STATE / "data"
+EVENTS = STATE / "events.jsonl"
+HISTORY = STATE / "history.jsonl"
+BACKUP_LOG = STATE / "backups.log"
+BOOTSTRAPPING = STATE / "bootstrapping"
+"""Present from the first initdb until the last bootstrap step: a start that finds it redoes the bootstrap."""
+FORCE_PRIMARY = STATE / "force-primary"
+"""Written by `pgdock-agent unfence`: the operator vouches that this node may start as primary alone."""
+SOCKET_DIR = PurePosixPath("/var/run/postgresql")
+"""Shared with the backup sidecar, which logs in over it as the postgres OS user."""
+HOME = PurePosixPath("/var/lib/postgresql")
+TLS = HOME / "tls"
+CA_CERT = TLS / "ca.crt"
+
+# ---------------------------------------------------------------- the secrets volume's layout
+
+SECRET_PASSWORDS = "passwords"
+"""One file per password: superuser, repmgr, replication, app."""
+SECRET_CA_CERT = "tls/ca.crt"
+SECRET_CA_KEY = "tls/ca.key"
+SECRET_NODE_CERT = "tls/node.crt"
+SECRET_NODE_KEY = "tls/node.key"
+SECRET_SSH_KEY = "ssh/id_ed25519"
+SECRET_SSH_PUB = "ssh/id_ed25519.pub"
+SECRET_SSH_HOST_KEY = "ssh/host_ed25519"
+SECRET_KNOWN_HOSTS = "ssh/known_hosts"
+SECRET_S3_ENV = "s3.env"
+SECRET_S3_CA = "s3-ca.crt"
+
+# ---------------------------------------------------------------- environment variables of a node
+
+ENV_CLUSTER = "PGDOCK_CLUSTER"
+ENV_NODE = "PGDOCK_NODE"
+ENV_ADDRESS = "PGDOCK_ADDRESS"
+ENV_NODE_ID = "PGDOCK_NODE_ID"
+ENV_ROLE = "PGDOCK_ROLE"
+"""primary (the initial one), standby or witness: where the node starts, not what it is now."""
+ENV_PG_VERSION = "PGDOCK_PG_VERSION"
+ENV_PORT = "PGDOCK_PORT"
+ENV_SSH_PORT = "PGDOCK_SSH_PORT"
+ENV_DATABASE = "PGDOCK_DATABASE"
+ENV_USER = "PGDOCK_USER"
+ENV_PEERS = "PGDOCK_PEERS"
+"""Other members: name=address:port:ssh_port, comma-separated."""
+ENV_DATA_NODES = "PGDOCK_DATA_NODES"
+ENV_REPLICATION_MODE = "PGDOCK_REPLICATION_MODE"
+ENV_FENCE_SECONDS = "PGDOCK_FENCE_SECONDS"
+ENV_PROMOTE_SECONDS = "PGDOCK_PROMOTE_SECONDS"
+"""A standby promotes only after the primary has not answered it for this long."""
+ENV_HOOK_SECONDS = "PGDOCK_HOOK_SECONDS"
+"""Each failover hook's time budget."""
+ENV_BACKUP_URL = "PGDOCK_BACKUP_URL"
+ENV_BACKUP_SCHEDULE = "PGDOCK_BACKUP_SCHEDULE"
+ENV_BACKUP_RETENTION_DAYS = "PGDOCK_BACKUP_RETENTION_DAYS"
+ENV_S3_REGION = "PGDOCK_S3_REGION"
+ENV_S3_PATH_STYLE = "PGDOCK_S3_PATH_STYLE"
+ENV_S3_ENDPOINT = "PGDOCK_S3_ENDPOINT"
+ENV_RESTORE_SERVER = "PGDOCK_RESTORE_SERVER"
+ENV_RESTORE_TARGET = "PGDOCK_RESTORE_TARGET"
+ENV_EVENT_JSON = "PGDOCK_EVENT_JSON"
+"""Handed to the failover hooks: the event as one JSON object."""
+
+# ---------------------------------------------------------------- events (pgdock's own; repmgr adds its own names)
+
+EVENT_FENCED = "pgdock_fenced"
+EVENT_UNFENCED = "pgdock_unfenced"
+EVENT_STEP_DOWN = "pgdock_step_down"
+EVENT_TWIN_PRIMARY = "pgdock_twin_primary"
+EVENT_CLONE = "pgdock_clone"
+EVENT_REJOIN = "pgdock_rejoin"
+EVENT_RESTORE = "pgdock_restore"
+EVENT_BOOTSTRAP_REDONE = "pgdock_bootstrap_redone"
+EVENT_STANDBY_PROMOTE = "standby_promote"
+"""repmgr's name, kept for the promotions pgdock's promote command performs."""
+EVENT_HOOK_PREFIX = "hook:"
+"""A hook's own result is logged as an event named hook:<script>."""
+PROMOTION_EVENTS = ("repmgrd_failover_promote", EVENT_STANDBY_PROMOTE)
+"""repmgr's names for "this node became primary"."""
+
+# ---------------------------------------------------------------- `pgdock-agent state`: what status shows per node
+
+STATUS_KEYS = ("node", "role", "timeline", "upstream", "lag_bytes", "lag_seconds", "replicas", "status",
+               "repmgrd", "registered", "archiving")
+
+# ---------------------------------------------------------------- Docker names
+
+VOLUME_KINDS = ("config", "secrets", "data", "socket")
+LABEL_CLUSTER = "org.pgdock.cluster"
+LABEL_LAB_ID = "org.pgdock.lab-id"
+
+
+def container(cluster: str, node: str) -> str:
+    """The node's database container, and its compose project."""
+    return f"{cluster}-{node}"
+
+
+def backup_container(cluster: str, node: str) -> str:
+    return f"{cluster}-{node}-backup"
+
+
+def volume(cluster: str, node: str, kind: str) -> str:
+    """A node's named volume; `kind` is one of VOLUME_KINDS."""
+    if kind not in VOLUME_KINDS:
+        raise ValueError(f"unknown volume kind {kind!r}")
+    return f"{cluster}-{node}-{kind}"

@@ -1,0 +1,159 @@
+"""The agent's I/O edges, with real sockets, processes and files: probes in parallel where a refusal is
+no answer, hooks that can neither block nor outlive their budget, stop before event, the promotion gate."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from pgdock_agent import contract, decide, events, peers, promote, supervisor
+
+
+@pytest.fixture
+def no_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(peers, "password", lambda role: "secret")
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def silent_port():
+    """A port that accepts TCP connections and then never says a word (a hung or half-dead server)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    yield server.getsockname()[1]
+    server.close()
+
+
+def test_a_refused_connection_is_no_answer(no_password: None) -> None:
+    started = time.monotonic()
+    assert peers.probe(peers.Peer("n2", "127.0.0.1", closed_port(), 2222, True)) is None
+    assert time.monotonic() - started < 1.0
+
+
+def test_a_silent_peer_delays_only_its_own_probe(no_password: None, silent_port: int) -> None:
+    """Probes run one thread per peer: the silent one hangs to its connect timeout, the refusing one is
+    answered at once, and the prober's snapshot never waits for either."""
+    members = [peers.Peer("slow", "127.0.0.1", silent_port, 1, True),
+               peers.Peer("fast", "127.0.0.1", closed_port(), 1, True)]
+    published: list[dict[str, float]] = []
+    prober = peers.Prober(members, lambda contacts, primary: published.append(contacts))
+    started = time.monotonic()
+    prober.start()
+    try:
+        time.sleep(0.3)
+        with prober.lock:
+            asked = dict(prober.answers)
+        assert "fast" in asked and "slow" not in asked  # the refusal is recorded, the silent one still hangs
+        snap_started = time.monotonic()
+        answers, contacts = prober.snapshot()
+        assert time.monotonic() - snap_started < 0.05
+        assert answers == () and contacts == {}  # neither counts as contact
+        prober.wait_round(started, timeout=peers.CONNECT_TIMEOUT + 1.5)
+        with prober.lock:
+            assert "slow" in prober.answers and prober.answers["slow"][1] is None
+    finally:
+        prober.stop()
+
+
+@pytest.fixture
+def hook_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(events, "EVENTS", tmp_path / "events.jsonl")
+    monkeypatch.setattr(events, "HOOKS", (tmp_path / "hetzner.sh", tmp_path / "hook.sh"))
+    monkeypatch.setattr(events, "HOOK_USER", None)  # this machine's postgres user cannot run the test's python
+    monkeypatch.setenv(contract.ENV_NODE, "n1")
+    monkeypatch.setenv(contract.ENV_NODE_ID, "1")
+    monkeypatch.setenv(contract.ENV_HOOK_SECONDS, "1")
+    return tmp_path
+
+
+def write_hook(path: Path, body: str) -> None:
+    path.write_text(f"#!/bin/sh\n{body}\n")
+    path.chmod(0o755)
+
+
+def logged(hook_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (hook_dir / "events.jsonl").read_text().splitlines()]
+
+
+def test_record_logs_first_and_does_not_wait_for_a_hook_that_never_ends(hook_dir: Path) -> None:
+    write_hook(hook_dir / "hook.sh", "sleep 1000")
+    started = time.monotonic()
+    events.record(contract.EVENT_FENCED, "cut off")
+    assert time.monotonic() - started < 1.0
+    assert [e["event"] for e in logged(hook_dir)] == [contract.EVENT_FENCED]
+    time.sleep(1.8)  # the detached runner kills the hook at its 1 s budget and logs that
+    assert [e["event"] for e in logged(hook_dir)] == [contract.EVENT_FENCED, "hook:hook.sh"]
+
+
+def test_a_hook_past_its_budget_is_killed_and_logged(hook_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_hook(hook_dir / "hook.sh", "echo calling the webhook; sleep 1000")
+    write_hook(hook_dir / "hetzner.sh", "echo moved")
+    payload = {"time": events.event_time(), "node_id": 1, "node": "n1", "event": "standby_promote",
+               "success": True, "details": "d"}
+    monkeypatch.setenv(contract.ENV_EVENT_JSON, json.dumps(payload))
+    started = time.monotonic()
+    assert events.run_hooks(hook_dir / "events.jsonl", [hook_dir / "hetzner.sh", hook_dir / "hook.sh"]) == 0
+    assert time.monotonic() - started < 3.0
+    by_event = {e["event"]: e for e in logged(hook_dir)}
+    assert by_event["hook:hetzner.sh"]["success"] and by_event["hook:hetzner.sh"]["details"] == "moved"
+    assert not by_event["hook:hook.sh"]["success"]
+    assert "killed after 1 s" in by_event["hook:hook.sh"]["details"]
+
+
+def test_a_failed_event_log_write_does_not_raise(hook_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(events, "EVENTS", hook_dir / "missing-dir" / "events.jsonl")
+    events.record(contract.EVENT_FENCED, "cut off")  # logged to stderr instead; the fence goes on
+
+
+def test_fence_stops_postgres_before_the_event(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(supervisor.postgres, "stop", lambda *a: calls.append("stop"))
+    monkeypatch.setattr(supervisor, "set_status", lambda text: calls.append("status"))
+    monkeypatch.setattr(supervisor.events, "record", lambda event, details: calls.append(event))
+    sup = supervisor.Supervisor.__new__(supervisor.Supervisor)
+    sup.previous, sup.handlers = None, {}
+    sup.apply(decide.Action(decide.Act.FENCE, "cut off", event=contract.EVENT_FENCED))
+    assert calls == ["stop", "status", contract.EVENT_FENCED]
+    sup.apply(decide.Action(decide.Act.FENCE, "cut off", event=contract.EVENT_FENCED))
+    assert calls.count(contract.EVENT_FENCED) == 1  # an event marks the transition, not every tick
+
+
+@pytest.fixture
+def contacts_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setattr(promote, "CONTACTS", tmp_path / "contacts.json")
+    return tmp_path / "contacts.json"
+
+
+def test_promotion_waits_until_the_primary_was_silent_long_enough(contacts_file: Path) -> None:
+    promote.publish({"n1": time.monotonic()}, {"n1": time.monotonic()})
+    started = time.monotonic()
+    assert promote.wait_until_silent(0.5) is None
+    assert time.monotonic() - started >= 0.45
+
+
+def test_promotion_goes_at_once_when_the_primary_was_silent_already(contacts_file: Path) -> None:
+    promote.publish({}, {"n1": time.monotonic() - 10})
+    started = time.monotonic()
+    assert promote.wait_until_silent(5) is None
+    assert time.monotonic() - started < 0.2
+
+
+def test_promotion_is_refused_when_the_primary_answers_again(contacts_file: Path) -> None:
+    promote.publish({}, {"n1": time.monotonic()})
+
+    def primary_is_back() -> None:
+        time.sleep(0.2)
+        promote.publish({}, {"n1": time.monotonic()})
+
+    threading.Thread(target=primary_is_back).start()
+    assert "answered again" in (promote.wait_until_silent(2) or "")

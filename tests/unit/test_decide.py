@@ -1,0 +1,172 @@
+"""The agent's decision core as a table: observed facts in, one action (and its event) out."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+from pgdock_agent import contract
+from pgdock_agent.decide import Act, Answer, Facts, after_failed_rejoin, next_action, promotion_possible, quorum_held
+
+SYS = 7000
+OTHER_SYS = 9999
+
+
+def data(name: str, *, primary: bool = False, timeline: int = 1, system_id: int = SYS) -> Answer:
+    return Answer(name, True, primary, timeline, system_id)
+
+
+def witness(name: str = "w") -> Answer:
+    return Answer(name, False, True, 1, 1234)  # the witness is never in recovery: it is no primary all the same
+
+
+def facts(**changes: object) -> Facts:
+    """A healthy running primary n1 of 3 data nodes + witness that heard everyone a moment ago."""
+    base = Facts(role="primary", name="n1", members=4, has_data=True, running=True, timeline=1, system_id=SYS,
+                 answers=(data("n2"), data("n3"), witness()), contacts={"n2": 99.5, "n3": 99.5, "w": 99.5},
+                 now=100.0, started=0.0, fence_after=2.5)
+    return replace(base, **changes)
+
+
+def down(**changes: object) -> Facts:
+    """The same node with PostgreSQL not running (a later start)."""
+    return facts(running=False, **changes)
+
+
+CASES = [
+    # --- a running primary: fencing is a deadline over the k-th most recent contact
+    ("healthy primary keeps writing", facts(), Act.KEEP, None),
+    ("all peers silent past the deadline: fence", facts(contacts={"n2": 97.0, "n3": 97.0, "w": 97.0}),
+     Act.FENCE, contract.EVENT_FENCED),
+    ("all peers silent, deadline not reached yet", facts(contacts={"n2": 98.0, "n3": 98.0, "w": 98.0}),
+     Act.KEEP, None),
+    ("deadline is exact: 2.5 s after the quorum's last contact", facts(contacts={"n2": 97.5, "n3": 97.5, "w": 90.0}),
+     Act.FENCE, contract.EVENT_FENCED),
+    ("witness answers while all data peers are gone (3+w): fence, two could elect",
+     facts(contacts={"n2": 90.0, "n3": 90.0, "w": 99.9}), Act.FENCE, contract.EVENT_FENCED),
+    ("witness answers while the data peer is gone (2+w): keep, one cannot elect",
+     facts(members=3, contacts={"n2": 90.0, "w": 99.9}), Act.KEEP, None),
+    ("one data peer and nothing else in 3+w: fence", facts(contacts={"n2": 99.9, "n3": 80.0, "w": 80.0}),
+     Act.FENCE, contract.EVENT_FENCED),
+    ("two of three peers answer in 3+w: keep", facts(contacts={"n2": 99.9, "n3": 99.9, "w": 80.0}), Act.KEEP, None),
+    ("5+w: two of five peers answer: fence (three could elect)",
+     facts(members=6, contacts={"n2": 99.9, "n3": 99.9, "n4": 1.0, "n5": 1.0, "w": 1.0}), Act.FENCE,
+     contract.EVENT_FENCED),
+    ("5+w: three of five peers answer: keep",
+     facts(members=6, contacts={"n2": 99.9, "n3": 99.9, "n4": 99.9, "n5": 1.0, "w": 1.0}), Act.KEEP, None),
+    ("9+w: the fence does not depend on how slowly peers answer, only on when they were asked",
+     facts(members=10, contacts={f"n{i}": 97.4 for i in range(2, 11)}), Act.FENCE, contract.EVENT_FENCED),
+    ("a peer never heard since start counts from the start", facts(started=98.0, contacts={}), Act.KEEP, None),
+    ("never heard anyone, 2.5 s after start: fence", facts(started=97.0, contacts={}), Act.FENCE,
+     contract.EVENT_FENCED),
+    ("clock jump backwards (now before last contact): no fence",
+     facts(now=50.0, contacts={"n2": 99.5, "n3": 99.5, "w": 99.5}), Act.KEEP, None),
+    ("clock jump forwards (a frozen VM woke up): fence at once", facts(now=500.0), Act.FENCE, contract.EVENT_FENCED),
+    ("single-node cluster never fences", facts(members=1, answers=(), contacts={}, now=1e6), Act.KEEP, None),
+    ("two data nodes, no witness: the lone primary fences", facts(members=2, contacts={"n2": 10.0}), Act.FENCE,
+     contract.EVENT_FENCED),
+    # --- a running primary that sees another primary
+    ("another primary on a newer timeline: step down",
+     facts(answers=(data("n2", primary=True, timeline=2), data("n3"), witness())), Act.STEP_DOWN,
+     contract.EVENT_STEP_DOWN),
+    ("another primary on an older timeline: keep (it steps down)",
+     facts(timeline=3, answers=(data("n2", primary=True, timeline=2), data("n3"), witness())), Act.KEEP, None),
+    ("twin on the same timeline, we have the greater name: step down",
+     facts(name="n3", answers=(data("n2", primary=True), witness())), Act.STEP_DOWN,
+     contract.EVENT_TWIN_PRIMARY),
+    ("twin on the same timeline, we have the smaller name: keep writing, raise the event",
+     facts(answers=(data("n2", primary=True), witness())), Act.KEEP, contract.EVENT_TWIN_PRIMARY),
+    ("a primary of another database is no twin", facts(answers=(data("n2", primary=True, system_id=OTHER_SYS),
+                                                               data("n3"), witness())), Act.KEEP, None),
+    ("our timeline unreadable while another primary answers: wait",
+     facts(timeline=None, answers=(data("n2", primary=True), witness())), Act.WAIT, None),
+    ("the witness answering 'not in recovery' is no primary", facts(answers=(witness(),)), Act.KEEP, None),
+    ("a running standby is left to repmgr", facts(standby=True, contacts={}), Act.KEEP, None),
+    # --- later starts
+    ("held by repmgr or an operator: leave it down", down(held=True), Act.KEEP, None),
+    ("refused earlier: keep refusing", down(refused="why"), Act.REFUSE, None),
+    ("standby resumes as standby", down(standby=True, answers=()), Act.START_STANDBY, None),
+    ("former primary, nobody else primary, quorum answers: start as primary", down(), Act.START_PRIMARY, None),
+    ("former primary hears only the witness (3+w): fenced", down(answers=(witness(),)), Act.FENCE, None),
+    ("refused connections are no answers: a former primary behind a reject firewall stays down",
+     down(answers=()), Act.FENCE, None),
+    ("operator vouched (unfence): start alone", down(answers=(), force_primary=True), Act.START_PRIMARY, None),
+    ("former primary, a primary on a newer timeline: rejoin",
+     down(answers=(data("n2", primary=True, timeline=2), witness())), Act.REJOIN, None),
+    ("former primary, a primary on the same timeline: rejoin (never a twin)",
+     down(answers=(data("n2", primary=True), witness())), Act.REJOIN, None),
+    ("former primary, the other is on an older timeline: start, it has to rejoin",
+     down(timeline=3, answers=(data("n2", primary=True, timeline=2), witness())), Act.START_PRIMARY, None),
+    ("former primary, a primary of another database: refuse",
+     down(answers=(data("n2", primary=True, timeline=2, system_id=OTHER_SYS), witness())), Act.REFUSE, None),
+    ("two primaries answer: rejoin the newest timeline",
+     down(answers=(data("n2", primary=True, timeline=2), data("n3", primary=True, timeline=4))), Act.REJOIN, None),
+    # --- first starts and interrupted ones
+    ("initial primary, empty volume, nobody primary: initdb", down(has_data=False, answers=()),
+     Act.BOOTSTRAP_PRIMARY, None),
+    ("initial primary, a primary exists already (rebuilt node): clone", down(has_data=False, answers=(
+        data("n2", primary=True, timeline=3),)), Act.CLONE, None),
+    ("initial primary with a restore asked: restore", down(has_data=False, answers=(), restore=True),
+     Act.RESTORE, None),
+    ("new standby, no primary yet: wait", down(role="standby", name="n2", has_data=False, answers=()), Act.WAIT, None),
+    ("new standby, the primary is still bootstrapping (not registered yet): wait",
+     down(role="standby", name="n2", has_data=False, answers=(Answer("n1", True, True, 1, SYS, ready=False),)),
+     Act.WAIT, None),
+    ("new standby, primary answers: clone from it",
+     down(role="standby", name="n2", has_data=False, answers=(data("n1", primary=True),)), Act.CLONE, None),
+    ("interrupted bootstrap, nobody has the database: redo", down(bootstrapping=True, answers=()),
+     Act.REDO_BOOTSTRAP, contract.EVENT_BOOTSTRAP_REDONE),
+    ("interrupted bootstrap, but a peer runs a copy: refuse", down(bootstrapping=True, answers=(data("n2"),)),
+     Act.REFUSE, None),
+    ("interrupted bootstrap while running (roles missing): redo, not 'running'", facts(bootstrapping=True,
+                                                                                     answers=()),
+     Act.REDO_BOOTSTRAP, contract.EVENT_BOOTSTRAP_REDONE),
+    ("interrupted clone of a standby: redo", down(role="standby", name="n2", standby=True, bootstrapping=True,
+                                                system_id=SYS + 1, answers=(data("n1", primary=True),)),
+     Act.REDO_BOOTSTRAP, contract.EVENT_BOOTSTRAP_REDONE),
+    # --- the witness
+    ("witness, empty volume: bootstrap", down(role="witness", name="w", has_data=False), Act.BOOTSTRAP_WITNESS, None),
+    ("witness, interrupted bootstrap: redo", down(role="witness", name="w", bootstrapping=True),
+     Act.REDO_BOOTSTRAP, contract.EVENT_BOOTSTRAP_REDONE),
+    ("witness, later start", down(role="witness", name="w"), Act.START_WITNESS, None),
+    ("witness running: nothing to do, never fenced", facts(role="witness", name="w", contacts={}), Act.KEEP, None),
+]
+
+
+@pytest.mark.parametrize(("why", "observed", "act", "event"), CASES, ids=[c[0] for c in CASES])
+def test_decision_table(why: str, observed: Facts, act: Act, event: str | None) -> None:
+    action = next_action(observed)
+    assert (action.act, action.event) == (act, event), action.reason
+    assert action.reason  # becomes the status line: never empty
+
+
+def test_the_table_is_big_enough() -> None:
+    assert len(CASES) >= 30
+
+
+def test_twins_agree_on_exactly_one_writer() -> None:
+    """Both twins decide from the same static facts (names), so exactly one of them steps down."""
+    n1 = next_action(facts(name="n1", answers=(data("n2", primary=True), witness())))
+    n2 = next_action(facts(name="n2", answers=(data("n1", primary=True), witness())))
+    assert sorted([n1.act, n2.act], key=str) == sorted([Act.KEEP, Act.STEP_DOWN], key=str)
+
+
+def test_refused_rejoin_never_starts_a_second_primary() -> None:
+    action = after_failed_rejoin("n2", 3, 2)
+    assert action.act is Act.REFUSE and "pg_rewind failed" in action.reason
+
+
+@pytest.mark.parametrize(("visible", "members", "possible"), [
+    (1, 2, True), (1, 3, False), (2, 3, True), (2, 4, True), (1, 4, False), (3, 6, True), (2, 6, False),
+    (5, 10, True), (4, 10, False)])
+def test_promotion_quorum_mirrors_repmgr(visible: int, members: int, possible: bool) -> None:
+    """repmgr: visible_nodes > (members - 1) / 2, the failed primary not counted, the witness counted."""
+    assert promotion_possible(visible, members) is possible
+
+
+@pytest.mark.parametrize("members", range(1, 12))
+def test_primary_and_the_rest_can_never_both_hold_a_quorum(members: int) -> None:
+    """For every split, either the primary keeps its quorum or the others can elect, never both."""
+    for answering in range(members):
+        unseen = members - 1 - answering
+        assert not (quorum_held(answering, members) and promotion_possible(unseen, members))
