@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from . import contract
 from .errors import PgdockError, UsageError
 from .spec import Spec
 
@@ -183,7 +184,7 @@ def run_now(target: Target) -> str:
     """Takes a base backup (then applies retention) in the node's backup sidecar."""
     from python_on_whales.exceptions import DockerException
 
-    container = f"{target.container}-backup"
+    container = target.container + contract.BACKUP_SUFFIX
     try:
         return target.client.execute(container, ["pgdock-backup", "now"], user="postgres")
     except DockerException as exc:

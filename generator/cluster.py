@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import docker
+from . import contract, docker
 from .errors import DockerError, PgdockError
 from .spec import Node, Spec
 
@@ -37,7 +37,8 @@ class Target:
 
 def targets(spec: Spec, *, lab: bool) -> list[Target]:
     """Where each member runs: the local engine for the lab, the node's context otherwise."""
-    return [Target(node, None if lab else node.context, f"{spec.cluster}-{node.name}") for node in spec.members]
+    return [Target(node, None if lab else node.context, contract.container(spec.cluster, node.name))
+            for node in spec.members]
 
 
 @dataclass
@@ -151,7 +152,7 @@ def status_table(spec: Spec, rows: list[NodeStatus]):
 
 def psql_command(spec: Spec, target: Target, sql: str | None, database: str | None) -> list[str]:
     node = target.node
-    base = ["psql", "-X", "-h", "/var/run/postgresql", "-p", str(node.port), "-U", "postgres",
+    base = ["psql", "-X", "-h", str(contract.SOCKET_DIR), "-p", str(node.port), "-U", "postgres",
             "-d", database or ("repmgr" if node.witness else spec.database)]
     return base + (["-c", sql] if sql else [])
 

@@ -122,8 +122,12 @@ def container(cluster: str, node: str) -> str:
     return f"{cluster}-{node}"
 
 
+BACKUP_SUFFIX = "-backup"
+
+
 def backup_container(cluster: str, node: str) -> str:
-    return f"{cluster}-{node}-backup"
+    """The node's backup sidecar: its database container's name plus BACKUP_SUFFIX."""
+    return container(cluster, node) + BACKUP_SUFFIX
 
 
 def volume(cluster: str, node: str, kind: str) -> str:

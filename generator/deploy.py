@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import credentials, docker, images, ship, switchover, volumes
+from . import contract, credentials, docker, images, ship, switchover, volumes
 from .cluster import Target, status, wait_healthy
 from .errors import PgdockError, UsageError
 from .spec import Node, Spec
@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from python_on_whales import DockerClient
 
 Progress = Callable[[str], None]
-HISTORY = "/var/lib/pgdock/history.jsonl"
+HISTORY = str(contract.HISTORY)
 
 
 @dataclass(frozen=True)
@@ -87,7 +87,7 @@ def spec_hash(repo: Path) -> str:
 
 
 def _volume(spec: Spec, node: Node, kind: str) -> str:
-    return f"{spec.cluster}-{node.name}-{kind}"
+    return contract.volume(spec.cluster, node.name, kind)
 
 
 def history(spec: Spec, node: Node) -> list[dict[str, Any]]:
@@ -98,7 +98,7 @@ def history(spec: Spec, node: Node) -> list[dict[str, Any]]:
         return []
     text = docker.call(f"reading {node.name}'s history", client.run, images.names(spec).base,
                        ["-c", f"cat {HISTORY} 2>/dev/null || true"], entrypoint="sh",
-                       volumes=[(volume, "/var/lib/pgdock")], remove=True)
+                       volumes=[(volume, str(contract.STATE))], remove=True)
     return [json.loads(line) for line in (text or "").splitlines() if line.startswith("{")]
 
 
@@ -116,7 +116,7 @@ def _running(client: DockerClient, container: str) -> bool:
 
 
 def _sql(target: Target, query: str) -> str:
-    command = ["psql", "-XAtq", "-h", "/var/run/postgresql", "-p", str(target.node.port), "-U", "postgres",
+    command = ["psql", "-XAtq", "-h", str(contract.SOCKET_DIR), "-p", str(target.node.port), "-U", "postgres",
                "-d", "postgres", "-c", query]
     return docker.call(f"asking {target.node.name}", target.client.execute, target.container, command,
                        user="postgres").strip()
@@ -173,7 +173,7 @@ def deploy_node(spec: Spec, repo: Path, node: Node, *, version: str | None = Non
     """Deploys one node; returns the settings left waiting for a restart (empty when all applied)."""
     the_plan = plan(spec, repo, node, version=version, force=force)
     client = docker.client(node.context)
-    target = Target(node, node.context, f"{spec.cluster}-{node.name}")
+    target = Target(node, node.context, contract.container(spec.cluster, node.name))
     names = images.names(spec)
     if version is None:
         carrier = images.build_config(spec, repo, node)
@@ -186,7 +186,7 @@ def deploy_node(spec: Spec, repo: Path, node: Node, *, version: str | None = Non
     elif version is not None and not docker.client().image.exists(carrier):
         raise UsageError(f"the carrier image {carrier} of {version} is neither here nor on {node.name}")
     ship.ship(client, wanted, node=node.name, registry=registry, progress=progress)
-    labels = {"org.pgdock.cluster": spec.cluster}
+    labels = {contract.LABEL_CLUSTER: spec.cluster}
     volumes.ensure(client, _volume(spec, node, "config"), labels)
     volumes.ensure(client, _volume(spec, node, "secrets"), labels)
     progress(f"{node.name}: installing config {the_version}")
@@ -220,7 +220,7 @@ def _compose_up(spec: Spec, repo: Path, node: Node) -> None:
     from python_on_whales import DockerClient
 
     client = DockerClient(context=node.context, compose_files=[repo / "nodes" / node.name / "compose.yaml"],
-                          compose_project_name=f"{spec.cluster}-{node.name}")
+                          compose_project_name=contract.container(spec.cluster, node.name))
     docker.call(f"starting {node.name}", client.compose.up, detach=True, quiet=True, force_recreate=False)
 
 
@@ -258,12 +258,12 @@ def down(spec: Spec, nodes: list[Node], *, remove_volumes: bool, progress: Progr
 
     for node in nodes:
         progress(f"{node.name}: removing its containers{' and data' if remove_volumes else ''}")
-        client = DockerClient(context=node.context, compose_project_name=f"{spec.cluster}-{node.name}")
+        client = DockerClient(context=node.context, compose_project_name=contract.container(spec.cluster, node.name))
         for container in client.container.list(all=True, filters=[
-                ("label", f"com.docker.compose.project={spec.cluster}-{node.name}")]):
+                ("label", f"com.docker.compose.project={contract.container(spec.cluster, node.name)}")]):
             container.remove(force=True)
         if remove_volumes:
-            gone = [v for kind in ("data", "config", "secrets", "socket")
+            gone = [v for kind in contract.VOLUME_KINDS
                     if client.volume.exists(v := _volume(spec, node, kind))]
             if gone:
                 client.volume.remove(gone)

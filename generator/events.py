@@ -1,6 +1,6 @@
 """`pgdock-gen events`: every node's event log (repmgr events, hook results, fencing) in time order.
 
-Each node's pgdock-agent appends JSON lines to /var/lib/pgdock/events.jsonl (on
+Each node's pgdock-agent appends JSON lines to its event log (contract.EVENTS, on
 the data volume, so the log survives restarts and rewinds); here they are read
 through Docker and merged.
 """
@@ -11,10 +11,11 @@ import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from . import contract
 from .cluster import Target, targets
 from .spec import Spec
 
-EVENTS_FILE = "/var/lib/pgdock/events.jsonl"
+EVENTS_FILE = str(contract.EVENTS)
 
 
 def _read(target: Target) -> list[dict[str, Any]]:

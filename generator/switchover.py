@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from . import contract
 from .cluster import NodeStatus, status, targets, wait_healthy
 from .errors import PgdockError, UsageError
 from .spec import Spec
@@ -53,7 +54,7 @@ def switchover(spec: Spec, node: str, *, lab: bool, force: bool, progress: Calla
     target = next(t for t in targets(spec, lab=lab) if t.node.name == node)
     from python_on_whales.exceptions import DockerException
 
-    command = ["repmgr", "-f", "/etc/pgdock/repmgr.conf", "standby", "switchover", "--siblings-follow",
+    command = ["repmgr", "-f", str(contract.REPMGR_CONF), "standby", "switchover", "--siblings-follow",
                "--force-rewind", "--repmgrd-force-unpause"]
     try:
         target.client.execute(target.container, command, user="postgres")

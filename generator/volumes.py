@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import docker
+from . import contract, docker
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
@@ -28,14 +28,14 @@ def ensure(client: DockerClient, name: str, labels: dict[str, str]) -> None:
 def install_config(client: DockerClient, carrier: str, volume: str) -> None:
     """Runs the node's config carrier, which writes its files into `volume` in place."""
     docker.call(f"installing config {carrier} into {volume}", client.run, carrier,
-                volumes=[(volume, "/etc/pgdock")], remove=True)
+                volumes=[(volume, str(contract.CONFIG))], remove=True)
 
 
 def install_secrets(client: DockerClient, image: str, volume: str, bundle: dict[str, bytes]) -> None:
     """Makes `volume` hold exactly `bundle` (files mode 0600, owned by the image's postgres user so repmgr's
     hooks can read them). The files are staged in the volume first and then swapped in one by one, so a
     running node never finds a secret missing (its agent reads passwords while supervising)."""
-    mount = "/run/pgdock/secrets"
+    mount = str(contract.SECRETS)
     staging = f"{mount}/.pgdock-incoming-{secrets.token_hex(4)}"
     with tempfile.TemporaryDirectory(prefix="pgdock-secrets-") as tmp:
         for rel, data in bundle.items():
