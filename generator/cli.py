@@ -62,11 +62,16 @@ def init(path: Path, force: bool) -> None:
 def validate(spec_path: Path) -> None:
     """Check a spec; print every problem with its line and field.
 
+    Warnings (e.g. a primary alone in its location, which repmgr never
+    fails over) go to stderr too but do not fail the check.
+
     \b
     Example:
       pgdock-gen validate -f cluster.yaml
     """
     spec = _load(spec_path)
+    for warning in spec.warnings:
+        click.echo(f"warning: {warning}", err=True)
     click.echo(f"{spec_path}: cluster {spec.cluster!r} is valid: {len(spec.nodes)} data node(s)"
                f"{', 1 witness' if spec.witness else ''}, PostgreSQL {spec.pg_version}, {spec.replication_mode}")
 
@@ -261,9 +266,38 @@ def _lab_node_command(action: str, doc: str) -> None:
 for _action, _doc in (("stop", "Stop a node's container cleanly (SIGTERM, fast shutdown)."),
                       ("start", "Start a stopped node's container."),
                       ("kill", "Kill a node's container (SIGKILL), as a crash would."),
-                      ("isolate", "Cut a node off the lab network; it keeps running."),
-                      ("heal", "Reconnect an isolated node to the lab network.")):
+                      ("heal", "End a node's isolation, whichever --partition made it.")):
     _lab_node_command(_action, _doc)
+
+
+PARTITION_OPTION = click.option(
+    "--partition", type=click.Choice(["drop", "reject", "disconnect"]), default="drop", show_default=True,
+    help="How the node is cut off: drop = its packets vanish both ways, so connects hang until their timeout "
+         "(a real network failure); reject = connects are refused at once (TCP reset); disconnect = its "
+         "container leaves the lab network. drop and reject filter inside the node's network namespace "
+         "(iptables via nsenter; needs root on the Docker host).")
+
+
+@lab.command("isolate")
+@SPEC_OPTION
+@PARTITION_OPTION
+@click.argument("node")
+def lab_isolate(spec_path: Path, partition: str, node: str) -> None:
+    """Cut a node off from every other node; it keeps running. `lab heal` ends it.
+
+    Isolating again replaces the partition (e.g. drop by reject); a restart of
+    the node's container ends a drop or reject partition.
+
+    \b
+    Examples:
+      pgdock-gen lab isolate -f cluster.yaml n1                     # packets vanish
+      pgdock-gen lab isolate -f cluster.yaml --partition reject n2  # connects refused
+      pgdock-gen lab heal -f cluster.yaml n1
+    """
+    from . import lab as labs
+
+    labs.container_action(_load(spec_path), node, "isolate", partition)
+    click.echo(f"isolate ({partition}): {node}")
 
 
 LAB_OPTION = click.option("--lab", "in_lab", is_flag=True,
@@ -370,22 +404,25 @@ def dsn(spec_path: Path, readonly: bool) -> None:
 @SPEC_OPTION
 @click.option("--scenario", type=click.Choice(["kill-primary", "isolate-primary", "kill-standby", "restart-all",
                                                "switchover"]), default="kill-primary", show_default=True)
+@PARTITION_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
-def drill(spec_path: Path, scenario: str, as_json: bool) -> None:
+def drill(spec_path: Path, scenario: str, partition: str, as_json: bool) -> None:
     """Rehearse a failure on the lab cluster under a write load and report what it cost.
 
     Reports the time until writes succeed again, acknowledged commits lost, and
-    whether two nodes ever accepted writes at the same moment.
+    whether two nodes ever accepted writes at the same moment. --partition is
+    how isolate-primary cuts the primary off (see `lab isolate --help`).
 
     \b
-    Example:
+    Examples:
       pgdock-gen lab up -f cluster.yaml && pgdock-gen drill -f cluster.yaml --scenario isolate-primary
+      pgdock-gen drill -f cluster.yaml --scenario isolate-primary --partition reject --json
     """
     from . import drill as drills
     from . import lab as labs
 
     spec = _load(spec_path)
-    report = drills.run(labs.prepare(spec_path, spec), scenario, progress=_progress)
+    report = drills.run(labs.prepare(spec_path, spec), scenario, partition=partition, progress=_progress)
     if as_json:
         click.echo(json.dumps(report.as_dict(), indent=2))
         return

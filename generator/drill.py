@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 import psycopg
 
 from . import cluster, events, lab, switchover
-from .errors import PgdockError
+from .errors import PgdockError, UsageError
 from .spec import Spec
 
 SCENARIOS = ("kill-primary", "isolate-primary", "kill-standby", "restart-all", "switchover")
@@ -135,6 +135,8 @@ class WritableSampler:
 @dataclass
 class Report:
     scenario: str
+    partition: str
+    """How isolate-primary cut the primary off (drop, reject, disconnect); `-` for the other scenarios."""
     old_primary: str
     new_primary: str
     writes_resumed_after_s: float | None
@@ -169,7 +171,8 @@ def _rejoin_method(spec: Spec, node: str, since_iso: str) -> str:
     return "resume"
 
 
-def _inject(scenario: str, lab_: lab.Lab, old: str, progress: Progress) -> tuple[str, str | None]:
+def _inject(scenario: str, lab_: lab.Lab, old: str, partition: str,
+            progress: Progress) -> tuple[str, str | None]:
     """Causes the fault; returns (new primary, node to check for its rejoin method)."""
     spec = lab_.lab_spec
     if scenario == "kill-primary":
@@ -179,8 +182,13 @@ def _inject(scenario: str, lab_: lab.Lab, old: str, progress: Progress) -> tuple
         lab.container_action(lab_.spec, old, "start")
         return new, old
     if scenario == "isolate-primary":
-        lab.container_action(lab_.spec, old, "isolate")
-        new = _wait_new_primary(spec, old, 90)
+        progress(f"isolating {old} (partition: {partition})")
+        lab.container_action(lab_.spec, old, "isolate", partition)
+        try:
+            new = _wait_new_primary(spec, old, 90)
+        except PgdockError:
+            lab.container_action(lab_.spec, old, "heal")  # never leave the lab cut off
+            raise
         progress(f"{new} promoted; healing {old}")
         time.sleep(3)
         lab.container_action(lab_.spec, old, "heal")
@@ -208,8 +216,15 @@ def _inject(scenario: str, lab_: lab.Lab, old: str, progress: Progress) -> tuple
     raise PgdockError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
 
 
-def run(lab_: lab.Lab, scenario: str, *, progress: Progress = print, settle_timeout: float = 180) -> Report:
-    """Runs one scenario on a healthy lab cluster and reports; the cluster ends healthy or this raises."""
+def run(lab_: lab.Lab, scenario: str, *, partition: str = "drop", progress: Progress = print,
+        settle_timeout: float = 180) -> Report:
+    """Runs one scenario on a healthy lab cluster and reports; the cluster ends healthy or this raises.
+
+    `partition` is how isolate-primary cuts the primary off (see `lab.container_action`): `drop` by
+    default, where packets vanish and connects hang as in a real network failure.
+    """
+    if partition not in lab.PARTITIONS:
+        raise UsageError(f"unknown partition mode {partition!r}; choose one of {', '.join(lab.PARTITIONS)}")
     spec = lab_.lab_spec
     rows = cluster.wait_healthy(spec, lab=True, timeout=60, progress=progress)
     old = next(r.name for r in rows if r.role == "primary")
@@ -223,7 +238,7 @@ def run(lab_: lab.Lab, scenario: str, *, progress: Progress = print, settle_time
     fault_at = time.monotonic()
     since_iso = datetime.now(UTC).isoformat(timespec="milliseconds")
     try:
-        new, rejoiner = _inject(scenario, lab_, old, progress)
+        new, rejoiner = _inject(scenario, lab_, old, partition, progress)
         cluster.wait_healthy(spec, lab=True, timeout=settle_timeout, progress=progress)
         recovered = time.monotonic() - fault_at
         time.sleep(2)
@@ -235,7 +250,8 @@ def run(lab_: lab.Lab, scenario: str, *, progress: Progress = print, settle_time
     resumed = next((a.at - fault_at for a in after if a.server == new_address), None) if new != old else None
     stamps = [fault_at] + [a.at for a in after]
     gap = max((b - a for a, b in zip(stamps, stamps[1:], strict=False)), default=0.0)
-    return Report(scenario=scenario, old_primary=old, new_primary=new,
+    return Report(scenario=scenario, partition=partition if scenario == "isolate-primary" else "-",
+                  old_primary=old, new_primary=new,
                   writes_resumed_after_s=None if resumed is None else round(resumed, 2),
                   longest_write_gap_s=round(gap, 2), acked_commits=len(load.acks), lost_commits=len(load.lost()),
                   max_writable_primaries=sampler.max_writable(), recovered_after_s=round(recovered, 2),

@@ -11,7 +11,9 @@ from __future__ import annotations
 import copy
 import hashlib
 import ipaddress
+import os
 import shutil
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,7 +23,7 @@ from typing import TYPE_CHECKING
 import yaml
 
 from . import backup, cluster, credentials, docker, images, render, volumes
-from .errors import DockerError, UsageError
+from .errors import DockerError, PgdockError, UsageError
 from .spec import Spec, parse
 from .template import environment
 
@@ -131,9 +133,65 @@ def _seed(secrets: Path, source: Path) -> None:
             shutil.copy2(origin, secrets / rel)
 
 
+def rendered_repo(folder: Path) -> bool:
+    """Whether `folder`, a spec's folder, is a cluster repo `pgdock-gen render` wrote (a fork).
+
+    render leaves no marker file, but it always writes `shared/` and a Dockerfile per node under
+    `nodes/` next to cluster.yaml; a folder that merely holds a spec (examples/, a tests' tmp dir) has
+    neither. Any node's Dockerfile counts, so a spec edited since its last render is still recognised.
+    """
+    return (folder / "shared").is_dir() and any(p.is_file() for p in (folder / "nodes").glob("*/Dockerfile"))
+
+
+def overlay_shared(fork: Path, lab_repo: Path) -> list[str]:
+    """Copies the fork's `shared/` over the lab repo's: the lab runs the fork's hooks and SQL.
+
+    Only `shared/` is taken from the fork: it is the one part of a cluster repo that does not depend on
+    node addresses (every file in it is copied verbatim by render), so the user's edits and additions
+    there (`shared/failover/user-hook`, SQL under `shared/initdb/`, anything else) are exactly what the
+    fork's config carriers would pack. Everything else stays the lab's own render: `nodes/` and
+    `cluster.yaml` carry lab addresses (change those through the spec, not by editing rendered node
+    files), `secrets/` are the lab's (never the fork's; restore seeds them as before), and the images
+    are built from this pgdock's base-image/ and backup-image/.
+
+    Files are copied with their modes (an executable hook stays executable) and symlinks as symlinks,
+    as `docker build` would pack them; a fork's file wins over the rendered one of the same name.
+    A rendered file the fork deleted stays in the lab (the agent may rely on it): to turn a hook off,
+    edit it rather than delete it. `prepare` starts the lab's `shared/` from a fresh render each time,
+    so a file dropped from the fork does not linger in the lab. Returns the files taken from the fork.
+    """
+    source, target = fork / "shared", lab_repo / "shared"
+    taken = []
+    for folder, dirs, files in os.walk(source):
+        for name in sorted(dirs) + sorted(files):
+            origin = Path(folder) / name
+            dest = target / origin.relative_to(source)
+            link = origin.is_symlink()
+            if origin.is_dir() and not link:
+                if dest.is_symlink() or dest.is_file():
+                    dest.unlink()
+                dest.mkdir(parents=True, exist_ok=True)
+                shutil.copystat(origin, dest)
+                continue
+            if dest.is_dir() and not dest.is_symlink():
+                shutil.rmtree(dest)
+            elif dest.is_symlink() or dest.exists():
+                dest.unlink()
+            if link:
+                os.symlink(os.readlink(origin), dest)
+            else:
+                shutil.copy2(origin, dest)
+            taken.append(dest.relative_to(lab_repo).as_posix())
+    return sorted(taken)
+
+
 def prepare(spec_path: Path, spec: Spec, client: DockerClient | None = None, *, s3: bool = False,
             restore: RestoreFrom | None = None) -> Lab:
-    """Renders the lab variant of the spec (addresses swapped for lab ones) and its compose overrides."""
+    """Renders the lab variant of the spec (addresses swapped for lab ones) and its compose overrides.
+
+    When the spec sits in a rendered cluster repo, the lab takes that repo's `shared/` over its own
+    render (see `overlay_shared`), so user hooks and SQL reach the lab as they would reach production.
+    """
     client = client or docker.client()
     root = spec_path.parent / ".lab" / spec.cluster
     subnet = _subnet(client, spec.cluster, spec.cluster)
@@ -150,7 +208,10 @@ def prepare(spec_path: Path, spec: Spec, client: DockerClient | None = None, *, 
         # the restored database keeps the source's passwords: start from the source's secrets every time
         shutil.rmtree(root / "repo" / "secrets", ignore_errors=True)
         _seed(root / "repo" / "secrets", restore.secrets)
+    shutil.rmtree(root / "repo" / "shared", ignore_errors=True)  # fresh: no file of an earlier overlay lingers
     render.write(lab_spec, render.plan(lab_spec, text), root / "repo", force=True)
+    if rendered_repo(spec_path.parent):
+        overlay_shared(spec_path.parent, root / "repo")
     if with_s3 and not (root / "repo" / "secrets" / "s3.env").exists():
         (root / "repo" / "secrets" / "s3.env").write_text("AWS_ACCESS_KEY_ID=lab\nAWS_SECRET_ACCESS_KEY=lab-secret\n")
     template = environment().get_template("lab/compose.override.yaml.j2")
@@ -291,8 +352,129 @@ def down(spec_path: Path, spec: Spec, *, remove_volumes: bool, progress: Progres
         docker.call(f"removing network {lab.network}", client.network.remove, lab.network)
 
 
-def container_action(spec: Spec, node_name: str, action: str) -> None:
-    """stop | start | kill | isolate | heal one lab node."""
+PARTITIONS = ("drop", "reject", "disconnect")
+"""How `lab isolate` cuts a node off: packets vanish (drop), are refused (reject), or the network goes (disconnect)."""
+PARTITION_CHAIN = "PGDOCK-PARTITION"
+_HOOKS = (("INPUT", "-i"), ("OUTPUT", "-o"))
+"""The chain sees every packet in and out of the node except loopback: its own processes still talk to each other."""
+
+
+@dataclass(frozen=True)
+class IptablesStep:
+    """One iptables call in a node's network namespace.
+
+    With a `guard`, it runs only when `iptables GUARD` succeeds (`if_guard`) or only when it fails (`not
+    if_guard`): that makes isolating twice, healing twice and healing a node never isolated no-ops.
+    """
+
+    args: tuple[str, ...]
+    guard: tuple[str, ...] = ()
+    if_guard: bool = True
+
+
+def _hook(builtin: str, flag: str) -> tuple[str, ...]:
+    return (builtin, "!", flag, "lo", "-j", PARTITION_CHAIN)
+
+
+def partition_plan(mode: str) -> list[IptablesStep]:
+    """The iptables calls that put a node behind a `drop` or `reject` partition (a filter of its own chain).
+
+    The chain is created unless it exists, flushed and filled for `mode`, and hooked first into INPUT and
+    OUTPUT unless already hooked, so isolating again (even with the other mode) leaves one chain and one
+    hook each. `reject` answers TCP with a reset and anything else with port-unreachable, so a peer's
+    connect fails at once; the resets and port-unreachables the node itself sends back are let out, or
+    the OUTPUT hook would swallow them and the peer would wait for its timeout as with `drop`.
+    """
+    if mode == "drop":
+        rules = [("-j", "DROP")]
+    elif mode == "reject":
+        rules = [("-p", "tcp", "--tcp-flags", "RST", "RST", "-j", "RETURN"),
+                 ("-p", "icmp", "--icmp-type", "port-unreachable", "-j", "RETURN"),
+                 ("-p", "tcp", "-j", "REJECT", "--reject-with", "tcp-reset"),
+                 ("-j", "REJECT", "--reject-with", "icmp-port-unreachable")]
+    else:
+        raise UsageError(f"partition mode {mode!r} is not filtered by iptables; choose drop or reject")
+    steps = [IptablesStep(("-N", PARTITION_CHAIN), guard=("-n", "-L", PARTITION_CHAIN), if_guard=False),
+             IptablesStep(("-F", PARTITION_CHAIN))]
+    steps += [IptablesStep(("-A", PARTITION_CHAIN, *rule)) for rule in rules]
+    steps += [IptablesStep(("-I", builtin, "1", *_hook(builtin, flag)[1:]), guard=("-C", *_hook(builtin, flag)),
+                           if_guard=False) for builtin, flag in _HOOKS]
+    return steps
+
+
+def heal_plan() -> list[IptablesStep]:
+    """The iptables calls that remove exactly what `partition_plan` added, whatever of it is in place."""
+    steps = [IptablesStep(("-D", *_hook(builtin, flag)), guard=("-C", *_hook(builtin, flag)))
+             for builtin, flag in _HOOKS]
+    return steps + [IptablesStep((action, PARTITION_CHAIN), guard=("-n", "-L", PARTITION_CHAIN))
+                    for action in ("-F", "-X")]
+
+
+def _tool(name: str) -> str | None:
+    return shutil.which(name) or next((str(p) for p in (Path("/usr/sbin") / name, Path("/sbin") / name)
+                                       if p.is_file()), None)
+
+
+def _iptables_in(client: DockerClient, container: str) -> list[str]:
+    """`nsenter -t PID -n iptables -w`: iptables in a running container's own network namespace.
+
+    Raises when there is no such namespace to reach (not running, no tools, the engine is not on this
+    machine, iptables does not work in there). The pid must belong to the namespace Docker made for this
+    container (its sandbox) and not be ours, so a stale or foreign pid never gets this machine's traffic
+    filtered.
+    """
+    tools = {name: _tool(name) for name in ("nsenter", "iptables")}
+    missing = [name for name, path in tools.items() if path is None]
+    if missing:
+        raise DockerError(f"{' and '.join(missing)} not found on this machine: run scripts/setup.sh (or "
+                          "apt-get install iptables util-linux), or use --partition disconnect")
+    info = docker.call(f"inspecting {container}", client.container.inspect, container)
+    if not info.state.running or not info.state.pid:
+        raise UsageError(f"{container} is not running; start it with `pgdock-gen lab start`, "
+                         "or use --partition disconnect")
+    pid, sandbox = info.state.pid, info.network_settings.sandbox_key
+    try:
+        namespace = os.stat(f"/proc/{pid}/ns/net").st_ino
+        reachable = (namespace != os.stat("/proc/self/ns/net").st_ino and bool(sandbox)
+                     and namespace == os.stat(str(sandbox)).st_ino)
+    except OSError:
+        reachable = False
+    if not reachable:
+        raise DockerError(f"cannot reach {container}'s network namespace from this machine (is the lab's "
+                          "Docker engine remote or rootless?); use --partition disconnect")
+    prefix = [str(tools["nsenter"]), "-t", str(pid), "-n", str(tools["iptables"]), "-w"]
+    _iptables(prefix, container, ("-S", "INPUT"))  # iptables works in there: else every guard would mislead
+    return prefix
+
+
+def _iptables(prefix: list[str], container: str, args: tuple[str, ...], *, check: bool = True) -> bool:
+    try:
+        done = subprocess.run([*prefix, *args], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DockerError(f"iptables in {container}'s network namespace failed: {exc}") from None
+    if check and done.returncode != 0:
+        reason = [line for line in (done.stderr or done.stdout).strip().splitlines() if not line.startswith("Try ")]
+        raise DockerError(f"iptables {' '.join(args)} in {container}'s network namespace failed: "
+                          f"{reason[0] if reason else f'exit status {done.returncode}'}")
+    return done.returncode == 0
+
+
+def apply_iptables(prefix: list[str], container: str, steps: list[IptablesStep]) -> None:
+    """Runs a plan: each step whose guard allows it, failing on the first call that fails."""
+    for step in steps:
+        if not step.guard or _iptables(prefix, container, step.guard, check=False) == step.if_guard:
+            _iptables(prefix, container, step.args)
+
+
+def container_action(spec: Spec, node_name: str, action: str, partition: str = "drop") -> None:
+    """stop | start | kill | isolate | heal one lab node.
+
+    `isolate` cuts the node off as `partition` says; the latest isolate decides, so one mode replaces the
+    other. `heal` undoes whichever is in place: the filter chain and/or the network disconnect. A filter
+    lives in the container's network namespace, so a restart of the container ends it too.
+    """
+    if partition not in PARTITIONS:
+        raise UsageError(f"unknown partition mode {partition!r}; choose one of {', '.join(PARTITIONS)}")
     client = docker.client()
     node = spec.member(node_name)
     name = f"{spec.cluster}-{node.name}"
@@ -301,10 +483,21 @@ def container_action(spec: Spec, node_name: str, action: str) -> None:
     if action in ("stop", "start", "kill"):
         docker.call(f"{action} {name}", getattr(client.container, action), name)
         return
+    if action not in ("isolate", "heal"):
+        raise UsageError(f"unknown lab action {action!r}")
     network = spec.cluster
     attached = network in client.container.inspect(name).network_settings.networks
-    if action == "isolate" and attached:
+    if action == "isolate" and partition != "disconnect":
+        # the filter goes in before a reconnect below, so the node is never open in between
+        apply_iptables(_iptables_in(client, name), name, partition_plan(partition))
+    if action == "isolate" and partition == "disconnect" and attached:
         docker.call(f"isolating {name}", client.network.disconnect, network, name)
-    elif action == "heal" and not attached:
+    elif not attached and (action == "heal" or partition != "disconnect"):
         address = _lab_addresses(spec, _subnet(client, network, spec.cluster))[node.name]
         docker.call(f"reconnecting {name}", client.network.connect, network, name, ip=address)
+    if action == "heal" or partition == "disconnect":
+        try:
+            prefix = _iptables_in(client, name)
+        except PgdockError:
+            return  # no namespace this machine can reach (stopped, no tools): nothing can have a filter there
+        apply_iptables(prefix, name, heal_plan())

@@ -31,7 +31,7 @@ add_next_release_source() {
 }
 
 if command -v apt-get >/dev/null; then
-    base=$(apt_missing debootstrap shellcheck postgresql-client rsync openssl iproute2 openssh-client)
+    base=$(apt_missing debootstrap shellcheck postgresql-client rsync openssl iproute2 openssh-client iptables util-linux)
     if [ -n "$base" ]; then
         $SUDO apt-get update -qq
         # shellcheck disable=SC2086

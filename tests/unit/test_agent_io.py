@@ -119,7 +119,7 @@ def test_fence_stops_postgres_before_the_event(monkeypatch: pytest.MonkeyPatch, 
     calls: list[str] = []
     monkeypatch.setattr(supervisor.postgres, "stop", lambda *a: calls.append("stop"))
     monkeypatch.setattr(supervisor, "set_status", lambda text: calls.append("status"))
-    monkeypatch.setattr(supervisor.events, "record", lambda event, details: calls.append(event))
+    monkeypatch.setattr(supervisor.events, "record", lambda event, details, timestamp="": calls.append(event))
     sup = supervisor.Supervisor.__new__(supervisor.Supervisor)
     sup.previous, sup.handlers = None, {}
     sup.apply(decide.Action(decide.Act.FENCE, "cut off", event=contract.EVENT_FENCED))

@@ -333,3 +333,28 @@ def test_cli_render_equals_api_render(run_cli, rendered: Path, tmp_path: Path, s
     api = tmp_path / "api"
     render_spec(shop_spec_text, api)
     assert tree(api) == tree(rendered)
+
+
+def test_validate_prints_placement_warning_and_exits_0(run_cli, tmp_path: Path, minimal_spec_text: str) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(
+        minimal_spec_text + "    location: east\n  - name: n2\n    address: 10.0.0.2\n    location: west\n"
+        "witness:\n  name: w\n  address: 10.0.0.9\n  location: west\n",
+        encoding="utf-8",
+    )
+    result = run_cli("validate", "-f", path)
+    assert result.exit_code == 0, result.stderr
+    assert "cluster 'c' is valid" in result.stdout
+    (line,) = result.stderr.splitlines()
+    assert line.startswith(f"warning: {path}:7: nodes[0].location: n1 is the only member in location 'east'")
+    assert "cancels the failover" in line
+
+
+def test_validate_refuses_a_reserved_user_with_exit_2(run_cli, tmp_path: Path, minimal_spec_text: str) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(minimal_spec_text.replace("  version: 17\n", "  version: 17\n  user: repmgr\n"), encoding="utf-8")
+    result = run_cli("validate", "-f", path)
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert f"{path}:4: postgres.user: 'repmgr' is reserved (" in line
+    assert result.stdout == ""

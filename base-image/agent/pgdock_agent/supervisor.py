@@ -100,11 +100,15 @@ class Supervisor:
         fresh = self.previous is None or (action.act, action.peer) != (self.previous.act, self.previous.peer)
         came_back = self.previous is not None and self.previous.act == Act.FENCE and fresh
         self.previous = action
+        decided_at = events.event_time()
         if action.act in (Act.FENCE, Act.STEP_DOWN):
-            postgres.stop()  # first: no write may be acknowledged after the decision
+            # First: a fast stop ends every session at once; pg_ctl returns only after the shutdown
+            # checkpoint and the walsenders (which may wait on unreachable standbys), so the event
+            # carries the moment the stop began, when writes ended.
+            postgres.stop()
         set_status(action.reason)
         if fresh and action.event:
-            events.record(action.event, action.reason)
+            events.record(action.event, action.reason, timestamp=decided_at)
         if came_back:
             events.record(contract.EVENT_UNFENCED, action.reason)
         handler = self.handlers.get(action.act)
