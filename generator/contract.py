@@ -98,12 +98,16 @@ EVENT_CLONE = "pgdock_clone"
 EVENT_REJOIN = "pgdock_rejoin"
 EVENT_RESTORE = "pgdock_restore"
 EVENT_BOOTSTRAP_REDONE = "pgdock_bootstrap_redone"
+EVENT_PROMOTE_WAIT = "pgdock_promote_wait"
+"""repmgrd elected this node; its promote command waits for the primary's silence."""
 EVENT_STANDBY_PROMOTE = "standby_promote"
 """repmgr's name, kept for the promotions pgdock's promote command performs."""
 EVENT_HOOK_PREFIX = "hook:"
 """A hook's own result is logged as an event named hook:<script>."""
 PROMOTION_EVENTS = ("repmgrd_failover_promote", EVENT_STANDBY_PROMOTE)
 """repmgr's names for "this node became primary"."""
+EVENT_UPSTREAM_DISCONNECT = "repmgrd_upstream_disconnect"
+"""repmgr's: a standby or the witness lost its connection to the primary (failure detected)."""
 
 # ---------------------------------------------------------------- `pgdock-agent state`: what status shows per node
 

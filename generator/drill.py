@@ -1,10 +1,17 @@
 """`pgdock-gen drill`: a failure rehearsed on the lab cluster under a write load, and what it cost.
 
-A writer commits numbered rows through the read-write multi-host URI (as an
-application would) and remembers every acknowledged commit; a sampler asks each
-data node, from inside its container, whether it accepts writes. After the fault
-and the recovery, the report says how long writes failed, how many acknowledged
-commits are missing, and whether two nodes ever accepted writes at once.
+A writer commits numbered rows to whichever node accepts writes and remembers
+every acknowledged commit; a sampler asks each data node, from inside its
+container, whether it accepts writes. After the fault and the recovery, the
+report says how long writes failed, how many acknowledged commits are missing,
+whether two nodes ever accepted writes at once, and where the time went: the
+phases come from the nodes' own events (detection, election, promotion, first
+write; for isolate-primary also when the old primary fenced itself).
+
+The writer reconnects to every data node at once and keeps the first that takes
+writes, as a client behind a health-checked proxy would: it measures when the
+cluster takes writes again. A libpq multi-host URI tries hosts in order and adds
+its connect_timeout for each dead host listed before the new primary.
 """
 
 from __future__ import annotations
@@ -12,15 +19,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
 import psycopg
 
-from . import cluster, events, lab, switchover
+from . import cluster, contract, events, lab, switchover
 from .errors import PgdockError, UsageError
-from .spec import Spec
+from .spec import Node, Spec
 
 SCENARIOS = ("kill-primary", "isolate-primary", "kill-standby", "restart-all", "switchover")
 TABLE = "pgdock_drill"
@@ -38,12 +45,17 @@ class WriteLoad:
     """Commits one numbered row at a time through the multi-host URI; reconnects after every failure."""
 
     def __init__(self, spec: Spec, password: str, ca_file: str, pause: float = 0.02):
-        self.conninfo = psycopg.conninfo.make_conninfo(
-            host=",".join(n.address for n in spec.nodes), port=",".join(str(n.port) for n in spec.nodes),
-            dbname=spec.database, user=spec.user, password=password, sslmode="verify-ca", sslrootcert=ca_file,
-            target_session_attrs="read-write", connect_timeout=2,
-            # a primary that vanishes mid-query must not hang the writer: TCP keepalives notice in ~4 s
-            keepalives_idle=2, keepalives_interval=1, keepalives_count=2, tcp_user_timeout=4000)
+        def conninfo(hosts: list[Node]) -> str:
+            return psycopg.conninfo.make_conninfo(
+                host=",".join(n.address for n in hosts), port=",".join(str(n.port) for n in hosts),
+                dbname=spec.database, user=spec.user, password=password, sslmode="verify-ca", sslrootcert=ca_file,
+                target_session_attrs="read-write", connect_timeout=2,
+                # a primary that vanishes mid-query must not hang the writer: TCP keepalives notice in ~4 s
+                keepalives_idle=2, keepalives_interval=1, keepalives_count=2, tcp_user_timeout=4000)
+
+        self.conninfo = conninfo(list(spec.nodes))
+        self.per_node = [conninfo([node]) for node in spec.nodes]
+        self.pool = ThreadPoolExecutor(4 * len(self.per_node))  # room for attempts still hanging on a dead host
         self.pause = pause
         self.acks: list[Ack] = []
         self.errors = 0
@@ -56,12 +68,30 @@ class WriteLoad:
             conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (id bigint PRIMARY KEY, at timestamptz)")
             self._next = conn.execute(f"SELECT coalesce(max(id), 0) FROM {TABLE}").fetchone()[0]
 
+    def _connect(self) -> psycopg.Connection:
+        """The first node that accepts a read-write session, all asked at once; the others are closed."""
+        pending = {self.pool.submit(psycopg.connect, info, autocommit=True) for info in self.per_node}
+        winner = None
+        deadline = time.monotonic() + 1.0  # a dead host hangs to its connect_timeout: do not wait for it
+        while pending and winner is None and time.monotonic() < deadline:
+            done, pending = wait(pending, timeout=deadline - time.monotonic(), return_when=FIRST_COMPLETED)
+            for future in done:
+                if future.exception() is None and winner is None:
+                    winner = future.result()
+                elif future.exception() is None:
+                    future.result().close()
+        for future in pending:
+            future.add_done_callback(lambda f: f.exception() is None and f.result().close())
+        if winner is None:
+            raise psycopg.OperationalError("no node accepts writes")
+        return winner
+
     def _run(self) -> None:
         conn = None
         while not self._stop.is_set():
             try:
                 if conn is None:
-                    conn = psycopg.connect(self.conninfo, autocommit=True)
+                    conn = self._connect()
                 self._next += 1
                 server = conn.execute(f"INSERT INTO {TABLE} VALUES (%s, now()) RETURNING host(inet_server_addr())",
                                       (self._next,)).fetchone()[0]
@@ -71,7 +101,7 @@ class WriteLoad:
                 if conn is not None:
                     conn.close()
                 conn = None
-                self._stop.wait(0.2)
+                self._stop.wait(0.1)
                 continue
             self._stop.wait(self.pause)
         if conn is not None:
@@ -84,6 +114,7 @@ class WriteLoad:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)
+        self.pool.shutdown(wait=False)
 
     def lost(self) -> list[int]:
         """Acknowledged ids missing from the table on today's primary."""
@@ -146,6 +177,10 @@ class Report:
     max_writable_primaries: int
     recovered_after_s: float
     rejoined_by: str
+    phases: dict[str, float | None]
+    """Seconds after the fault: detection (a standby or the witness lost the primary; repmgr stamps it to
+    the second), election (repmgrd chose the new primary), promotion (it took writes), first_write (the
+    writer's first commit there), fenced (the old primary stopped itself, isolate-primary only)."""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -161,12 +196,28 @@ def _wait_new_primary(spec: Spec, old: str, timeout: float) -> str:
     raise PgdockError(f"no standby was promoted within {timeout:.0f} s after the primary {old} failed")
 
 
+def _phases(spec: Spec, old: str, new: str, fault_at: datetime, first_write: float | None) -> dict[str, float | None]:
+    """Where the failover's time went, from the nodes' own events after the fault."""
+    seen = [e for e in events.collect(spec, lab=True) if e.get("time") and e["time"] >= fault_at.isoformat()]
+
+    def after(event: str, node: str | None = None) -> float | None:
+        found = next((e for e in seen if e["event"] == event and node in (None, e["node"])), None)
+        return None if found is None else round(
+            (datetime.fromisoformat(found["time"]) - fault_at).total_seconds(), 2)
+
+    promoted = new != old
+    return {"detection": after(contract.EVENT_UPSTREAM_DISCONNECT) if promoted else None,
+            "election": after(contract.EVENT_PROMOTE_WAIT, new) if promoted else None,
+            "promotion": after(contract.EVENT_STANDBY_PROMOTE, new) if promoted else None,
+            "first_write": first_write, "fenced": after(contract.EVENT_FENCED, old)}
+
+
 def _rejoin_method(spec: Spec, node: str, since_iso: str) -> str:
     """How `node` came back after the fault, from the agent's own events: clone, pg_rewind or a plain resume."""
     mine = [e["event"] for e in events.collect(spec, lab=True) if e["node"] == node and e["time"] >= since_iso]
-    if "pgdock_clone" in mine:
+    if contract.EVENT_CLONE in mine:
         return "clone"
-    if "pgdock_rejoin" in mine:
+    if contract.EVENT_REJOIN in mine:
         return "pg_rewind"
     return "resume"
 
@@ -236,7 +287,8 @@ def run(lab_: lab.Lab, scenario: str, *, partition: str = "drop", progress: Prog
     time.sleep(2)
     progress(f"{scenario}: primary is {old}; writing {len(load.acks)} rows so far")
     fault_at = time.monotonic()
-    since_iso = datetime.now(UTC).isoformat(timespec="milliseconds")
+    fault_wall = datetime.now(UTC)
+    since_iso = fault_wall.isoformat(timespec="milliseconds")
     try:
         new, rejoiner = _inject(scenario, lab_, old, partition, progress)
         cluster.wait_healthy(spec, lab=True, timeout=settle_timeout, progress=progress)
@@ -255,4 +307,5 @@ def run(lab_: lab.Lab, scenario: str, *, partition: str = "drop", progress: Prog
                   writes_resumed_after_s=None if resumed is None else round(resumed, 2),
                   longest_write_gap_s=round(gap, 2), acked_commits=len(load.acks), lost_commits=len(load.lost()),
                   max_writable_primaries=sampler.max_writable(), recovered_after_s=round(recovered, 2),
-                  rejoined_by=_rejoin_method(spec, rejoiner, since_iso) if rejoiner else "-")
+                  rejoined_by=_rejoin_method(spec, rejoiner, since_iso) if rejoiner else "-",
+                  phases=_phases(spec, old, new, fault_wall, None if resumed is None else round(resumed, 2)))

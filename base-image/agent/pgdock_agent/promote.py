@@ -47,6 +47,8 @@ def wait_until_silent(promote_after: float, poll: float = 0.05) -> str | None:
 
 def promote() -> int:
     promote_after = float(env(contract.ENV_PROMOTE_SECONDS, str(DEFAULT_PROMOTE_SECONDS)))
+    events.record(contract.EVENT_PROMOTE_WAIT, f"elected by repmgrd; promoting once the primary has been silent "
+                  f"to this node for {promote_after:g} s")
     refusal = wait_until_silent(promote_after)
     if refusal:
         log(refusal)

@@ -23,7 +23,7 @@ def rejoin(peer: Peer, timeline: int) -> bool:
     write_pgdata_conf()
     start()
     # rejoin leaves the node's metadata pointing at no upstream when it did not wait; make it exact
-    upstream = _primary_node_id(peer)
+    upstream = primary_node_id(peer)
     if upstream is None:
         log(f"cannot read {peer.name}'s node id; the standby registration keeps repmgr's own upstream")
         return True
@@ -31,7 +31,8 @@ def rejoin(peer: Peer, timeline: int) -> bool:
     return True
 
 
-def _primary_node_id(peer: Peer) -> int | None:
+def primary_node_id(peer: Peer) -> int | None:
+    """The node id repmgr's metadata on `peer` gives its active primary."""
     try:
         with psycopg.connect(conninfo(peer), password=password("repmgr"), autocommit=True) as conn:
             row = conn.execute("SELECT node_id FROM repmgr.nodes WHERE type = 'primary' AND active").fetchone()

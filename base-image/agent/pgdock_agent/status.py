@@ -10,7 +10,7 @@ import psycopg
 from . import contract
 from .node import STATUS, env
 from .peers import peers
-from .postgres import PG_BIN, local_conn, running
+from .postgres import PG_BIN, is_standby, local_conn, running
 
 NODE_STATE_SQL = """
 SELECT pg_is_in_recovery(),
@@ -79,12 +79,24 @@ def health() -> int:
     return ready.returncode
 
 
-def registered() -> bool:
-    """This node has a repmgr record that describes it (a restored database carries the source's records)."""
+def registration() -> str | None:
+    """The type (primary, standby, witness) of this node's repmgr record, when the record describes this
+    node (a restored database carries the source's records); None without one."""
     try:
         with local_conn("repmgr", "repmgr") as conn:
-            row = conn.execute("SELECT conninfo FROM repmgr.nodes WHERE node_id = %s",
+            row = conn.execute("SELECT type, conninfo FROM repmgr.nodes WHERE node_id = %s",
                                (int(env(contract.ENV_NODE_ID)),)).fetchone()
     except psycopg.Error:
-        return False
-    return row is not None and f"host={env(contract.ENV_ADDRESS)} " in row[0]
+        return None
+    return row[0] if row is not None and f"host={env(contract.ENV_ADDRESS)} " in row[1] else None
+
+
+def expected_registration() -> str:
+    if env(contract.ENV_ROLE) == "witness":
+        return "witness"
+    return "standby" if is_standby() else "primary"
+
+
+def registered() -> bool:
+    """repmgr's record of this node says what the node is (repmgrd refuses to run otherwise)."""
+    return registration() == expected_registration()

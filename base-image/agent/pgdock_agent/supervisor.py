@@ -22,13 +22,15 @@ from .decide import Act, Action
 from .files import install_secrets
 from .node import RUN, env, log, set_status
 from .peers import Prober, peers
-from .rejoin import rejoin
-from .status import registered
+from .rejoin import primary_node_id, rejoin
+from .status import expected_registration, registration
 
 TICK = 0.25
 RETRY_SECONDS = 5.0
 """Pause after a failed step on a node that is not a running primary (a failing clone, say)."""
 MEMBERS_REFRESH = 5.0
+REPMGRD_RESTART_SECONDS = 5.0
+"""repmgrd that exits at once (a wrong record, say) is restarted no faster than this."""
 REPMGRD_HELD = RUN / "repmgrd.held"
 REFUSED = RUN / "refused"
 """Why this node refuses to start (it stays down, PG_HELD, until an operator rebuilds or restarts it)."""
@@ -48,6 +50,7 @@ class Supervisor:
         self.busy = False
         self.sshd: subprocess.Popen | None = None
         self.repmgrd: subprocess.Popen | None = None
+        self.repmgrd_started = -REPMGRD_RESTART_SECONDS
         self.previous: Action | None = None
         self.members: tuple[float, int | None] = (0.0, None)
         self.system_id: int | None = None
@@ -163,25 +166,38 @@ class Supervisor:
     # ------------------------------------------------------------ the processes around PostgreSQL
 
     def ensure_registered(self) -> None:
-        """A running node that repmgr does not know yet (a restored copy, a witness after its primary came
-        back) registers; repmgrd starts only on a registered node."""
+        """Makes repmgr's record of this node say what it is; repmgrd starts only then. A restored copy or a
+        new witness has no record yet; a rejoin whose metadata update failed (the primary was restarting)
+        leaves a standby recorded as primary, without its slot: `standby follow` rewrites both."""
         if self.is_registered or not postgres.running() or bootstrap.BOOTSTRAPPING.exists():
             return
-        if registered():
+        kind, expected = registration(), expected_registration()
+        if kind == expected:
             self.is_registered = True
             return
-        if env(contract.ENV_ROLE) == "witness":
-            found = self.prober.primary()
-            if found:
-                bootstrap.register_witness(found[0])
+        if expected == "primary":
+            postgres.repmgr("primary", "register", "--force")
             return
-        postgres.repmgr("standby" if postgres.is_standby() else "primary", "register", "--force")
+        found = self.prober.primary()
+        if found is None:
+            set_status(f"waiting for a primary to register this {expected} with")
+            return
+        if expected == "witness":
+            bootstrap.register_witness(found[0])
+            return
+        upstream = primary_node_id(found[0])
+        if upstream is not None:
+            action = ("standby", "register", "--force") if kind is None else ("standby", "follow")
+            postgres.repmgr(*action, f"--upstream-node-id={upstream}", check=False)
 
     def ensure_daemons(self) -> None:
         if self.sshd is None or self.sshd.poll() is not None:
             self.sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-p", env(contract.ENV_SSH_PORT)])
         repmgrd_alive = self.repmgrd is not None and self.repmgrd.poll() is None
-        if self.is_registered and not REPMGRD_HELD.exists() and not repmgrd_alive and postgres.running():
+        if repmgrd_alive or time.monotonic() - self.repmgrd_started < REPMGRD_RESTART_SECONDS:
+            return
+        if self.is_registered and not REPMGRD_HELD.exists() and postgres.running():
+            self.repmgrd_started = time.monotonic()
             extra = {"user": "postgres", "group": "postgres", "extra_groups": []} if os.getuid() == 0 else {}
             self.repmgrd = subprocess.Popen(
                 ["repmgrd", "-f", str(contract.REPMGR_CONF), "--daemonize=false"],
