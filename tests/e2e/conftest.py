@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from generator import cluster, lab, spec
+from generator import cluster, lab, render, spec
 
 SPECS = Path(__file__).parent / "specs"
 
@@ -71,12 +71,27 @@ def wait_until(check: Callable[[], object], timeout: float, what: str, pause: fl
     raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
 
 
-def bring_up(tmp: Path, spec_file: str) -> LabCluster:
-    spec_path = tmp / "cluster.yaml"
-    shutil.copy(SPECS / spec_file, spec_path)
+def render_fork(tmp: Path, spec_file: str, added: dict[str, str]) -> Path:
+    """A rendered cluster repo with files a user added (executable when they start with #!); its cluster.yaml."""
+    text = (SPECS / spec_file).read_text()
+    parsed = spec.parse(text, str(tmp / "repo" / "cluster.yaml"))
+    render.write(parsed, render.plan(parsed, text), tmp / "repo")
+    for rel, content in added.items():
+        (tmp / "repo" / rel).write_text(content)
+        (tmp / "repo" / rel).chmod(0o755 if content.startswith("#!") else 0o644)
+    return tmp / "repo" / "cluster.yaml"
+
+
+def bring_up(tmp: Path, spec_file: str, added: dict[str, str] | None = None, timeout: float = 240) -> LabCluster:
+    """A lab cluster of `spec_file`, from a fork with `added` files when given; leftovers removed first."""
+    if added:
+        spec_path = render_fork(tmp, spec_file, added)
+    else:
+        spec_path = tmp / "cluster.yaml"
+        shutil.copy(SPECS / spec_file, spec_path)
     loaded = spec.load(spec_path)
     lab.down(spec_path, loaded, remove_volumes=True, progress=lambda m: None)  # leftovers of an earlier run
-    the_lab, _ = lab.up(spec_path, loaded, timeout=240, progress=print)
+    the_lab, _ = lab.up(spec_path, loaded, timeout=timeout, progress=print)
     return LabCluster(spec_path, loaded, the_lab)
 
 

@@ -154,6 +154,8 @@ def test_twins_agree_on_exactly_one_writer() -> None:
 def test_refused_rejoin_never_starts_a_second_primary() -> None:
     action = after_failed_rejoin("n2", 3, 2)
     assert action.act is Act.REFUSE and "pg_rewind failed" in action.reason
+    twin = after_failed_rejoin("n2", 3, 3)
+    assert twin.act is Act.REFUSE and "twin primary" in twin.reason and "rebuild" in twin.reason
 
 
 @pytest.mark.parametrize(("visible", "members", "possible"), [

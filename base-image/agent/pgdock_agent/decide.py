@@ -243,6 +243,12 @@ def _running(facts: Facts) -> Action:
 
 
 def after_failed_rejoin(primary: str, timeline: int, mine: int | None) -> Action:
-    """pg_rewind or repmgr's rejoin failed: never start as a second primary; an operator rebuilds."""
+    """pg_rewind or repmgr's rejoin failed: never start as a second primary; an operator rebuilds. Of two
+    primaries on one timeline the one that stepped down cannot be rewound at all (repmgr: "ahead of the
+    rejoin target on the same timeline"): its writes since the split exist nowhere else."""
+    if mine == timeline:
+        return Action(Act.REFUSE, f"{primary} is primary on our timeline {timeline}; this node wrote on it too (a "
+                      "twin primary), which pg_rewind cannot undo: refusing to start; keep what you need from it, "
+                      "then rebuild it (remove its data volume and start it again: it clones)", peer=primary)
     return Action(Act.REFUSE, f"{primary} is primary on timeline {timeline} (ours: {mine}) and pg_rewind failed; "
                   "refusing to start as a second primary: see the log, then rebuild this node", peer=primary)
