@@ -5,14 +5,17 @@
     python bench/failover.py --merge --scenario ha.yaml:switchover   # more runs, added to failover.json
     python bench/failover.py --report       # rebuild the metrics from the runs in failover.json
 
-Clusters: bench/specs/ha.yaml (`bench-ha`, three data nodes + witness, async) gets kill-primary,
-isolate-primary and switchover; bench/specs/hasync.yaml (`bench-hasync`, two data nodes + witness,
-replication.mode sync) gets kill-primary. Each run is generator.drill.run: a writer commits numbered
-rows through the read-write multi-host URI and a sampler asks every data node whether it accepts
-writes; the report gives the time from the fault to the first commit acknowledged by the new
-primary, the longest gap between acknowledged commits, acknowledged commits missing afterwards,
-the most nodes seen writable at once, and the time until the old primary has rejoined and the
-cluster is healthy again. Each cluster is brought up once (warm images) and taken down with its
+Clusters: bench/specs/ha.yaml (`bench-ha`, three data nodes + witness, async, the default
+detection_seconds) gets kill-primary, isolate-primary with packets dropped and with connections
+reset, and switchover; bench/specs/ha5.yaml (`bench-ha5`, five data nodes + witness) gets
+isolate-primary with packets dropped; bench/specs/hasync.yaml (`bench-hasync`, two data nodes +
+witness, replication.mode sync) gets kill-primary. Each run is generator.drill.run: a writer
+commits numbered rows to whichever node takes writes and a sampler asks every data node whether it
+accepts writes; the report gives the time from the fault to the first commit acknowledged by the
+new primary and its phases (detection, election, promotion, first write, and when the isolated
+primary fenced itself), the longest gap between acknowledged commits, acknowledged commits missing
+afterwards, the most nodes seen writable at once, and the time until the old primary has rejoined
+and the cluster is healthy again. Each cluster is brought up once (warm images) and taken down with its
 volumes at the end, even on failure. A failed run is recorded with its error and the nodes' recent
 repmgrd/agent log lines; then every node is healed and started, and if the cluster is still not
 healthy a fresh one is brought up. Note: a healed cluster can look healthy while a repmgrd is still
@@ -43,7 +46,15 @@ PUBLISHED_SWITCHOVER = "CloudNativePG e2e < 20 s"
 PUBLISHED_REJOIN = "CloudNativePG degraded→healthy < 60 s; Bitnami rejoins by full re-clone (120 GB ≈ 30 min)"
 PUBLISHED_SPLIT = "Bitnami repmgr: documented split-brain path when peers are briefly unreachable"
 
-PLAN = (("ha.yaml", ("kill-primary", "isolate-primary", "switchover")), ("hasync.yaml", ("kill-primary",)))
+PLAN = (("ha.yaml", (("kill-primary", "-"), ("isolate-primary", "drop"), ("isolate-primary", "reject"),
+                     ("switchover", "-"))),
+        ("ha5.yaml", (("isolate-primary", "drop"),)),
+        ("hasync.yaml", (("kill-primary", "-"),)))
+PHASES = ("detection", "election", "promotion", "first_write", "fenced")
+
+
+def label(scenario: str, partition: str) -> str:
+    return scenario if partition == "-" else f"{scenario}/{partition}"
 
 
 def stamp(message: str) -> None:
@@ -53,7 +64,7 @@ def stamp(message: str) -> None:
 def others() -> list[str]:
     """Containers on the engine that are not this benchmark's: load that may have skewed the timings."""
     names = sh("docker", "ps", "--format", "{{.Names}}", check=False).splitlines()
-    return sorted(n for n in names if not n.startswith(("bench-ha-", "bench-hasync-")))
+    return sorted(n for n in names if not n.startswith(("bench-ha-", "bench-ha5-", "bench-hasync-")))
 
 
 def evidence(container: str, since: str) -> str:
@@ -83,7 +94,8 @@ def repair(the_lab, loaded, spec_path: Path, quiet) -> None:
         lab.up(spec_path, loaded, timeout=300, progress=quiet)
 
 
-def run_cluster(spec_file: str, scenarios: tuple[str, ...], runs: int, tmp: Path) -> dict[str, list[dict]]:
+def run_cluster(spec_file: str, scenarios: tuple[tuple[str, str], ...], runs: int,
+                tmp: Path) -> dict[str, list[dict]]:
     from generator import cluster, drill, lab, spec
     from generator.errors import PgdockError
 
@@ -92,14 +104,14 @@ def run_cluster(spec_file: str, scenarios: tuple[str, ...], runs: int, tmp: Path
     spec_path.parent.mkdir()
     shutil.copy(BENCH / "specs" / spec_file, spec_path)
     loaded = spec.load(spec_path)
-    results: dict[str, list[dict]] = {s: [] for s in scenarios}
+    results: dict[str, list[dict]] = {label(*s): [] for s in scenarios}
     try:
         lab.down(spec_path, loaded, remove_volumes=True, progress=quiet)  # leftovers of an earlier run
         start = time.perf_counter()
         lab.up(spec_path, loaded, timeout=300, progress=quiet)
         stamp(f"{loaded.cluster} healthy after {time.perf_counter() - start:.1f} s")
         the_lab = lab.prepare(spec_path, loaded)
-        for scenario in scenarios:
+        for scenario, partition in scenarios:
             for i in range(runs):
                 try:
                     cluster.wait_healthy(the_lab.lab_spec, lab=True, timeout=180, progress=stamp)
@@ -109,7 +121,8 @@ def run_cluster(spec_file: str, scenarios: tuple[str, ...], runs: int, tmp: Path
                 busy = others()
                 since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
                 try:
-                    report = drill.run(the_lab, scenario, progress=lambda m: stamp(f"  {m}")).as_dict()
+                    report = drill.run(the_lab, scenario, partition="drop" if partition == "-" else partition,
+                                       progress=lambda m: stamp(f"  {m}")).as_dict()
                 except Exception as exc:  # noqa: BLE001 - a failed run is a result too; the next one retries
                     traceback.print_exc()
                     report = {"scenario": scenario, "error": f"{type(exc).__name__}: {exc}",
@@ -117,8 +130,8 @@ def run_cluster(spec_file: str, scenarios: tuple[str, ...], runs: int, tmp: Path
                                        for n in the_lab.lab_spec.members}}
                     repair(the_lab, loaded, spec_path, quiet)
                 report["other_containers"] = len(busy)
-                results[scenario].append(report)
-                stamp(f"{loaded.cluster} {scenario} run {i + 1}/{runs}: "
+                results[label(scenario, partition)].append(report)
+                stamp(f"{loaded.cluster} {label(scenario, partition)} run {i + 1}/{runs}: "
                       + ", ".join(f"{k}={v}" for k, v in report.items() if k != "scenario"))
     finally:
         lab.down(spec_path, loaded, remove_volumes=True, progress=quiet)
@@ -154,7 +167,20 @@ def summary(reports: list[dict]) -> dict[str, object]:
     for key in ("writes_resumed_after_s", "longest_write_gap_s", "recovered_after_s"):
         med, top = median_max(good, key)
         out[f"{key}_median"], out[f"{key}_max"] = med, top
+    phases = [r.get("phases") or {} for r in good]
+    out["phases_median"] = {p: round(statistics.median(v), 2) if (v := [ph[p] for ph in phases
+                                                                        if ph.get(p) is not None]) else None
+                            for p in PHASES}
+    margins = [ph["promotion"] - ph["fenced"] for ph in phases
+               if ph.get("promotion") is not None and ph.get("fenced") is not None]
+    out["fence_margin_s_min"] = round(min(margins), 2) if margins else None
+    out["fenced_runs"] = len(margins)
     return out
+
+
+def phases_note(s: dict[str, object]) -> str:
+    return "phases (median s after the fault): " + ", ".join(
+        f"{p} {v}" for p, v in s["phases_median"].items() if v is not None)
 
 
 def runs_note(s: dict[str, object]) -> str:
@@ -198,7 +224,7 @@ def main() -> None:
     if not args.report:
         with tempfile.TemporaryDirectory(prefix="pgdock-bench-failover-") as tmp:
             for spec_file, scenarios in PLAN:
-                chosen = tuple(s for s in scenarios if not args.scenario or f"{spec_file}:{s}" in args.scenario)
+                chosen = tuple(s for s in scenarios if not args.scenario or f"{spec_file}:{label(*s)}" in args.scenario)
                 if chosen:
                     for scenario, reports in run_cluster(spec_file, chosen, runs, Path(tmp)).items():
                         raw.setdefault(spec_file, {}).setdefault(scenario, []).extend(reports)
@@ -207,18 +233,33 @@ def main() -> None:
 
     sums = {f"{spec_file}:{scenario}": summary(reports)
             for spec_file, by_scenario in raw.items() for scenario, reports in by_scenario.items()}
-    kill, isolate, switch = sums["ha.yaml:kill-primary"], sums["ha.yaml:isolate-primary"], sums["ha.yaml:switchover"]
-    sync = sums["hasync.yaml:kill-primary"]
+    kill, switch = sums["ha.yaml:kill-primary"], sums["ha.yaml:switchover"]
+    isolate, reject = sums["ha.yaml:isolate-primary/drop"], sums["ha.yaml:isolate-primary/reject"]
+    isolate5, sync = sums["ha5.yaml:isolate-primary/drop"], sums["hasync.yaml:kill-primary"]
     metrics = []
-    for name, s in (("failover after kill-primary, async 3 nodes + witness", kill),
-                    ("failover after isolate-primary, async 3 nodes + witness", isolate),
-                    ("failover after kill-primary, sync 2 nodes + witness", sync)):
+    for name, s, target in (
+            ("failover after kill-primary, async 3 nodes + witness", kill, 7),
+            ("failover after isolate-primary (packets dropped), async 3 nodes + witness", isolate, 10),
+            ("failover after isolate-primary (connections reset), async 3 nodes + witness", reject, 10),
+            ("failover after isolate-primary (packets dropped), async 5 nodes + witness", isolate5, 10),
+            ("failover after kill-primary, sync 2 nodes + witness", sync, 15)):
         med, top = s["writes_resumed_after_s_median"], s["writes_resumed_after_s_max"]
         metrics.append(metric(
-            f"{name}: writes resumed on the new primary, median", med, "s", "≤ 15 s (aim 10 s)",
-            le(med, 15) and not s["failed_runs"] if med is not None else None,
-            f"max {top} s over {runs_note(s)} (fault → first commit acknowledged by the new primary, "
-            "detection_seconds 10)" + SYNC_NOTE * (s is sync), published=PUBLISHED_FAILOVER, summary=s))
+            f"{name}: writes resumed on the new primary, median", med, "s", f"≤ {target} s",
+            le(med, target) and not s["failed_runs"] if med is not None else None,
+            f"max {top} s over {runs_note(s)} (fault → first commit acknowledged by the new primary, default "
+            f"detection_seconds 5); {phases_note(s)}" + SYNC_NOTE * (s is sync),
+            published=PUBLISHED_FAILOVER, summary=s))
+    for name, s in (("3 nodes + witness, packets dropped", isolate), ("3 nodes + witness, connections reset", reject),
+                    ("5 nodes + witness, packets dropped", isolate5)):
+        margin = s["fence_margin_s_min"]
+        metrics.append(metric(
+            f"isolated primary fenced before the promotion, {name}: smallest margin over runs", margin, "s",
+            "> 0 s in every run (designed ≥ 1 s)",
+            None if margin is None else margin > 0 and s["fenced_runs"] == s["runs"] - s["failed_runs"],
+            f"promotion event time − the old primary's pgdock_fenced time; fenced in {s['fenced_runs']} of "
+            f"{runs_note(s)}; fence median {s['phases_median']['fenced']} s, promotion median "
+            f"{s['phases_median']['promotion']} s after the fault", summary=s))
     med, top = switch["longest_write_gap_s_median"], switch["longest_write_gap_s_max"]
     metrics.append(metric(
         "switchover write downtime (longest gap between acknowledged commits), async, median", med, "s", "≤ 10 s",
@@ -234,7 +275,7 @@ def main() -> None:
             f"{REJOIN_HOW.get(name, '')}; timed from the fault, so failover is included: ≈ "
             f"{s['rejoin_after_promotion_s_median']} s median after the new primary took over",
             published=PUBLISHED_REJOIN, summary=s))
-    async_lost = [kill, isolate, switch]
+    async_lost = [kill, isolate, reject, isolate5, switch]
     metrics.append(metric(
         "acknowledged commits lost, sync kill-primary (sum over runs)", sync["lost_commits_sum"], "commits", "0",
         sync["lost_commits_sum"] == 0 if sync["runs"] - sync["failed_runs"] else None,
@@ -245,7 +286,8 @@ def main() -> None:
         "acknowledged commits lost, async (sum over kill / isolate / switchover runs)",
         sum(s["lost_commits_sum"] for s in async_lost), "commits", "", None,
         "max per run: " + ", ".join(f"{n} {s['lost_commits_max']}" for n, s in
-                                    (("kill", kill), ("isolate", isolate), ("switchover", switch)))
+                                    (("kill", kill), ("isolate", isolate), ("reject", reject), ("5 nodes", isolate5),
+                                     ("switchover", switch)))
         + f"; {sum(s['acked_commits_sum'] for s in async_lost)} commits acknowledged; async may lose the "
         "last commits not yet streamed"))
     writable = [s["max_writable_primaries"] for s in sums.values() if s["max_writable_primaries"] is not None]
@@ -256,7 +298,8 @@ def main() -> None:
         published=PUBLISHED_SPLIT))
     if previous:  # keep the machine info of the run itself
         common.machine = lambda: previous["machine"]
-    save("failover", metrics, runs_per_scenario=runs, specs=["bench/specs/ha.yaml", "bench/specs/hasync.yaml"],
+    save("failover", metrics, runs_per_scenario=runs,
+         specs=["bench/specs/ha.yaml", "bench/specs/ha5.yaml", "bench/specs/hasync.yaml"],
          summaries=sums, reports=raw)
 
 
