@@ -136,7 +136,7 @@ def main() -> None:
                   f"archive caught up {r['archive_catch_up_s']:.1f} s later")
 
             # 1. pgdock's base backup
-            target = next(t for t in cluster.targets(the_lab.lab_spec, lab=True) if t.node.name == NODE)
+            target = cluster.Running(the_lab.lab_spec, True).target(NODE)
             wall = time.time()
             since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall - 1))
             start = time.perf_counter()

@@ -87,7 +87,7 @@ def repair(the_lab, loaded, spec_path: Path, quiet) -> None:
             except Exception as exc:  # noqa: BLE001 - best effort
                 stamp(f"  repair: {action} {node.name}: {exc}")
     try:
-        cluster.wait_healthy(the_lab.lab_spec, lab=True, timeout=120, progress=stamp)
+        cluster.Running(the_lab.lab_spec, True).wait_healthy(timeout=120, progress=stamp)
     except PgdockError as exc:
         stamp(f"{loaded.cluster} not healthy after healing ({exc}); bringing up a fresh cluster")
         lab.down(spec_path, loaded, remove_volumes=True, progress=quiet)
@@ -114,7 +114,7 @@ def run_cluster(spec_file: str, scenarios: tuple[tuple[str, str], ...], runs: in
         for scenario, partition in scenarios:
             for i in range(runs):
                 try:
-                    cluster.wait_healthy(the_lab.lab_spec, lab=True, timeout=180, progress=stamp)
+                    cluster.Running(the_lab.lab_spec, True).wait_healthy(timeout=180, progress=stamp)
                 except PgdockError as exc:
                     stamp(f"{loaded.cluster} is not healthy; skipping its remaining runs: {exc}")
                     return results

@@ -36,7 +36,7 @@ def ensure_stress_ng() -> str:
 
 
 def main() -> None:
-    from generator import cluster, contract, events, lab, spec
+    from generator import contract, events, lab, spec
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)
@@ -69,9 +69,9 @@ def main() -> None:
             cpu.wait()
             tps = re.search(r"tps = ([\d.]+)", out)
             failed = re.search(r"number of failed transactions: (\d+)", out)
-            found = [e for e in events.collect(the_lab.lab_spec, lab=True) if e.get("time", "") >= since]
+            found = [e for e in events.collect(the_lab.running) if e.get("time", "") >= since]
             false = [e for e in found if e["event"] in FALSE_EVENTS]
-            after = {r.name: r for r in cluster.status(the_lab.lab_spec, lab=True)}
+            after = {r.name: r for r in the_lab.running.status()}
         finally:
             lab.down(spec_path, loaded, remove_volumes=True, progress=quiet)
     same = after[primary.name].role == "primary" and after[primary.name].timeline == primary.timeline

@@ -319,7 +319,7 @@ def status(spec_path: Path, in_lab: bool, as_json: bool) -> None:
     from . import cluster
 
     spec = _load(spec_path)
-    _print_status(spec, cluster.status(spec, lab=in_lab), as_json)
+    _print_status(spec, cluster.Running(spec, in_lab).status(), as_json)
 
 
 @cli.command()
@@ -339,7 +339,7 @@ def psql(spec_path: Path, in_lab: bool, node: str, sql: str | None, dbname: str 
     from . import cluster
 
     spec = _load(spec_path)
-    target = next(t for t in cluster.targets(spec, lab=in_lab) if t.node.name == spec.member(node).name)
+    target = cluster.Running(spec, in_lab).target(spec.member(node).name)
     click.echo(cluster.psql(spec, target, sql, dbname), nl=False)
 
 
@@ -354,10 +354,11 @@ def events(spec_path: Path, in_lab: bool, as_json: bool) -> None:
     Example:
       pgdock-gen events -f cluster.yaml --lab
     """
+    from . import cluster
     from . import events as event_log
 
     spec = _load(spec_path)
-    found = event_log.collect(spec, lab=in_lab)
+    found = event_log.collect(cluster.Running(spec, in_lab))
     if as_json:
         for event in found:
             click.echo(json.dumps(event))
@@ -379,10 +380,12 @@ def switchover(spec_path: Path, in_lab: bool, node: str, force: bool) -> None:
     Example:
       pgdock-gen switchover -f cluster.yaml n2
     """
+    from . import cluster
     from . import switchover as planned
 
     spec = _load(spec_path)
-    _print_status(spec, planned.switchover(spec, node, lab=in_lab, force=force, progress=_progress), False)
+    rows = planned.switchover(cluster.Running(spec, in_lab), node, force=force, progress=_progress)
+    _print_status(spec, rows, False)
 
 
 @cli.command()
@@ -468,11 +471,11 @@ def backup_now(spec_path: Path, in_lab: bool) -> None:
 
     spec, _ = _backup_target(spec_path, in_lab)
     backup.location(spec)
-    rows = cluster.status(spec, lab=in_lab)
+    rows = cluster.Running(spec, in_lab).status()
     primary = next((r.name for r in rows if r.role == "primary"), None)
     if primary is None:
         raise PgdockError("no primary is running; a base backup is taken on the primary")
-    target = next(t for t in cluster.targets(spec, lab=in_lab) if t.node.name == primary)
+    target = cluster.Running(spec, in_lab).target(primary)
     _progress(f"base backup on {primary}")
     click.echo(backup.run_now(target).strip())
 
@@ -570,7 +573,7 @@ def restore(spec_path: Path, to: str | None, latest: bool, name: str | None, tim
                f"last replayed commit {result.recovered_to}")
     from . import cluster
 
-    _print_status(result.lab.lab_spec, cluster.status(result.lab.lab_spec, lab=True), False)
+    _print_status(result.lab.lab_spec, cluster.Running(result.lab.lab_spec, True).status(), False)
 
 
 def _nodes(spec, node: str | None, context: str | None, every: bool) -> list:
@@ -707,7 +710,7 @@ def up(spec_path: Path, registry: str | None) -> None:
 
     spec = _load(spec_path)
     deploys.up(spec, spec_path.parent, registry=registry, progress=_progress)
-    _print_status(spec, cluster.status(spec, lab=False), False)
+    _print_status(spec, cluster.Running(spec, False).status(), False)
 
 
 @cli.command()

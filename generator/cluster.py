@@ -35,12 +35,6 @@ class Target:
         return docker.client(self.context)
 
 
-def targets(spec: Spec, *, lab: bool) -> list[Target]:
-    """Where each member runs: the local engine for the lab, the node's context otherwise."""
-    return [Target(node, None if lab else node.context, contract.container(spec.cluster, node.name))
-            for node in spec.members]
-
-
 @dataclass
 class NodeStatus:
     name: str
@@ -67,10 +61,10 @@ def agent_state(target: Target) -> dict[str, Any] | None:
         return None
 
 
-def status(spec: Spec, *, lab: bool) -> list[NodeStatus]:
+def _status(members: list[Target]) -> list[NodeStatus]:
     """One row per member; standby lag comes from the primary's view when there is a primary."""
-    found = list(zip(targets(spec, lab=lab), ThreadPoolExecutor(8).map(agent_state, targets(spec, lab=lab)),
-                     strict=True))
+    with ThreadPoolExecutor(8) as pool:
+        found = list(zip(members, pool.map(agent_state, members), strict=True))
     replicas: dict[str, Any] = {}
     for _, state in found:
         if state and state["role"] == "primary":
@@ -111,21 +105,46 @@ def healthy(spec: Spec, rows: list[NodeStatus]) -> str | None:
     return None
 
 
-def wait_healthy(spec: Spec, *, lab: bool, timeout: float, progress: Callable[[str], None],
-                 hint: str = "see the nodes' logs (`docker logs <cluster>-<node>`)") -> list[NodeStatus]:
-    """Polls status until `healthy`; raises with the last reason after `timeout` seconds."""
-    deadline, last = time.monotonic() + timeout, None
-    while True:
-        rows = status(spec, lab=lab)
-        why = healthy(spec, rows)
-        if why is None:
-            return rows
-        if why != last:
-            progress(f"waiting: {why}")
-            last = why
-        if time.monotonic() > deadline:
-            raise PgdockError(f"cluster {spec.cluster} was not healthy after {timeout:.0f} s: {why}; {hint}")
-        time.sleep(1)
+@dataclass(frozen=True)
+class Running:
+    """A running cluster, in the lab (every node on the local engine) or on its servers (each node
+    through its Docker context): the one handle the commands that talk to nodes take."""
+
+    spec: Spec
+    lab: bool = False
+
+    def targets(self) -> list[Target]:
+        """Where each member runs: the local engine for the lab, the node's context otherwise."""
+        return [Target(node, None if self.lab else node.context, contract.container(self.spec.cluster, node.name))
+                for node in self.spec.members]
+
+    def target(self, node: str) -> Target:
+        """One member (an unknown name is a UsageError naming the members)."""
+        name = self.spec.member(node).name
+        return next(t for t in self.targets() if t.node.name == name)
+
+    def status(self) -> list[NodeStatus]:
+        return _status(self.targets())
+
+    def primary(self) -> str | None:
+        return next((r.name for r in self.status() if r.role == "primary"), None)
+
+    def wait_healthy(self, timeout: float, progress: Callable[[str], None],
+                     hint: str = "see the nodes' logs (`docker logs <cluster>-<node>`)") -> list[NodeStatus]:
+        """Polls status until `healthy`; raises with the last reason after `timeout` seconds."""
+        deadline, last = time.monotonic() + timeout, None
+        while True:
+            rows = self.status()
+            why = healthy(self.spec, rows)
+            if why is None:
+                return rows
+            if why != last:
+                progress(f"waiting: {why}")
+                last = why
+            if time.monotonic() > deadline:
+                raise PgdockError(f"cluster {self.spec.cluster} was not healthy after {timeout:.0f} s: {why}; "
+                                  f"{hint}")
+            time.sleep(1)
 
 
 def status_json(spec: Spec, rows: list[NodeStatus]) -> str:

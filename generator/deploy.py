@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import contract, credentials, docker, images, ship, switchover, volumes
-from .cluster import Target, status, wait_healthy
+from .cluster import Running, Target
 from .errors import PgdockError, UsageError
 from .spec import Node, Spec
 
@@ -132,12 +132,12 @@ def reload(target: Target) -> list[str]:
 
 def restart(spec: Spec, target: Target, progress: Progress) -> None:
     """A clean restart; a primary hands over to a standby first, so the cluster keeps a primary."""
-    rows = {r.name: r for r in status(spec, lab=False)}
+    rows = {r.name: r for r in Running(spec, False).status()}
     if rows[target.node.name].role == "primary":
         candidates = [r for r in rows.values() if switchover.check(spec, r.name, list(rows.values())) is None]
         if candidates:
             best = max(candidates, key=lambda r: spec.member(r.name).priority)
-            switchover.switchover(spec, best.name, lab=False, force=False, progress=progress)
+            switchover.switchover(Running(spec), best.name, force=False, progress=progress)
     progress(f"{target.node.name}: restarting")
     docker.call(f"restarting {target.node.name}", target.client.container.restart, target.container, time=120)
 
@@ -240,7 +240,7 @@ def _wait_running(target: Target, timeout: float = 600) -> None:
 
 def order(spec: Spec, nodes: list[Node]) -> list[Node]:
     """Standbys and witness first, the primary last: a restart of the primary comes after everyone else."""
-    rows = {r.name: r.role for r in status(spec, lab=False)}
+    rows = {r.name: r.role for r in Running(spec, False).status()}
     return sorted(nodes, key=lambda n: rows.get(n.name) == "primary")
 
 
@@ -250,7 +250,7 @@ def up(spec: Spec, repo: Path, *, registry: str | None, progress: Progress) -> N
     deploy_node(spec, repo, first, registry=registry, progress=progress)
     for node in rest:
         deploy_node(spec, repo, node, registry=registry, progress=progress)
-    wait_healthy(spec, lab=False, timeout=600, progress=progress)
+    Running(spec, False).wait_healthy(timeout=600, progress=progress)
 
 
 def down(spec: Spec, nodes: list[Node], *, remove_volumes: bool, progress: Progress) -> None:

@@ -126,8 +126,8 @@ class WriteLoad:
 class WritableSampler:
     """Every ~0.3 s asks each data node, through `docker exec`, whether it accepts writes right now."""
 
-    def __init__(self, spec: Spec):
-        self.targets = [t for t in cluster.targets(spec, lab=True) if not t.node.witness]
+    def __init__(self, running: cluster.Running):
+        self.targets = [t for t in running.targets() if not t.node.witness]
         self.samples: list[tuple[float, frozenset[str]]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -186,19 +186,21 @@ class Report:
         return asdict(self)
 
 
-def _wait_new_primary(spec: Spec, old: str, timeout: float) -> str:
+def _wait_new_primary(running: cluster.Running, old: str, timeout: float) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        primaries = [r.name for r in cluster.status(spec, lab=True) if r.role == "primary" and r.name != old]
+        primaries = [r.name for r in running.status() if r.role == "primary" and r.name != old]
         if primaries:
             return primaries[0]
         time.sleep(0.5)
     raise PgdockError(f"no standby was promoted within {timeout:.0f} s after the primary {old} failed")
 
 
-def _phases(spec: Spec, old: str, new: str, fault_at: datetime, first_write: float | None) -> dict[str, float | None]:
+def _phases(running: cluster.Running, old: str, new: str, fault_at: datetime,
+            first_write: float | None) -> dict[str, float | None]:
     """Where the failover's time went, from the nodes' own events after the fault."""
-    seen = [e for e in events.collect(spec, lab=True) if e.get("time") and e["time"] >= fault_at.isoformat()]
+    since = fault_at.isoformat()
+    seen = [e for e in events.collect(running) if e.get("time") and e["time"] >= since]
 
     def after(event: str, node: str | None = None) -> float | None:
         found = next((e for e in seen if e["event"] == event and node in (None, e["node"])), None)
@@ -212,9 +214,9 @@ def _phases(spec: Spec, old: str, new: str, fault_at: datetime, first_write: flo
             "first_write": first_write, "fenced": after(contract.EVENT_FENCED, old)}
 
 
-def _rejoin_method(spec: Spec, node: str, since_iso: str) -> str:
+def _rejoin_method(running: cluster.Running, node: str, since_iso: str) -> str:
     """How `node` came back after the fault, from the agent's own events: clone, pg_rewind or a plain resume."""
-    mine = [e["event"] for e in events.collect(spec, lab=True) if e["node"] == node and e["time"] >= since_iso]
+    mine = [e["event"] for e in events.collect(running) if e["node"] == node and e["time"] >= since_iso]
     if contract.EVENT_CLONE in mine:
         return "clone"
     if contract.EVENT_REJOIN in mine:
@@ -225,10 +227,10 @@ def _rejoin_method(spec: Spec, node: str, since_iso: str) -> str:
 def _inject(scenario: str, lab_: lab.Lab, old: str, partition: str,
             progress: Progress) -> tuple[str, str | None]:
     """Causes the fault; returns (new primary, node to check for its rejoin method)."""
-    spec = lab_.lab_spec
+    spec, running = lab_.lab_spec, lab_.running
     if scenario == "kill-primary":
         lab.container_action(lab_.spec, old, "kill")
-        new = _wait_new_primary(spec, old, 90)
+        new = _wait_new_primary(running, old, 90)
         progress(f"{new} promoted; starting {old} again")
         lab.container_action(lab_.spec, old, "start")
         return new, old
@@ -236,7 +238,7 @@ def _inject(scenario: str, lab_: lab.Lab, old: str, partition: str,
         progress(f"isolating {old} (partition: {partition})")
         lab.container_action(lab_.spec, old, "isolate", partition)
         try:
-            new = _wait_new_primary(spec, old, 90)
+            new = _wait_new_primary(running, old, 90)
         except PgdockError:
             lab.container_action(lab_.spec, old, "heal")  # never leave the lab cut off
             raise
@@ -257,12 +259,12 @@ def _inject(scenario: str, lab_: lab.Lab, old: str, partition: str,
             lab.container_action(lab_.spec, node.name, "start")
         return old, None
     if scenario == "switchover":
-        rows = cluster.status(spec, lab=True)
+        rows = running.status()
         candidates = [r for r in rows if switchover.check(spec, r.name, rows) is None]
         if not candidates:
             raise PgdockError("no standby can take over right now; see `pgdock-gen status --lab`")
         best = max(candidates, key=lambda r: spec.member(r.name).priority)
-        switchover.switchover(spec, best.name, lab=True, force=False, progress=progress)
+        switchover.switchover(running, best.name, force=False, progress=progress)
         return best.name, old
     raise PgdockError(f"unknown scenario {scenario!r}; choose one of {', '.join(SCENARIOS)}")
 
@@ -276,12 +278,12 @@ def run(lab_: lab.Lab, scenario: str, *, partition: str = "drop", progress: Prog
     """
     if partition not in lab.PARTITIONS:
         raise UsageError(f"unknown partition mode {partition!r}; choose one of {', '.join(lab.PARTITIONS)}")
-    spec = lab_.lab_spec
-    rows = cluster.wait_healthy(spec, lab=True, timeout=60, progress=progress)
+    spec, running = lab_.lab_spec, lab_.running
+    rows = running.wait_healthy(timeout=60, progress=progress)
     old = next(r.name for r in rows if r.role == "primary")
     secrets = lab_.repo / "secrets"
     load = WriteLoad(spec, (secrets / "passwords" / "app").read_text().strip(), str(secrets / "tls" / "ca.crt"))
-    sampler = WritableSampler(spec)
+    sampler = WritableSampler(running)
     load.start()
     sampler.start()
     time.sleep(2)
@@ -291,7 +293,7 @@ def run(lab_: lab.Lab, scenario: str, *, partition: str = "drop", progress: Prog
     since_iso = fault_wall.isoformat(timespec="milliseconds")
     try:
         new, rejoiner = _inject(scenario, lab_, old, partition, progress)
-        cluster.wait_healthy(spec, lab=True, timeout=settle_timeout, progress=progress)
+        running.wait_healthy(timeout=settle_timeout, progress=progress)
         recovered = time.monotonic() - fault_at
         time.sleep(2)
     finally:
@@ -307,5 +309,5 @@ def run(lab_: lab.Lab, scenario: str, *, partition: str = "drop", progress: Prog
                   writes_resumed_after_s=None if resumed is None else round(resumed, 2),
                   longest_write_gap_s=round(gap, 2), acked_commits=len(load.acks), lost_commits=len(load.lost()),
                   max_writable_primaries=sampler.max_writable(), recovered_after_s=round(recovered, 2),
-                  rejoined_by=_rejoin_method(spec, rejoiner, since_iso) if rejoiner else "-",
-                  phases=_phases(spec, old, new, fault_wall, None if resumed is None else round(resumed, 2)))
+                  rejoined_by=_rejoin_method(running, rejoiner, since_iso) if rejoiner else "-",
+                  phases=_phases(running, old, new, fault_wall, None if resumed is None else round(resumed, 2)))

@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import contract
-from .cluster import Target, targets
+from .cluster import Running, Target
 from .spec import Spec
 
 EVENTS_FILE = str(contract.EVENTS)
@@ -31,9 +31,9 @@ def _read(target: Target) -> list[dict[str, Any]]:
             if line.strip().startswith("{")]
 
 
-def collect(spec: Spec, *, lab: bool) -> list[dict[str, Any]]:
+def collect(running: Running) -> list[dict[str, Any]]:
     with ThreadPoolExecutor(8) as pool:
-        found = [event for events in pool.map(_read, targets(spec, lab=lab)) for event in events]
+        found = [event for events in pool.map(_read, running.targets()) for event in events]
     return sorted(found, key=lambda e: (e.get("time") or "", e.get("node") or ""))
 
 

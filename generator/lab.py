@@ -55,6 +55,11 @@ class Lab:
     def network(self) -> str:
         return self.spec.cluster
 
+    @property
+    def running(self) -> cluster.Running:
+        """The lab cluster as a running cluster (every node on the local engine)."""
+        return cluster.Running(self.lab_spec, lab=True)
+
     def container(self, node_name: str) -> str:
         return f"{self.spec.cluster}-{node_name}"
 
@@ -275,7 +280,7 @@ def deliver_secrets(lab: Lab, client: DockerClient, node_name: str) -> None:
 
 
 def wait_healthy(lab: Lab, timeout: float, progress: Progress) -> list[cluster.NodeStatus]:
-    return cluster.wait_healthy(lab.lab_spec, lab=True, timeout=timeout, progress=progress,
+    return cluster.Running(lab.lab_spec, True).wait_healthy(timeout=timeout, progress=progress,
                                 hint=f"see `docker logs {lab.container(lab.spec.primary.name)}` and the other nodes")
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from . import contract
-from .cluster import NodeStatus, status, targets, wait_healthy
+from .cluster import NodeStatus, Running
 from .errors import PgdockError, UsageError
 from .spec import Spec
 
@@ -42,16 +42,17 @@ def check(spec: Spec, node: str, rows: list[NodeStatus]) -> str | None:
     return None
 
 
-def switchover(spec: Spec, node: str, *, lab: bool, force: bool, progress: Callable[[str], None],
+def switchover(running: Running, node: str, *, force: bool, progress: Callable[[str], None],
                timeout: float = 180) -> list[NodeStatus]:
+    spec = running.spec
     spec.member(node)
-    rows = status(spec, lab=lab)
+    rows = running.status()
     why = check(spec, node, rows)
     if why and not force:
         raise UsageError(f"switchover to {node} refused: {why} (--force to override)")
     old = next((r.name for r in rows if r.role == "primary"), "?")
     progress(f"switchover: {old} → {node}")
-    target = next(t for t in targets(spec, lab=lab) if t.node.name == node)
+    target = running.target(node)
     from python_on_whales.exceptions import DockerException
 
     command = ["repmgr", "-f", str(contract.REPMGR_CONF), "standby", "switchover", "--siblings-follow",
@@ -62,7 +63,7 @@ def switchover(spec: Spec, node: str, *, lab: bool, force: bool, progress: Calla
         output = (exc.stderr or "") + (exc.stdout or "")
         lines = [ln for ln in output.splitlines() if "ERROR" in ln or "HINT" in ln] or output.splitlines()[-3:]
         raise PgdockError(f"repmgr standby switchover on {node} failed: {' / '.join(lines)}") from None
-    rows = wait_healthy(spec, lab=lab, timeout=timeout, progress=progress)
+    rows = running.wait_healthy(timeout=timeout, progress=progress)
     if not any(r.name == node and r.role == "primary" for r in rows):
         raise PgdockError(f"switchover finished but {node} is not primary; run `pgdock-gen status`")
     return rows

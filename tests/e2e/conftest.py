@@ -39,14 +39,18 @@ class LabCluster:
     spec: spec.Spec
     lab: lab.Lab
 
+    @property
+    def running(self) -> cluster.Running:
+        return self.lab.running
+
     def sql(self, node: str, query: str, database: str | None = None) -> str:
         """Runs one statement as the superuser on `node`; returns psql's unaligned output."""
-        target = next(t for t in cluster.targets(self.spec, lab=True) if t.node.name == node)
+        target = self.running.target(node)
         command = cluster.psql_command(self.spec, target, None, database) + ["-Atc", query]
         return target.client.execute(target.container, command, user="postgres").strip()
 
     def status(self) -> dict[str, cluster.NodeStatus]:
-        return {row.name: row for row in cluster.status(self.spec, lab=True)}
+        return {row.name: row for row in self.running.status()}
 
     def primary(self) -> str:
         primaries = [name for name, row in self.status().items() if row.role == "primary"]

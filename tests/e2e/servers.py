@@ -28,6 +28,6 @@ def edit_parameter(repo: Path, name: str, value: str) -> None:
 
 def sql(loaded: spec.Spec, node: str, query: str) -> str:
     """One statement as the superuser on a deployed node, through its context."""
-    target = next(t for t in cluster.targets(loaded, lab=False) if t.node.name == node)
+    target = cluster.Running(loaded, False).target(node)
     return target.client.execute(target.container, cluster.psql_command(loaded, target, None, "postgres")
                                  + ["-Atc", query], user="postgres").strip()

@@ -53,7 +53,7 @@ def test_up_brings_the_cluster_up_through_contexts(repo: Path) -> None:
     result = pgdock(repo, "up")
     assert result.returncode == 0, result.stderr
     loaded = spec.load(repo / "cluster.yaml")
-    rows = {r.name: r for r in cluster.status(loaded, lab=False)}
+    rows = {r.name: r for r in cluster.Running(loaded, False).status()}
     assert rows["d1"].role == "primary" and rows["d2"].role == "standby" and rows["dw"].role == "witness"
     assert rows["d2"].upstream == "d1"
     assert "v1" in pgdock(repo, "history", "d1").stdout
@@ -86,7 +86,7 @@ def test_restart_only_change_waits_for_restart_and_keeps_a_primary(repo: Path) -
 
     def sample() -> None:
         while not stop.is_set():
-            seen.append(sum(r.role == "primary" for r in cluster.status(loaded, lab=False)))
+            seen.append(sum(r.role == "primary" for r in cluster.Running(loaded, False).status()))
             time.sleep(0.5)
 
     sampler = threading.Thread(target=sample)
@@ -100,7 +100,7 @@ def test_restart_only_change_waits_for_restart_and_keeps_a_primary(repo: Path) -
     for node in ("d1", "d2"):
         assert sql(loaded, node, "SHOW shared_buffers") == "160MB"
     assert max(seen) == 1, "two primaries at once during the rolling restart"
-    assert sum(r.role == "primary" for r in cluster.status(loaded, lab=False)) == 1
+    assert sum(r.role == "primary" for r in cluster.Running(loaded, False).status()) == 1
 
 
 def test_config_images_carry_no_secret(repo: Path) -> None:
@@ -127,7 +127,7 @@ def test_config_images_carry_no_secret(repo: Path) -> None:
 def test_unknown_version_on_a_node_is_not_overwritten(repo: Path) -> None:
     loaded = spec.load(repo / "cluster.yaml")
     node = loaded.member("d2")
-    target = next(t for t in cluster.targets(loaded, lab=False) if t.node.name == "d2")
+    target = cluster.Running(loaded, False).target("d2")
     deploy._record(target, {"version": "v9", "config": "cdeadbeef0000", "spec": "x", "compose": "x",
                             "time": "2026-01-01T00:00:00+00:00", "operator": "someone@elsewhere"})
     with pytest.raises(UsageError, match="someone@elsewhere"):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from generator import cluster, contract, drill, events, lab, spec
+from generator import contract, drill, events, lab, spec
 
 from .conftest import LabCluster, bring_up, render_fork, wait_until
 
@@ -32,7 +32,7 @@ def lab5(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
 
 
 def node_events(the_cluster: LabCluster, node: str, since: str) -> list[dict]:
-    return [e for e in events.collect(the_cluster.spec, lab=True) if e["node"] == node and e["time"] >= since]
+    return [e for e in events.collect(the_cluster.running) if e["node"] == node and e["time"] >= since]
 
 
 @pytest.mark.parametrize("partition", ["drop", "reject"])
@@ -81,9 +81,9 @@ def test_twin_primaries_on_one_timeline_leave_exactly_one_writer(lab5: LabCluste
     wait_until(lambda: writable() == {keeper}, 20, f"only {keeper} to accept writes")
     time.sleep(3)
     assert writable() == {keeper}, "the twin came back"
-    loser_events = [e["event"] for e in events.collect(lab5.spec, lab=True) if e["node"] == loser]
+    loser_events = [e["event"] for e in events.collect(lab5.running) if e["node"] == loser]
     assert contract.EVENT_TWIN_PRIMARY in loser_events
-    status = {row.name: row for row in cluster.status(lab5.spec, lab=True)}
+    status = {row.name: row for row in lab5.running.status()}
     assert "twin primary" in status[loser].detail and "rebuild" in status[loser].detail
     # the rebuild the refusal asks for: an empty data volume, then a plain start clones the node again
     subprocess.run(["docker", "rm", "-f", lab5.lab.container(loser)], check=True, capture_output=True)
@@ -125,7 +125,7 @@ def test_interrupted_first_start_is_redone_and_nothing_leaks(tmp_path: Path) -> 
         roles = "SELECT count(*) FROM pg_roles WHERE rolname IN ('app', 'repmgr', 'replicator')"
         assert the_cluster.sql("b1", roles) == "3"
         assert the_cluster.sql("b1", "SELECT 1 FROM pg_database WHERE datname = 'app'") == "1"
-        names = [e["event"] for e in events.collect(the_cluster.spec, lab=True) if e["node"] == "b1"]
+        names = [e["event"] for e in events.collect(the_cluster.running) if e["node"] == "b1"]
         assert contract.EVENT_BOOTSTRAP_REDONE in names
         assert "running" in the_cluster.status()["b1"].detail
     finally:

@@ -48,7 +48,7 @@ def test_isolated_primary_fences_itself_and_rejoins_after_heal(lab3: LabCluster)
     assert report.new_primary != report.old_primary
     assert report.max_writable_primaries == 1
     assert report.rejoined_by == "pg_rewind"
-    logged = [e for e in events.collect(lab3.spec, lab=True) if e["node"] == report.old_primary]
+    logged = [e for e in events.collect(lab3.running) if e["node"] == report.old_primary]
     assert any(e["event"] == "pgdock_fenced" for e in logged), logged[-10:]
     assert_whole(lab3, report.new_primary)
 
@@ -114,7 +114,7 @@ def test_sync_failover_loses_no_commit_and_moves_the_failover_ip(lab2: LabCluste
     calls = [json.loads(line) for line in docker.container.logs(fake_hetzner).splitlines() if line.startswith("{")]
     assert any(c["path"] == "/failover/192.0.2.7" and c["body"] == f"active_server_ip={new_address}"
                and c["auth"].startswith("Basic ") for c in calls), calls
-    moved = [e for e in events.collect(lab2.spec, lab=True) if e["event"] == "hook:hetzner.sh"]
+    moved = [e for e in events.collect(lab2.running) if e["event"] == "hook:hetzner.sh"]
     assert any(e["success"] and e["node"] == report.new_primary for e in moved), moved
     assert_whole(lab2, report.new_primary)
 
@@ -141,11 +141,11 @@ def test_switchover_there_and_back(lab2: LabCluster) -> None:
     lab2.sql(first, "CREATE TABLE IF NOT EXISTS switch_marks (n int)")
     for target in (other, first):
         lab2.sql(lab2.primary(), "INSERT INTO switch_marks VALUES (1)")
-        switchover.switchover(lab2.spec, target, lab=True, force=False, progress=print)
+        switchover.switchover(lab2.running, target, force=False, progress=print)
         assert lab2.primary() == target
         assert_whole(lab2, target)
     assert lab2.sql(first, "SELECT count(*) FROM switch_marks") == "2"
-    switched = [e for e in events.collect(lab2.spec, lab=True) if e["event"] == "standby_switchover"]
+    switched = [e for e in events.collect(lab2.running) if e["event"] == "standby_switchover"]
     assert len(switched) >= 2
 
 
@@ -153,7 +153,7 @@ def test_switchover_refuses_the_witness_and_the_primary(lab2: LabCluster) -> Non
     from generator.errors import UsageError
 
     with pytest.raises(UsageError, match="witness"):
-        switchover.switchover(lab2.spec, "sw", lab=True, force=False, progress=print)
+        switchover.switchover(lab2.running, "sw", force=False, progress=print)
     with pytest.raises(UsageError, match="already the primary"):
-        switchover.switchover(lab2.spec, lab2.primary(), lab=True, force=False, progress=print)
+        switchover.switchover(lab2.running, lab2.primary(), force=False, progress=print)
     wait_until(lambda: len(lab2.status()) == 3, 5, "status")

@@ -89,7 +89,7 @@ def test_up_replicates_across_the_two_engines(repo: Path) -> None:
     assert result.returncode == 0, result.stderr
     print(f"up across two engines: {time.monotonic() - started:.1f} s")
     loaded = spec.load(repo / "cluster.yaml")
-    rows = {r.name: r for r in cluster.status(loaded, lab=False)}
+    rows = {r.name: r for r in cluster.Running(loaded, False).status()}
     assert rows["r1"].role == "primary" and rows["r2"].role == "standby" and rows["r2"].upstream == "r1"
     sql(loaded, "r1", "CREATE TABLE IF NOT EXISTS crossed (v text); INSERT INTO crossed VALUES ('over ssh')")
     wait_until(lambda: sql(loaded, "r2", "SELECT v FROM crossed") == "over ssh", 30, "the row on r2")
