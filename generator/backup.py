@@ -9,6 +9,7 @@ the backup sidecar); this module only reads barman-cloud's layout with boto3:
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,7 +19,7 @@ from .errors import PgdockError, UsageError
 from .spec import Spec
 
 if TYPE_CHECKING:
-    from .cluster import Target
+    from .cluster import Running, Target
 
 S3_ENV = "s3.env"
 """secrets/s3.env: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (never in the spec, never in git)."""
@@ -178,6 +179,29 @@ def problems(s3: Any, loc: Location, *, max_backup_age: dt.timedelta, max_wal_ag
         found.append(f"newest archived WAL {wal[0]} is {int(_age(wal[1]).total_seconds())} s old "
                      f"(limit {int(max_wal_age.total_seconds())} s): is archive_command failing?")
     return found
+
+
+def run_on_primary(running: Running, progress: Callable[[str], None]) -> str:
+    """Takes a base backup on whichever node is primary now; its sidecar's report."""
+    location(running.spec)
+    primary = running.primary()
+    if primary is None:
+        raise PgdockError("no primary is running; a base backup is taken on the primary")
+    progress(f"base backup on {primary}")
+    return run_now(running.target(primary)).strip()
+
+
+def table(loc: Location, backups: list[BaseBackup]) -> Any:
+    """The base backups as a rich table (`pgdock-gen backup list`)."""
+    from rich.table import Table
+
+    out = Table(title=f"base backups in {loc.url}/{loc.server}", title_justify="left")
+    for column in ("id", "status", "begin", "end", "size MB", "WAL from", "WAL to"):
+        out.add_column(column)
+    for b in backups:
+        out.add_row(b.id, b.status, b.begin_time[:19], b.end_time[:19], f"{b.size / 1e6:.1f}", b.begin_wal,
+                    b.end_wal)
+    return out
 
 
 def run_now(target: Target) -> str:

@@ -470,14 +470,7 @@ def backup_now(spec_path: Path, in_lab: bool) -> None:
     from . import backup, cluster
 
     spec, _ = _backup_target(spec_path, in_lab)
-    backup.location(spec)
-    rows = cluster.Running(spec, in_lab).status()
-    primary = next((r.name for r in rows if r.role == "primary"), None)
-    if primary is None:
-        raise PgdockError("no primary is running; a base backup is taken on the primary")
-    target = cluster.Running(spec, in_lab).target(primary)
-    _progress(f"base backup on {primary}")
-    click.echo(backup.run_now(target).strip())
+    click.echo(backup.run_on_primary(cluster.Running(spec, in_lab), _progress))
 
 
 @backup_group.command("list")
@@ -504,16 +497,9 @@ def backup_list(spec_path: Path, in_lab: bool, as_json: bool) -> None:
                                "newest_wal": wal and {"name": wal[0], "stored": wal[1].isoformat()}}, indent=2))
         return
     from rich.console import Console
-    from rich.table import Table
 
-    table = Table(title=f"base backups in {loc.url}/{loc.server}", title_justify="left")
-    for column in ("id", "status", "begin", "end", "size MB", "WAL from", "WAL to"):
-        table.add_column(column)
-    for b in backups:
-        table.add_row(b.id, b.status, b.begin_time[:19], b.end_time[:19], f"{b.size / 1e6:.1f}", b.begin_wal,
-                      b.end_wal)
     console = Console(width=None if sys.stdout.isatty() else 160)
-    console.print(table)
+    console.print(backup.table(loc, backups))
     console.print(f"newest WAL: {wal[0]} stored {wal[1]:%Y-%m-%d %H:%M:%S} UTC" if wal else "no archived WAL yet")
 
 
@@ -571,9 +557,7 @@ def restore(spec_path: Path, to: str | None, latest: bool, name: str | None, tim
                               progress=_progress)
     click.echo(f"restored into lab cluster {result.lab.spec.cluster}: target {result.target}, "
                f"last replayed commit {result.recovered_to}")
-    from . import cluster
-
-    _print_status(result.lab.lab_spec, cluster.Running(result.lab.lab_spec, True).status(), False)
+    _print_status(result.lab.lab_spec, result.lab.running.status(), False)
 
 
 def _nodes(spec, node: str | None, context: str | None, every: bool) -> list:
