@@ -8,8 +8,6 @@ a network path from the operator to PostgreSQL, and no superuser logs in remotel
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -180,9 +178,7 @@ def psql(spec: Spec, target: Target, sql: str | None = None, database: str | Non
     """Runs psql as the superuser inside the node (peer auth on the socket); interactive without `sql`."""
     command = psql_command(spec, target, sql, database)
     if sql is None:
-        argv = ["docker"] + (["--context", target.context] if target.context else [])
-        argv += ["exec", "-it", "-u", "postgres", target.container, *command]
-        os.execvp(shutil.which("docker") or "docker", argv)
+        docker.exec_interactive(target.context, target.container, command, "postgres")
     from python_on_whales.exceptions import DockerException
 
     try:

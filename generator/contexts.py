@@ -64,7 +64,6 @@ def ensure(node: Node, user: str) -> tuple[str, bool]:
 
 
 def check(node: Node, user: str) -> ContextCheck:
-    from python_on_whales import DockerClient
     from python_on_whales.exceptions import DockerException
 
     try:
@@ -72,7 +71,7 @@ def check(node: Node, user: str) -> ContextCheck:
     except Exception as exc:  # creating a context fails only for local reasons; report them per node
         return ContextCheck(node.name, node.context, "-", False, str(exc), None)
     try:
-        version = DockerClient(context=node.context).version()
+        version = docker.uncached(node.context).version()
         engine = version.server.version if version.server else None
         problem = None if engine else "no Docker engine answered"
     except DockerException as exc:

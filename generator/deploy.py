@@ -217,10 +217,8 @@ def deploy_node(spec: Spec, repo: Path, node: Node, *, version: str | None = Non
 
 
 def _compose_up(spec: Spec, repo: Path, node: Node) -> None:
-    from python_on_whales import DockerClient
-
-    client = DockerClient(context=node.context, compose_files=[repo / "nodes" / node.name / "compose.yaml"],
-                          compose_project_name=contract.container(spec.cluster, node.name))
+    client = docker.compose(node.context, [repo / "nodes" / node.name / "compose.yaml"],
+                            contract.container(spec.cluster, node.name))
     docker.call(f"starting {node.name}", client.compose.up, detach=True, quiet=True, force_recreate=False)
 
 
@@ -254,11 +252,10 @@ def up(spec: Spec, repo: Path, *, registry: str | None, progress: Progress) -> N
 
 
 def down(spec: Spec, nodes: list[Node], *, remove_volumes: bool, progress: Progress) -> None:
-    from python_on_whales import DockerClient
 
     for node in nodes:
         progress(f"{node.name}: removing its containers{' and data' if remove_volumes else ''}")
-        client = DockerClient(context=node.context, compose_project_name=contract.container(spec.cluster, node.name))
+        client = docker.client(node.context)
         for container in client.container.list(all=True, filters=[
                 ("label", f"com.docker.compose.project={contract.container(spec.cluster, node.name)}")]):
             container.remove(force=True)

@@ -6,10 +6,12 @@ operator's Docker contexts (ssh://...) exactly like `docker --context n2`.
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Callable
 from contextlib import contextmanager
 from functools import cache
+from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
 from .errors import DockerError
@@ -28,6 +30,27 @@ def client(context: str | None = None) -> DockerClient:
     from python_on_whales import DockerClient
 
     return DockerClient(context=context) if context else DockerClient()
+
+
+def compose(context: str | None, files: list[Path], project: str) -> DockerClient:
+    """A client for one compose project (a node) on `context`'s engine."""
+    from python_on_whales import DockerClient
+
+    return DockerClient(context=context, compose_files=files, compose_project_name=project)
+
+
+def uncached(context: str | None) -> DockerClient:
+    """A client made anew: for checking an engine, where a cached client would hide a changed context."""
+    from python_on_whales import DockerClient
+
+    return DockerClient(context=context) if context else DockerClient()
+
+
+def exec_interactive(context: str | None, container: str, command: list[str], user: str) -> None:
+    """Replaces this process with `docker exec -it` (a terminal session, e.g. psql): python-on-whales
+    captures output, which an interactive program cannot use."""
+    argv = ["docker"] + (["--context", context] if context else []) + ["exec", "-it", "-u", user, container]
+    os.execvp(shutil.which("docker") or "docker", argv + command)
 
 
 @contextmanager

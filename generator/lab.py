@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from . import backup, cluster, credentials, docker, images, render, volumes
+from . import backup, cluster, contract, credentials, docker, images, render, volumes
 from .errors import DockerError, PgdockError, UsageError
 from .spec import Spec, parse
 from .template import environment
@@ -61,14 +61,11 @@ class Lab:
         return cluster.Running(self.lab_spec, lab=True)
 
     def container(self, node_name: str) -> str:
-        return f"{self.spec.cluster}-{node_name}"
+        return contract.container(self.spec.cluster, node_name)
 
     def compose(self, node_name: str) -> DockerClient:
-        from python_on_whales import DockerClient
-
-        return DockerClient(compose_files=[self.repo / "nodes" / node_name / "compose.yaml",
-                                           self.root / "compose" / f"{node_name}.yaml"],
-                            compose_project_name=f"{self.spec.cluster}-{node_name}")
+        return docker.compose(None, [self.repo / "nodes" / node_name / "compose.yaml",
+                                     self.root / "compose" / f"{node_name}.yaml"], self.container(node_name))
 
 
 def _subnet(client: DockerClient, network: str, cluster_name: str) -> str:
@@ -223,7 +220,8 @@ def prepare(spec_path: Path, spec: Spec, client: DockerClient | None = None, *, 
     for node in lab_spec.members:
         environment_vars = {}
         if restore and node.name == lab_spec.primary.name:
-            environment_vars = {"PGDOCK_RESTORE_SERVER": restore.server, "PGDOCK_RESTORE_TARGET": restore.target}
+            environment_vars = {contract.ENV_RESTORE_SERVER: restore.server,
+                                contract.ENV_RESTORE_TARGET: restore.target}
         (root / "compose").mkdir(parents=True, exist_ok=True)
         (root / "compose" / f"{node.name}.yaml").write_text(template.render(
             network=spec.cluster, address=addresses[node.name], environment=environment_vars,
@@ -238,7 +236,7 @@ def lab_id(lab: Lab) -> str:
 
 
 def _volume_names(lab: Lab, node_name: str) -> dict[str, str]:
-    return {kind: f"{lab.spec.cluster}-{node_name}-{kind}" for kind in ("config", "secrets", "data", "socket")}
+    return {kind: contract.volume(lab.spec.cluster, node_name, kind) for kind in contract.VOLUME_KINDS}
 
 
 def _drop_leftovers(lab: Lab, client: DockerClient, progress: Progress) -> None:
@@ -248,7 +246,7 @@ def _drop_leftovers(lab: Lab, client: DockerClient, progress: Progress) -> None:
         names = _volume_names(lab, node.name)
         if not client.volume.exists(names["secrets"]):
             continue
-        if client.volume.inspect(names["secrets"]).labels.get("org.pgdock.lab-id") == ours:
+        if client.volume.inspect(names["secrets"]).labels.get(contract.LABEL_LAB_ID) == ours:
             continue
         progress(f"removing leftovers of an earlier lab for {node.name}")
         if client.container.exists(lab.container(node.name)):
@@ -259,13 +257,13 @@ def _drop_leftovers(lab: Lab, client: DockerClient, progress: Progress) -> None:
 def _ensure_network(lab: Lab, client: DockerClient) -> None:
     if not client.network.exists(lab.network):
         docker.call(f"creating network {lab.network}", client.network.create, lab.network, driver="bridge",
-                    subnet=lab.subnet, labels={"org.pgdock.cluster": lab.spec.cluster})
+                    subnet=lab.subnet, labels={contract.LABEL_CLUSTER: lab.spec.cluster})
 
 
 def install_node(lab: Lab, client: DockerClient, node_name: str, carrier: str) -> None:
     node = lab.lab_spec.member(node_name)
     names = _volume_names(lab, node_name)
-    labels = {"org.pgdock.cluster": lab.spec.cluster, "org.pgdock.lab-id": lab_id(lab)}
+    labels = {contract.LABEL_CLUSTER: lab.spec.cluster, contract.LABEL_LAB_ID: lab_id(lab)}
     volumes.ensure(client, names["config"], labels)
     volumes.ensure(client, names["secrets"], labels)
     volumes.install_config(client, carrier, names["config"])

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import events, lab
+from . import contract, events, lab
 from .errors import PgdockError, UsageError
 from .spec import Spec, parse
 
@@ -63,7 +63,7 @@ def restore(spec_path: Path, spec: Spec, *, to: str | None, latest: bool, name: 
                                    s3_container=source.s3_container)
     progress(f"restoring {spec.cluster} ({target}) into the new lab cluster {name}")
     restored, _ = lab.up(spec_path, restored_spec, restore=restore_from, timeout=timeout, progress=progress)
-    found = [e for e in events.collect(restored.running) if e["event"] == "pgdock_restore"]
+    found = [e for e in events.collect(restored.running) if e["event"] == contract.EVENT_RESTORE]
     if not found or not found[-1]["success"]:
         raise PgdockError(f"the restore did not complete: {found[-1]['details'] if found else 'no restore event'}; "
                           f"see `docker logs {restored.container(restored.lab_spec.primary.name)}`")
