@@ -438,10 +438,11 @@ def _backup_target(spec_path: Path, in_lab: bool):
     spec = _load(spec_path)
     if not in_lab:
         return spec, spec_path.parent / "secrets"
-    from . import docker
+    from . import contract, docker
     from . import lab as labs
 
-    the_lab = labs.prepare(spec_path, spec, s3=docker.client().container.exists(f"{spec.cluster}-s3"))
+    with_s3 = docker.client().container.exists(contract.lab_s3_container(spec.cluster))
+    the_lab = labs.prepare(spec_path, spec, s3=with_s3)
     return the_lab.lab_spec, the_lab.repo / "secrets"
 
 

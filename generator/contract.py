@@ -134,6 +134,11 @@ def backup_container(cluster: str, node: str) -> str:
     return container(cluster, node) + BACKUP_SUFFIX
 
 
+def lab_s3_container(cluster: str) -> str:
+    """The lab's S3-protocol server of a cluster."""
+    return f"{cluster}-s3"
+
+
 def volume(cluster: str, node: str, kind: str) -> str:
     """A node's named volume; `kind` is one of VOLUME_KINDS."""
     if kind not in VOLUME_KINDS:

@@ -226,7 +226,7 @@ def prepare(spec_path: Path, spec: Spec, client: DockerClient | None = None, *, 
         (root / "compose" / f"{node.name}.yaml").write_text(template.render(
             network=spec.cluster, address=addresses[node.name], environment=environment_vars,
             backup=bool(lab_spec.backup) and not node.witness))
-    s3_container = (restore.s3_container if restore else f"{spec.cluster}-s3") if with_s3 else None
+    s3_container = (restore.s3_container if restore else contract.lab_s3_container(spec.cluster)) if with_s3 else None
     return Lab(spec, lab_spec, root, subnet, s3_container)
 
 
@@ -346,7 +346,7 @@ def down(spec_path: Path, spec: Spec, *, remove_volumes: bool, progress: Progres
             leftovers = [n for n in _volume_names(lab, node.name).values() if client.volume.exists(n)]
             if leftovers:
                 client.volume.remove(leftovers)
-    own_s3 = f"{spec.cluster}-s3"
+    own_s3 = contract.lab_s3_container(spec.cluster)
     if client.container.exists(own_s3):
         client.container.remove(own_s3, force=True)
     if client.network.exists(lab.network):

@@ -53,7 +53,7 @@ def restore(spec_path: Path, spec: Spec, *, to: str | None, latest: bool, name: 
     from . import docker
 
     # a source rehearsed in the lab keeps its backups in the lab's S3 server, and its own secrets
-    in_lab = docker.client().container.exists(f"{spec.cluster}-s3")
+    in_lab = docker.client().container.exists(contract.lab_s3_container(spec.cluster))
     source = lab.prepare(spec_path, spec, s3=in_lab)
     if source.lab_spec.backup is None:
         raise UsageError(f"cluster {spec.cluster!r} has no `backup` section: there is nothing to restore from")
