@@ -97,13 +97,14 @@ def primary() -> None:
     done()
 
 
-def witness(primary_peer: Peer) -> None:
+def witness() -> None:
+    """The witness's own database; it registers with the primary once one answers (supervisor). Up early,
+    it answers the primary's probes while the standbys still clone."""
     begin()
     initdb()
     start()
     with local_conn(options=LOCAL_COMMIT) as conn:
         create_repmgr(conn)
-    register_witness(primary_peer)
     done()
 
 
@@ -176,5 +177,11 @@ def restore(server: str, target: str) -> None:
     details = json.dumps({"server": server, "backup_id": backup_id, "target": target,
                           "last_replayed": last.isoformat() if last else None})
     events.record(contract.EVENT_RESTORE, details)
+    me = int(env(contract.ENV_NODE_ID))
+    with local_conn("repmgr", "repmgr") as conn, conn.transaction():
+        # the source's other nodes are not members of this cluster (until they clone and register): gone,
+        # so repmgr's elections and this primary's quorum count only real members
+        conn.execute("UPDATE repmgr.nodes SET upstream_node_id = NULL WHERE node_id = %s", (me,))
+        conn.execute("DELETE FROM repmgr.nodes WHERE node_id <> %s", (me,))
     repmgr("primary", "register", "--force")
     done()

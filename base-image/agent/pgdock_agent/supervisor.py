@@ -135,11 +135,7 @@ class Supervisor:
         self.system_id = None
 
     def _apply_bootstrap_witness(self, action: Action) -> None:
-        found = self.prober.primary()
-        if found is None:
-            set_status("waiting for a primary: the witness registers with it")
-            return
-        bootstrap.witness(found[0])
+        bootstrap.witness()
 
     def _apply_clone(self, action: Action) -> None:
         bootstrap.clone(self._peer(action.peer))
