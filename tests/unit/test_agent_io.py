@@ -120,12 +120,14 @@ def test_fence_stops_postgres_before_the_event(monkeypatch: pytest.MonkeyPatch, 
     monkeypatch.setattr(supervisor.postgres, "stop", lambda *a: calls.append("stop"))
     monkeypatch.setattr(supervisor, "set_status", lambda text: calls.append("status"))
     monkeypatch.setattr(supervisor.events, "record", lambda event, details, timestamp="": calls.append(event))
+    monkeypatch.setattr(supervisor.postgres, "running", lambda: True)
     sup = supervisor.Supervisor.__new__(supervisor.Supervisor)
-    sup.previous, sup.handlers = None, {}
+    sup.previous, sup.handlers, sup.fenced_at = None, {}, None
     sup.apply(decide.Action(decide.Act.FENCE, "cut off", event=contract.EVENT_FENCED))
     assert calls == ["stop", "status", contract.EVENT_FENCED]
     sup.apply(decide.Action(decide.Act.FENCE, "cut off", event=contract.EVENT_FENCED))
     assert calls.count(contract.EVENT_FENCED) == 1  # an event marks the transition, not every tick
+    assert sup.fenced_at is not None  # the hold-down counts from the first fence
 
 
 @pytest.fixture

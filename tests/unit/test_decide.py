@@ -12,8 +12,9 @@ SYS = 7000
 OTHER_SYS = 9999
 
 
-def data(name: str, *, primary: bool = False, timeline: int = 1, system_id: int = SYS) -> Answer:
-    return Answer(name, True, primary, timeline, system_id)
+def data(name: str, *, primary: bool = False, timeline: int = 1, system_id: int = SYS,
+         says_primary: str | None = None) -> Answer:
+    return Answer(name, True, primary, timeline, system_id, says_primary=says_primary)
 
 
 def witness(name: str = "w") -> Answer:
@@ -90,6 +91,18 @@ CASES = [
     ("former primary hears only the witness (3+w): fenced", down(answers=(witness(),)), Act.FENCE, None),
     ("refused connections are no answers: a former primary behind a reject firewall stays down",
      down(answers=()), Act.FENCE, None),
+    ("fenced while running, back in touch within the hold-down: stay down",
+     down(fenced_at=95.0, hold_down=8.0), Act.FENCE, None),
+    ("fenced while running, hold-down over, quorum, nobody else primary: start",
+     down(fenced_at=90.0, hold_down=8.0), Act.START_PRIMARY, None),
+    ("a quorum answers but the new primary is out of sight: the witness names it, stay down",
+     down(answers=(data("n3"), Answer("w", False, True, 1, 1234, says_primary="n2"))), Act.FENCE, None),
+    ("standbys that followed a new primary name it: stay down, never a second primary",
+     down(answers=(data("n3", says_primary="n2"), data("n4", says_primary="n2"), witness()), members=6),
+     Act.FENCE, None),
+    ("peers still name this node as primary: start", down(answers=(data("n2", says_primary="n1"),
+                                                                   data("n3", says_primary="n1"), witness())),
+     Act.START_PRIMARY, None),
     ("operator vouched (unfence): start alone", down(answers=(), force_primary=True), Act.START_PRIMARY, None),
     ("former primary, a primary on a newer timeline: rejoin",
      down(answers=(data("n2", primary=True, timeline=2), witness())), Act.REJOIN, None),

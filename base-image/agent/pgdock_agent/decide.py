@@ -77,6 +77,9 @@ class Answer:
     system_id: int
     ready: bool = True
     """repmgr's metadata exists there: a primary is ready to be cloned only after its bootstrap registered it."""
+    says_primary: str | None = None
+    """Who the peer's copy of repmgr's metadata names as the active primary (a standby following a new
+    primary, or the witness, knows of a promotion even when the new primary itself is out of sight)."""
 
 
 @dataclass(frozen=True)
@@ -110,6 +113,10 @@ class Facts:
     started: float = 0.0
     """Monotonic time this supervisor started: a baseline for peers never heard from."""
     fence_after: float = 8.0
+    fenced_at: float | None = None
+    """Monotonic time this node, running as primary, fenced itself (None: it did not, in this container)."""
+    hold_down: float = 0.0
+    """How long a fenced primary stays down at least: long enough for any failover it caused to finish."""
 
 
 def promotion_possible(visible: int, members: int) -> bool:
@@ -208,6 +215,13 @@ def _former_primary(facts: Facts) -> Action:
                       f"timeline ({primaries[0].timeline} < {mine}); it has to rejoin")
     if facts.force_primary:
         return Action(Act.START_PRIMARY, "resuming as primary: an operator vouched for this node (unfence)")
+    if facts.fenced_at is not None and facts.now - facts.fenced_at < facts.hold_down:
+        return Action(Act.FENCE, f"fenced {facts.now - facts.fenced_at:.0f} s ago: staying down {facts.hold_down:g} s "
+                      "so that a failover it caused can finish before this node decides")
+    named = sorted({a.says_primary for a in facts.answers if a.says_primary not in (None, facts.name)})
+    if named:
+        return Action(Act.FENCE, f"fenced: peers name {', '.join(named)} as primary, out of sight here; staying down "
+                      "until it answers, to rejoin it")
     answering = len(facts.answers)
     if not quorum_held(answering, facts.members):
         return Action(Act.FENCE, f"fenced: former primary hears {answering} of {facts.members - 1} peers, too few "

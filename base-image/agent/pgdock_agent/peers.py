@@ -32,6 +32,8 @@ SELECT pg_is_in_recovery(),
        (SELECT system_identifier FROM pg_control_system()),
        to_regclass('repmgr.nodes') IS NOT NULL
 """
+PRIMARY_SQL = "SELECT node_name FROM repmgr.nodes WHERE type = 'primary' AND active ORDER BY node_id LIMIT 1"
+"""Who this peer's copy of repmgr's metadata says is primary (asked only where the metadata exists)."""
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,11 @@ def probe(peer: Peer) -> Answer | None:
     try:
         with psycopg.connect(conninfo(peer), password=password("repmgr"), autocommit=True) as conn:
             in_recovery, timeline, system_id, ready = conn.execute(STATE_SQL).fetchone()
+            named = conn.execute(PRIMARY_SQL).fetchone() if ready else None
     except (psycopg.Error, OSError):
         return None
     return Answer(peer.name, peer.data, primary=not in_recovery, timeline=timeline, system_id=system_id,
-                  ready=ready)
+                  ready=ready, says_primary=named[0] if named else None)
 
 
 class Prober:

@@ -29,6 +29,9 @@ TICK = 0.25
 RETRY_SECONDS = 5.0
 """Pause after a failed step on a node that is not a running primary (a failing clone, say)."""
 MEMBERS_REFRESH = 5.0
+HOLD_DOWN_SLACK = 3.0
+"""A fenced primary stays down the promotion delay plus this: repmgrd's election (a ping timeout and a
+reconnect attempt) may come that much after the promotion delay began."""
 REPMGRD_RESTART_SECONDS = 5.0
 """repmgrd that exits at once (a wrong record, say) is restarted no faster than this."""
 REPMGRD_HELD = RUN / "repmgrd.held"
@@ -55,6 +58,8 @@ class Supervisor:
         self.members: tuple[float, int | None] = (0.0, None)
         self.system_id: int | None = None
         self.is_registered = False
+        self.fenced_at: float | None = None
+        self.hold_down = float(env(contract.ENV_PROMOTE_SECONDS, "5")) + HOLD_DOWN_SLACK
         self.handlers = {
             Act.START_PRIMARY: self._start, Act.START_STANDBY: self._start, Act.START_WITNESS: self._start,
             Act.REFUSE: self._apply_refuse, Act.BOOTSTRAP_PRIMARY: self._apply_bootstrap_primary,
@@ -83,7 +88,7 @@ class Supervisor:
             force_primary=os.path.exists(contract.FORCE_PRIMARY),
             restore=bool(os.environ.get(contract.ENV_RESTORE_SERVER)), timeline=timeline,
             system_id=self.system_id, answers=answers, contacts=contacts, now=time.monotonic(),
-            started=self.started, fence_after=self.fence_after)
+            started=self.started, fence_after=self.fence_after, fenced_at=self.fenced_at, hold_down=self.hold_down)
 
     def member_count(self, running: bool, standby: bool) -> int:
         """What repmgr's election counts: its registered nodes, read from the running primary; else every
@@ -104,6 +109,10 @@ class Supervisor:
         came_back = self.previous is not None and self.previous.act == Act.FENCE and fresh
         self.previous = action
         decided_at = events.event_time()
+        if action.act == Act.FENCE and self.fenced_at is None and postgres.running():
+            self.fenced_at = time.monotonic()
+        if action.act in (Act.START_PRIMARY, Act.START_STANDBY, Act.REJOIN):
+            self.fenced_at = None
         if action.act in (Act.FENCE, Act.STEP_DOWN):
             # First: a fast stop ends every session at once; pg_ctl returns only after the shutdown
             # checkpoint and the walsenders (which may wait on unreachable standbys), so the event
