@@ -58,6 +58,8 @@ CASES = [
     ("9+w: the fence does not depend on how slowly peers answer, only on when they were asked",
      facts(members=10, contacts={f"n{i}": 97.4 for i in range(2, 11)}), Act.FENCE, contract.EVENT_FENCED),
     ("a peer never heard since start counts from the start", facts(started=98.0, contacts={}), Act.KEEP, None),
+    ("a member that just registered gets time to be heard (its joining is the baseline)",
+     facts(started=99.0, contacts={"n2": 99.5, "w": 50.0}), Act.KEEP, None),
     ("never heard anyone, 2.5 s after start: fence", facts(started=97.0, contacts={}), Act.FENCE,
      contract.EVENT_FENCED),
     ("clock jump backwards (now before last contact): no fence",

@@ -111,7 +111,7 @@ class Facts:
     """Monotonic time each peer's last answered probe was sent (absent: never answered)."""
     now: float = 0.0
     started: float = 0.0
-    """Monotonic time this supervisor started: a baseline for peers never heard from."""
+    """A baseline for peers never heard from: when this supervisor started, or when members last joined."""
     fence_after: float = 8.0
     fenced_at: float | None = None
     """Monotonic time this node, running as primary, fenced itself (None: it did not, in this container)."""

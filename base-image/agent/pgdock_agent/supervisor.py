@@ -48,6 +48,8 @@ class Supervisor:
         self.peers = peers()
         self.prober = Prober(self.peers, promote.publish)
         self.started = time.monotonic()
+        self.baseline = self.started
+        """Since when a member never heard from counts as silent: start, or the last time members joined."""
         self.fence_after = float(env(contract.ENV_FENCE_SECONDS, "3"))
         self.stopping = threading.Event()
         self.busy = False
@@ -88,7 +90,7 @@ class Supervisor:
             force_primary=os.path.exists(contract.FORCE_PRIMARY),
             restore=bool(os.environ.get(contract.ENV_RESTORE_SERVER)), timeline=timeline,
             system_id=self.system_id, answers=answers, contacts=contacts, now=time.monotonic(),
-            started=self.started, fence_after=self.fence_after, fenced_at=self.fenced_at, hold_down=self.hold_down)
+            started=self.baseline, fence_after=self.fence_after, fenced_at=self.fenced_at, hold_down=self.hold_down)
 
     def member_count(self, running: bool, standby: bool) -> int:
         """What repmgr's election counts: its registered nodes, read from the running primary; else every
@@ -98,7 +100,10 @@ class Supervisor:
             return configured
         read_at, count = self.members
         if time.monotonic() - read_at >= MEMBERS_REFRESH:
-            count = postgres.registered_members()
+            fresh = postgres.registered_members()
+            if fresh is not None and fresh > (count or 0):
+                self.baseline = time.monotonic()  # a node that just registered gets a fence_after to be heard
+            count = fresh
             self.members = (time.monotonic(), count)
         return count or configured
 
