@@ -43,7 +43,7 @@ CA_CERT = TLS / "ca.crt"
 # ---------------------------------------------------------------- the secrets volume's layout
 
 SECRET_PASSWORDS = "passwords"
-"""One file per password: superuser, repmgr, replication, app."""
+"""One file per password: superuser, repmgr, replication, app (the witness gets the first two)."""
 SECRET_CA_CERT = "tls/ca.crt"
 SECRET_CA_KEY = "tls/ca.key"
 SECRET_NODE_CERT = "tls/node.crt"
