@@ -43,7 +43,7 @@ CA_CERT = TLS / "ca.crt"
 # ---------------------------------------------------------------- the secrets volume's layout
 
 SECRET_PASSWORDS = "passwords"
-"""One file per password: superuser, repmgr, replication, app."""
+"""One file per password: superuser, repmgr, replication, app (the witness gets the first two)."""
 SECRET_CA_CERT = "tls/ca.crt"
 SECRET_CA_KEY = "tls/ca.key"
 SECRET_NODE_CERT = "tls/node.crt"
@@ -54,6 +54,10 @@ SECRET_SSH_HOST_KEY = "ssh/host_ed25519"
 SECRET_KNOWN_HOSTS = "ssh/known_hosts"
 SECRET_S3_ENV = "s3.env"
 SECRET_S3_CA = "s3-ca.crt"
+SECRET_HETZNER_ENV = "hetzner.env"
+"""The Hetzner robot account and failover IP of shared/failover/hetzner.sh."""
+SECRET_WEBHOOK_ENV = "webhook.env"
+"""PGDOCK_WEBHOOK_URL of shared/failover/hook.sh."""
 
 # ---------------------------------------------------------------- environment variables of a node
 
@@ -85,6 +89,8 @@ ENV_S3_PATH_STYLE = "PGDOCK_S3_PATH_STYLE"
 ENV_S3_ENDPOINT = "PGDOCK_S3_ENDPOINT"
 ENV_RESTORE_SERVER = "PGDOCK_RESTORE_SERVER"
 ENV_RESTORE_TARGET = "PGDOCK_RESTORE_TARGET"
+ENV_SECRETS_DIR = "PGDOCK_SECRETS_DIR"
+"""Where the failover hooks read the node's secrets; SECRETS unless set (the hooks' tests point it elsewhere)."""
 ENV_EVENT_JSON = "PGDOCK_EVENT_JSON"
 """Handed to the failover hooks: the event as one JSON object."""
 

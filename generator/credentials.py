@@ -15,11 +15,21 @@ import secrets as random
 from collections.abc import Iterable
 from pathlib import Path
 
+from . import contract
 from .spec import Node, Spec
 
 PASSWORDS = ("superuser", "app", "repmgr", "replication")
 """One password per role: superuser, application owner, repmgr metadata, streaming replication."""
+WITNESS_PASSWORDS = ("superuser", "repmgr")
+"""The witness's own database (initdb, local logins) and repmgr; it neither replicates nor serves the app."""
+DATA_NODE_ONLY = (contract.SECRET_SSH_KEY, contract.SECRET_KNOWN_HOSTS, contract.SECRET_HETZNER_ENV,
+                  contract.SECRET_S3_ENV, contract.SECRET_S3_CA)
+"""What the witness never uses: it opens no ssh connection (a switchover's --siblings-follow reaches it, so
+it keeps its host key and the public key), archives nothing and never takes the failover IP."""
 _VALIDITY = dt.timedelta(days=3650)
+_CLOCK_SKEW = dt.timedelta(days=1)
+"""Certificates are valid from a day before they are made: a node whose clock lags the machine that
+rendered the repo must not reject them as not yet valid."""
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -88,7 +98,7 @@ def _ensure_ca(tls: Path, cluster: str):
             .issuer_name(_name(f"pgdock {cluster} CA"))
             .public_key(key.public_key())
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_before(now - _CLOCK_SKEW)
             .not_valid_after(now + _VALIDITY)
             .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
             .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
@@ -144,7 +154,7 @@ def _ensure_node_cert(tls: Path, node: Node, ca_key, ca_cert) -> None:
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_before(now - _CLOCK_SKEW)
         .not_valid_after(now + _VALIDITY)
         .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
@@ -184,21 +194,25 @@ def node_bundle(spec: Spec, node: Node, directory: Path) -> dict[str, bytes]:
     A node gets its own TLS key and SSH host key, never another node's; `*.env`
     files at the top of `secrets/` (hetzner.env, webhook.env, s3.env) and the S3
     store's CA (`s3-ca.crt`) go to every node, and `secrets/nodes/<name>/*.env`
-    override them for one node.
+    override them for one node. The witness gets only what it uses: its
+    WITNESS_PASSWORDS and nothing of DATA_NODE_ONLY.
     """
-    bundle = {f"passwords/{role}": (directory / "passwords" / role).read_bytes() for role in PASSWORDS}
+    roles = WITNESS_PASSWORDS if node.witness else PASSWORDS
+    bundle = {f"passwords/{role}": (directory / "passwords" / role).read_bytes() for role in roles}
     ssh, tls = directory / "ssh", directory / "tls"
     bundle |= {
-        "ssh/id_ed25519": (ssh / "id_ed25519").read_bytes(),
-        "ssh/id_ed25519.pub": (ssh / "id_ed25519.pub").read_bytes(),
-        "ssh/known_hosts": (ssh / "known_hosts").read_bytes(),
-        "ssh/host_ed25519": (ssh / "host_keys" / f"{node.name}_ed25519").read_bytes(),
-        "tls/ca.crt": (tls / "ca.crt").read_bytes(),
-        "tls/node.crt": (tls / f"{node.name}.crt").read_bytes(),
-        "tls/node.key": (tls / f"{node.name}.key").read_bytes(),
+        contract.SECRET_SSH_KEY: (ssh / "id_ed25519").read_bytes(),
+        contract.SECRET_SSH_PUB: (ssh / "id_ed25519.pub").read_bytes(),
+        contract.SECRET_KNOWN_HOSTS: (ssh / "known_hosts").read_bytes(),
+        contract.SECRET_SSH_HOST_KEY: (ssh / "host_keys" / f"{node.name}_ed25519").read_bytes(),
+        contract.SECRET_CA_CERT: (tls / "ca.crt").read_bytes(),
+        contract.SECRET_NODE_CERT: (tls / f"{node.name}.crt").read_bytes(),
+        contract.SECRET_NODE_KEY: (tls / f"{node.name}.key").read_bytes(),
     }
     for folder in (directory, directory / "nodes" / node.name):
         bundle |= {env.name: env.read_bytes() for env in sorted(folder.glob("*.env"))}
-    if (directory / "s3-ca.crt").exists():
-        bundle["s3-ca.crt"] = (directory / "s3-ca.crt").read_bytes()
+    if (directory / contract.SECRET_S3_CA).exists():
+        bundle[contract.SECRET_S3_CA] = (directory / contract.SECRET_S3_CA).read_bytes()
+    if node.witness:
+        bundle = {name: data for name, data in bundle.items() if name not in DATA_NODE_ONLY}
     return bundle

@@ -28,7 +28,8 @@ class File:
 
 
 def _mode(path: Path) -> int:
-    return 0o755 if os.access(path, os.X_OK) or path.suffix == ".sh" else 0o644
+    """Shell scripts are executable, rendered ones (`lib.sh.j2`) too."""
+    return 0o755 if os.access(path, os.X_OK) or output_name(path).suffix == ".sh" else 0o644
 
 
 def plan(spec: Spec, spec_text: str) -> dict[str, File]:

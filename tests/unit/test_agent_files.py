@@ -57,3 +57,42 @@ def test_install_config_leaves_a_staging_area_in_the_target_alone(agent: ModuleT
     agent.install_config(staging, target)
     assert tree(target) == {"s3.env": "AWS_REGION=eu-central-1\n", ".pgdock-incoming-1a2b/s3.env":
                             "AWS_REGION=eu-central-1\n"}
+
+
+@pytest.mark.parametrize(("node", "logins", "ssh_client"), [
+    ("n1", ["postgres", "repmgr", "replicator"], True),
+    ("w1", ["postgres", "repmgr"], False),
+])
+def test_install_secrets_installs_what_the_node_received(
+        agent: ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shop_spec_text: str,
+        node: str, logins: list[str], ssh_client: bool) -> None:
+    """A data node gets every password and an ssh client; the witness only what it uses (it is reached
+    over ssh, never reaches out), and installing its smaller bundle must not fail on what is missing."""
+    from pgdock_agent import contract
+    from pgdock_agent import node as agent_node
+
+    from generator import credentials, spec
+
+    from .conftest import render_spec
+
+    render_spec(shop_spec_text, tmp_path / "repo")
+    parsed = spec.parse(shop_spec_text)
+    secrets, home = tmp_path / "secrets", tmp_path / "home"
+    for rel, data in credentials.node_bundle(parsed, parsed.member(node), tmp_path / "repo" / "secrets").items():
+        (secrets / rel).parent.mkdir(parents=True, exist_ok=True)
+        (secrets / rel).write_bytes(data)
+    monkeypatch.setattr(agent_node, "SECRETS", secrets)
+    monkeypatch.setattr(agent, "SECRETS", secrets)
+    monkeypatch.setattr(agent, "HOME", home)
+    monkeypatch.setattr(agent, "TLS", home / "tls")
+    monkeypatch.setattr(os, "getuid", lambda: 999)  # not root: no chown, no /etc/ssh on this machine
+    monkeypatch.setenv(contract.ENV_DATA_NODES, "n1,n2")
+    monkeypatch.setenv(contract.ENV_PEERS, ",".join(f"{m.name}={m.address}:{m.port}:{m.ssh_port}"
+                                                    for m in parsed.members if m.name != node))
+    agent.install_secrets()
+    assert [line.split(":")[3] for line in (home / ".pgpass").read_text().splitlines()] == logins
+    assert sorted(p.name for p in (home / "tls").iterdir()) == ["ca.crt", "server.crt", "server.key"]
+    ssh = home / ".ssh"
+    assert (ssh / "authorized_keys").read_bytes() == (secrets / contract.SECRET_SSH_PUB).read_bytes()
+    assert sorted(p.name for p in ssh.iterdir()) == (
+        ["authorized_keys", "config", "id_ed25519", "known_hosts"] if ssh_client else ["authorized_keys"])

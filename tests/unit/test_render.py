@@ -351,3 +351,46 @@ def test_known_hosts_pins_every_member(golden_repo: Path) -> None:
         public = (host_keys / f"{node.name}_ed25519.pub").read_text().split()
         assert [algo, key] == public[:2]
     assert "[10.1.0.3]:2223" in known[2]
+
+
+def test_certificates_tolerate_a_node_clock_a_day_behind(shop_repo: Path) -> None:
+    """A fresh certificate must already be valid on a node whose clock lags the operator's machine."""
+    import datetime as dt
+
+    latest = dt.datetime.now(dt.UTC) - dt.timedelta(hours=23)
+    for name in ("ca", "n1", "w1"):
+        cert = x509.load_pem_x509_certificate((shop_repo / "secrets" / "tls" / f"{name}.crt").read_bytes())
+        assert cert.not_valid_before_utc <= latest, name
+
+
+# ------------------------------------------------------------------ what each node receives
+
+
+def test_each_node_gets_only_the_secrets_its_role_uses(shop_repo: Path) -> None:
+    """The witness runs no replication, archiving or failover IP and never opens an ssh connection (it is
+    only reached, by a switchover's --siblings-follow): no replication or app password, no client key, no
+    Hetzner or S3 credentials. Data nodes get everything."""
+    from generator.credentials import node_bundle
+
+    secrets = shop_repo / "secrets"
+    for name in ("hetzner.env", "webhook.env", "s3.env", "s3-ca.crt"):
+        (secrets / name).write_text(f"{name}\n")
+    parsed = spec.parse((shop_repo / "cluster.yaml").read_text(encoding="utf-8"))
+    tls_and_host = {"tls/ca.crt", "tls/node.crt", "tls/node.key", "ssh/host_ed25519", "ssh/id_ed25519.pub"}
+    assert set(node_bundle(parsed, parsed.member("w1"), secrets)) == tls_and_host | {
+        "passwords/superuser", "passwords/repmgr", "webhook.env"}
+    assert set(node_bundle(parsed, parsed.member("n1"), secrets)) == tls_and_host | {
+        *(f"passwords/{role}" for role in PASSWORDS), "ssh/id_ed25519", "ssh/known_hosts",
+        "hetzner.env", "webhook.env", "s3.env", "s3-ca.crt"}
+
+
+def test_base_image_drops_the_snakeoil_key_and_certificate() -> None:
+    """ssl-cert's self-signed pair comes with PostgreSQL's packages; pgdock never uses it, and its
+    certificate, hashed into /etc/ssl/certs, would be trusted by anything using OpenSSL's default CA path."""
+    from .conftest import REPO_ROOT
+
+    dockerfile = (REPO_ROOT / "base-image" / "Dockerfile").read_text(encoding="utf-8")
+    removed = " ".join(re.findall(r"\brm -[rf]+ ([^&]*)", dockerfile)).split()  # up to the next &&
+    assert "/etc/ssl/private/ssl-cert-snakeoil.key" in removed
+    assert "/etc/ssl/certs/ssl-cert-snakeoil.pem" in removed
+    assert "find /etc/ssl/certs -xtype l -delete" in dockerfile  # its hash link, left dangling

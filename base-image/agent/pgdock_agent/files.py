@@ -12,6 +12,8 @@ from .node import SECRETS, env, password
 from .peers import peers
 from .postgres import HOME
 
+TLS = Path(contract.TLS)
+
 
 def write_owned(path: Path, content: str | bytes, mode: int = 0o600, owner: str = "postgres") -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -25,22 +27,26 @@ def write_owned(path: Path, content: str | bytes, mode: int = 0o600, owner: str 
 
 
 def install_secrets() -> None:
-    """Copies the node's secrets (a read-only volume) to where each program wants them, with strict modes."""
+    """Copies the node's secrets (a read-only volume) to where each program wants them, with strict modes.
+    The witness receives fewer (no replication password, no ssh client key: credentials.node_bundle), so
+    what is missing is left out rather than an error."""
     if not (SECRETS / contract.SECRET_PASSWORDS).is_dir():
         raise SystemExit(f"pgdock-agent: no secrets in {SECRETS}; deliver them first "
                          "(pgdock-gen lab up / pgdock-gen deploy do)")
     lines = [f"*:*:*:{role}:{password(secret)}" for role, secret in
-             (("postgres", "superuser"), ("repmgr", "repmgr"), ("replicator", "replication"))]
+             (("postgres", "superuser"), ("repmgr", "repmgr"), ("replicator", "replication"))
+             if (SECRETS / contract.SECRET_PASSWORDS / secret).exists()]
     write_owned(HOME / ".pgpass", "\n".join(lines) + "\n")
     for source, target in ((contract.SECRET_CA_CERT, "ca.crt"), (contract.SECRET_NODE_CERT, "server.crt"),
                            (contract.SECRET_NODE_KEY, "server.key")):
-        write_owned(Path(contract.TLS) / target, (SECRETS / source).read_bytes())
+        write_owned(TLS / target, (SECRETS / source).read_bytes())
     ssh = HOME / ".ssh"
-    write_owned(ssh / "id_ed25519", (SECRETS / contract.SECRET_SSH_KEY).read_bytes())
     write_owned(ssh / "authorized_keys", (SECRETS / contract.SECRET_SSH_PUB).read_bytes())
-    write_owned(ssh / "known_hosts", (SECRETS / contract.SECRET_KNOWN_HOSTS).read_bytes(), 0o644)
-    hosts = "".join(f"Host {p.address} {p.name}\n  Port {p.ssh_port}\n" for p in peers())
-    write_owned(ssh / "config", hosts + "Host *\n  IdentityFile ~/.ssh/id_ed25519\n")
+    if (SECRETS / contract.SECRET_SSH_KEY).exists():  # an ssh client: switchover and rejoin reach the peers
+        write_owned(ssh / "id_ed25519", (SECRETS / contract.SECRET_SSH_KEY).read_bytes())
+        write_owned(ssh / "known_hosts", (SECRETS / contract.SECRET_KNOWN_HOSTS).read_bytes(), 0o644)
+        hosts = "".join(f"Host {p.address} {p.name}\n  Port {p.ssh_port}\n" for p in peers())
+        write_owned(ssh / "config", hosts + "Host *\n  IdentityFile ~/.ssh/id_ed25519\n")
     os.chmod(ssh, 0o700)
     write_s3_config()
     if os.getuid() == 0:

@@ -2,8 +2,9 @@
 # Moves a Hetzner failover IP to this node after it became primary (pg-dock's
 # failover.sh), but checks the HTTP result, retries, and keeps the credentials
 # off the command line. Called by pgdock-agent as: hetzner.sh EVENT SUCCESS.
-# Configure it with the node secret hetzner.env (HETZNER_USER, HETZNER_PASS,
-# HETZNER_FAILOVER_IP; optional HETZNER_ACTIVE_SERVER_IP, HETZNER_API).
+# Configure it with the node secret hetzner.env, KEY=VALUE lines read as data
+# (lib.sh): HETZNER_USER, HETZNER_PASS, HETZNER_FAILOVER_IP; optional
+# HETZNER_ACTIVE_SERVER_IP (default: this node's address), HETZNER_API.
 set -eu
 event=$1
 success=$2
@@ -11,21 +12,24 @@ case "$event" in
     repmgrd_failover_promote | standby_promote | standby_switchover) ;;
     *) exit 0 ;;
 esac
-conf=/run/pgdock/secrets/hetzner.env
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+. "$(dirname "$0")/lib.sh"
+conf=$secrets/hetzner.env
 [ "$success" = 1 ] && [ -r "$conf" ] || exit 0
-# shellcheck disable=SC1090
-. "$conf"
-api=${HETZNER_API:-https://robot-ws.your-server.de}
-target=${HETZNER_ACTIVE_SERVER_IP:-$PGDOCK_ADDRESS}
+user=$(env_value "$conf" HETZNER_USER)
+pass=$(env_value "$conf" HETZNER_PASS)
+ip=$(env_value "$conf" HETZNER_FAILOVER_IP)
+api=$(env_value "$conf" HETZNER_API https://robot-ws.your-server.de)
+target=$(env_value "$conf" HETZNER_ACTIVE_SERVER_IP "$PGDOCK_ADDRESS")
 attempt=1
 while :; do
     # 200: routed now; 409: already routed here.
-    code=$(printf 'user = "%s:%s"\n' "$HETZNER_USER" "$HETZNER_PASS" |
+    code=$(curl_option user "$user:$pass" |
         curl -sS -K - -o /dev/null -w '%{http_code}' --max-time 10 \
-            --data-urlencode "active_server_ip=$target" "$api/failover/$HETZNER_FAILOVER_IP") || code=000
-    case "$code" in 200 | 409) echo "hetzner: $HETZNER_FAILOVER_IP now routes to $target"; exit 0 ;; esac
+            --data-urlencode "active_server_ip=$target" "$api/failover/$ip") || code=000
+    case "$code" in 200 | 409) echo "hetzner: $ip now routes to $target"; exit 0 ;; esac
     if [ "$attempt" -ge 5 ]; then
-        echo "hetzner: moving $HETZNER_FAILOVER_IP to $target failed (HTTP $code) after $attempt attempts" >&2
+        echo "hetzner: moving $ip to $target failed (HTTP $code) after $attempt attempts" >&2
         exit 1
     fi
     attempt=$((attempt + 1))
