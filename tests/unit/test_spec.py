@@ -606,13 +606,21 @@ def with_s3(**fields: str) -> str:
     return MINIMAL_SPEC + "backup:\n  s3:\n" + "".join(f"    {k}: {json.dumps(v)}\n" for k, v in s3.items())
 
 
-@pytest.mark.parametrize("prefix", [
-    "x;touch /tmp/pwned;#", "$(touch /tmp/pwned)", "`id`", "a b", "it's", "a//b", "../up", "a/./b", "%p",
-    "a\\b", "a|b", "a&b", "~/x",
-])
-def test_unsafe_s3_prefixes_are_refused(prefix: str) -> None:
-    match = only_problem(with_s3(prefix=prefix))
-    assert match["path"] == "backup.s3.prefix"
+UNSAFE_PREFIXES = ["x;touch /tmp/pwned;#", "$(touch /tmp/pwned)", "`id`", "a b", "it's", "a//b", "../up", "a/./b",
+                   "%p", "a\\b", "a|b", "a&b", "~/x"]
+UNSAFE_ENDPOINTS = [
+    "https://s3.example.com/$(touch /tmp/pwned)", "http://s3.example.com;id", "https://s3.example.com'x",
+    "https://s3.example.com`id`", "ftp://s3.example.com", "https://user:pw@s3.example.com", "https://",
+    "https://s3.example.com/?x=1", "https://s3.example.com/%p", "https://-s3.example.com", "http://h:1:2",
+    "https://s3.example.com/a b", "https://s3..example.com", "s3.example.com", "https://[fd00::1;id]",
+]
+
+
+@pytest.mark.parametrize("field, value", [("prefix", v) for v in UNSAFE_PREFIXES]
+                         + [("endpoint", v) for v in UNSAFE_ENDPOINTS])
+def test_unsafe_s3_prefixes_and_endpoints_are_refused(field: str, value: str) -> None:
+    match = only_problem(with_s3(**{field: value}))
+    assert match["path"] == f"backup.s3.{field}"
     assert match["line"] == "10"
     assert "is not valid: " in match["message"]
 
@@ -621,19 +629,6 @@ def test_unsafe_s3_prefixes_are_refused(prefix: str) -> None:
 def test_plain_s3_prefixes_are_allowed(prefix: str) -> None:
     spec = parse(with_s3(prefix=prefix))
     assert spec.backup is not None and spec.backup.s3.prefix == prefix
-
-
-@pytest.mark.parametrize("endpoint", [
-    "https://s3.example.com/$(touch /tmp/pwned)", "http://s3.example.com;id", "https://s3.example.com'x",
-    "https://s3.example.com`id`", "ftp://s3.example.com", "https://user:pw@s3.example.com", "https://",
-    "https://s3.example.com/?x=1", "https://s3.example.com/%p", "https://-s3.example.com", "http://h:1:2",
-    "https://s3.example.com/a b", "https://s3..example.com", "s3.example.com", "https://[fd00::1;id]",
-])
-def test_unsafe_s3_endpoints_are_refused(endpoint: str) -> None:
-    match = only_problem(with_s3(endpoint=endpoint))
-    assert match["path"] == "backup.s3.endpoint"
-    assert match["line"] == "10"
-    assert "is not valid: " in match["message"]
 
 
 @pytest.mark.parametrize("endpoint", [
