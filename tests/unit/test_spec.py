@@ -818,7 +818,7 @@ def big_parameters(count: int, name: str = "ext.setting_{i}", size: int = 200) -
 def test_a_large_legal_spec_answers_within_a_second() -> None:
     nodes = [f"name: n{i}\naddress: 10.0.{i // 200}.{i % 200 + 1}\nport: {5432 + i}\nssh_port: {2222 + i}\n"
              f"location: dc{i % 3}\npriority: {i}" for i in range(64)]
-    parameters = "".join(f"    {item}\n" for item in big_parameters(1000, size=900))
+    parameters = "".join(f"    {item}\n" for item in big_parameters(4_300, size=180))
     text = with_nodes(*nodes).replace("  version: 17\n", "  version: 17\n  parameters:\n" + parameters)
     assert 900_000 < len(text) <= 1_000_000
     _, found = timed_parse(text)
