@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from .errors import PgdockError
+from .errors import PgdockError, user_error
 
 SPEC_OPTION = click.option(
     "-f", "--file", "spec_path", type=click.Path(path_type=Path), default=Path("cluster.yaml"),
@@ -48,12 +48,12 @@ def init(path: Path, force: bool) -> None:
     Example:
       pgdock-gen init prod/cluster.yaml
     """
+    from .render import write_file
     from .template import starter_spec
 
     if path.exists() and not force:
         raise click.UsageError(f"{path} exists; pass --force to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(starter_spec(), encoding="utf-8")
+    write_file(path, starter_spec())
     click.echo(f"wrote {path}; edit it, then: pgdock-gen render -f {path} -o {path.parent}")
 
 
@@ -749,9 +749,10 @@ def render_for_cookiecutter(spec_path: Path) -> int:
     try:
         spec = specs.load(spec_path)
         renderer.write(spec, renderer.plan(spec, spec_path.read_text(encoding="utf-8")), spec_path.parent)
-    except PgdockError as exc:
-        print(f"pgdock: {exc}", file=sys.stderr)
-        return exc.exit_code
+    except (PgdockError, OSError) as exc:
+        error = user_error(exc)
+        print(f"pgdock: {error}", file=sys.stderr)
+        return error.exit_code
     return 0
 
 
@@ -764,8 +765,9 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except PgdockError as exc:
-        click.echo(f"error: {exc}" if "\n" not in str(exc) else str(exc), err=True)
-        sys.exit(exc.exit_code)
+    except (PgdockError, OSError) as exc:  # an OSError no command expected: still one line, no traceback
+        error = user_error(exc)
+        click.echo(f"error: {error}" if "\n" not in str(error) else str(error), err=True)
+        sys.exit(error.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)

@@ -49,6 +49,26 @@ class NodeStatus:
     """On the primary with backups: `ok`, or why WAL is not reaching S3."""
 
 
+def json_lines(text: str, where: str, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
+    """The JSON objects of a log a node keeps (events, deployments), one a line. Lines that do not start
+    like an object are skipped; one that does but is cut short or garbled is named, and so is an entry
+    without the `required` keys: the command stops with one line instead of a traceback."""
+    entries = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip().startswith("{"):
+            continue
+        try:
+            entry = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise PgdockError(f"{where}, line {number}: not a complete JSON object ({exc.msg}); "
+                              "repair or remove that line on the node") from None
+        if missing := [key for key in required if key not in entry]:
+            raise PgdockError(f"{where}, line {number}: the entry has no {', '.join(missing)}; "
+                              "repair or remove that line on the node")
+        entries.append(entry)
+    return entries
+
+
 def agent_state(target: Target) -> dict[str, Any] | None:
     """The node agent's own view (`pgdock-agent state`), or None when the container cannot be reached."""
     from python_on_whales.exceptions import DockerException

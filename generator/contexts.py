@@ -57,7 +57,7 @@ def ensure(node: Node, user: str) -> tuple[str, bool]:
     existing = {c.name: c for c in local.context.list()}
     if node.context in existing:
         return existing[node.context].endpoints["docker"].host, False
-    endpoint = f"ssh://{user}@{node.address}"
+    endpoint = f"ssh://{user}@{node.uri_host}"
     docker.call(f"creating context {node.context}", local.context.create, node.context,
                 docker={"host": endpoint}, description=f"pgdock node {node.name}")
     return endpoint, True

@@ -150,3 +150,12 @@ def volume(cluster: str, node: str, kind: str) -> str:
     if kind not in VOLUME_KINDS:
         raise ValueError(f"unknown volume kind {kind!r}")
     return f"{cluster}-{node}-{kind}"
+
+
+# ---------------------------------------------------------------- values in PostgreSQL's config files
+
+
+def conf_string(value: str) -> str:
+    """`value` as a quoted string of postgresql.conf (and postgresql.auto.conf): both the generator's
+    templates and the agent's restore settings write strings this way."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"

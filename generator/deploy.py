@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import contract, credentials, docker, images, ship, switchover, volumes
-from .cluster import Running, Target
+from .cluster import Running, Target, json_lines
 from .errors import PgdockError, UsageError
 from .spec import Node, Spec
 
@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 HISTORY = str(contract.HISTORY)
+HISTORY_KEYS = ("version", "config", "spec", "time", "operator")
+"""What every deployment record has: `history` shows them, `deploy` compares them."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,12 @@ def versions_path(repo: Path) -> Path:
 
 def load_versions(repo: Path) -> dict[str, dict[str, str]]:
     path = versions_path(repo)
-    return json.loads(path.read_text()) if path.exists() else {}
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{path}: not valid JSON ({exc}); take it back from git") from None
 
 
 def version_for(repo: Path, node: Node, config: str) -> tuple[str, bool]:
@@ -99,7 +106,7 @@ def history(spec: Spec, node: Node) -> list[dict[str, Any]]:
     text = docker.call(f"reading {node.name}'s history", client.run, images.names(spec).base,
                        ["-c", f"cat {HISTORY} 2>/dev/null || true"], entrypoint="sh",
                        volumes=[(volume, str(contract.STATE))], remove=True)
-    return [json.loads(line) for line in (text or "").splitlines() if line.startswith("{")]
+    return json_lines(text or "", f"{node.name}: {HISTORY}", HISTORY_KEYS)
 
 
 def _record(target: Target, entry: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from .spec import Spec
 
 
 def uri(spec: Spec, *, readonly: bool = False, connect_timeout: int = 3) -> str:
-    hosts = ",".join(f"{node.address}:{node.port}" for node in spec.nodes)
+    hosts = ",".join(f"{node.uri_host}:{node.port}" for node in spec.nodes)
     params = {"target_session_attrs": "read-write"}
     if readonly:
         params = {"target_session_attrs": "prefer-standby", "load_balance_hosts": "random"}

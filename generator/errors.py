@@ -6,6 +6,8 @@ Each carries the exit status the CLI uses, so commands never pick codes ad hoc:
 
 from __future__ import annotations
 
+import errno
+
 
 class PgdockError(Exception):
     """An error with a message meant for the user; the CLI prints it without a traceback."""
@@ -33,3 +35,19 @@ class OutOfDate(PgdockError):
 
 class DockerError(PgdockError):
     """A docker or compose call failed; the message says which and why."""
+
+
+_PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EEXIST, errno.EROFS,
+                errno.ENAMETOOLONG, errno.ELOOP}
+"""A path the user gave that cannot be used: theirs to fix (exit 2). Other OSErrors (a full disk, an I/O
+error) are failures (exit 1)."""
+
+
+def user_error(exc: PgdockError | OSError) -> PgdockError:
+    """The error to show: a PgdockError as it is; a file operation that failed where no command expected it
+    as one line naming the path and why."""
+    if isinstance(exc, PgdockError):
+        return exc
+    where = f"{exc.filename}: " if exc.filename else ""
+    kind = UsageError if exc.errno in _PATH_ERRNOS else PgdockError
+    return kind(f"{where}{exc.strerror or exc}")

@@ -7,12 +7,11 @@ through Docker and merged.
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from . import contract
-from .cluster import Running, Target
+from .cluster import Running, Target, json_lines
 from .spec import Spec
 
 EVENTS_FILE = str(contract.EVENTS)
@@ -27,14 +26,13 @@ def _read(target: Target) -> list[dict[str, Any]]:
         return [{"time": "", "node": target.node.name, "event": "unreachable", "success": False,
                  "details": f"cannot read {EVENTS_FILE} from {target.container}"}]
     # the file is the node's own, whatever name the writing process had in its environment
-    return [json.loads(line) | {"node": target.node.name} for line in text.splitlines()
-            if line.strip().startswith("{")]
+    return [event | {"node": target.node.name} for event in json_lines(text, f"{target.node.name}: {EVENTS_FILE}")]
 
 
 def collect(running: Running) -> list[dict[str, Any]]:
     with ThreadPoolExecutor(8) as pool:
         found = [event for events in pool.map(_read, running.targets()) for event in events]
-    return sorted(found, key=lambda e: (e.get("time") or "", e.get("node") or ""))
+    return sorted(found, key=lambda e: (str(e.get("time") or ""), e["node"]))
 
 
 def table(spec: Spec, events: list[dict[str, Any]]):
@@ -44,7 +42,7 @@ def table(spec: Spec, events: list[dict[str, Any]]):
     for column in ("time", "node", "event", "ok", "details"):
         out.add_column(column)
     for e in events:
-        out.add_row(str(e.get("time", ""))[:23], e.get("node", ""), e.get("event", ""),
+        out.add_row(str(e.get("time", ""))[:23], e["node"], str(e.get("event", "")),
                     "yes" if e.get("success") else "NO", str(e.get("details", "")),
                     style="" if e.get("success") else "red")
     return out

@@ -80,7 +80,7 @@ def compare(files: dict[str, File], out: Path) -> Changes:
         target = out / rel
         if not target.exists():
             new.append(rel)
-        elif target.read_bytes() != file.content:
+        elif not target.is_file() or target.read_bytes() != file.content:
             changed.append(rel)
         else:
             unchanged.append(rel)
@@ -94,19 +94,38 @@ def diff(files: dict[str, File], out: Path, changes: Changes) -> str:
     chunks = []
     for rel in changes.new + changes.changed:
         target = out / rel
-        old = target.read_text(errors="replace").splitlines(keepends=True) if target.exists() else []
+        old = target.read_text(errors="replace").splitlines(keepends=True) if target.is_file() else []
         new = files[rel].content.decode(errors="replace").splitlines(keepends=True)
         chunks.extend(difflib.unified_diff(old, new, f"a/{rel}" if old else "/dev/null", f"b/{rel}"))
     chunks.extend(f"stale: {rel} is no longer in the spec\n" for rel in changes.stale)
     return "".join(chunks)
 
 
-def _check_writable(out: Path) -> None:
+def in_the_way(path: Path) -> str | None:
+    """What keeps a file from being written at `path`: a file where one of its folders must be, or a
+    folder at `path` itself; None when nothing does."""
+    for folder in reversed(path.parents):
+        if folder.exists() and not folder.is_dir():
+            return f"{folder} is a file, not a folder"
+    return f"{path} is a folder, not a file" if path.is_dir() else None
+
+
+def _check_writable(out: Path, files: dict[str, File]) -> None:
     probe = out
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
         raise UsageError(f"{out}: cannot write the cluster repo here ({probe} is not a writable folder)")
+    for rel in [*files, "secrets/tls/ca.crt"]:  # and the folders credentials.ensure writes secrets into
+        if why := in_the_way(out / rel):
+            raise UsageError(f"{out}: cannot write the cluster repo: {why}")
+
+
+def write_file(path: Path, text: str) -> None:
+    """Writes one file whole (the starter spec); a path that cannot be a file is a UsageError."""
+    if why := in_the_way(path):
+        raise UsageError(f"cannot write {path}: {why}")
+    _write_atomic(path, File(text.encode(), 0o644))
 
 
 def _write_atomic(target: Path, file: File) -> None:
@@ -123,8 +142,9 @@ def _write_atomic(target: Path, file: File) -> None:
 
 
 def write(spec: Spec, files: dict[str, File], out: Path, *, force: bool = False) -> Changes:
-    """Writes the repo into `out`; refuses (writing nothing) when files differ and not `force`."""
-    _check_writable(out)
+    """Writes the repo into `out`; refuses (writing nothing) when files differ and not `force`, or when a
+    file or folder is in the way of one it must write."""
+    _check_writable(out, files)
     changes = compare(files, out)
     if changes.changed and not force:
         listing = "\n".join(f"  {rel}" for rel in changes.changed)

@@ -11,13 +11,28 @@ from typing import Any
 NAME_PATTERN = "^[a-z][a-z0-9-]*$"
 SUPPORTED_PG_VERSIONS = (15, 17)
 """Majors Debian ships with repmgr: bookworm has 15, trixie has 17 (see base-image/)."""
+MAX_DATA_NODES = 64
+"""More would not make a cluster safer; the limit keeps any spec quick to check."""
+
+# Values that end up in config files, shell commands (archive_command) and URIs are limited to characters
+# that mean nothing special in any of them: no quotes, spaces, `$`, `;`, `%` (archive_command's own escape).
+_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = rf"{_LABEL}(?:\.{_LABEL})*"
+"""An RFC 1123 host name (an IPv4 address has its shape too; spec.py tells the two apart)."""
+_IPV6 = "[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*"
+"""The characters of an IPv6 literal; spec.py checks it is one."""
+_SEGMENT = r"(?!\.\.?(?:/|$))[A-Za-z0-9._-]+"
+"""A path segment of plain characters, neither `.` nor `..`."""
+_IDENTIFIER = "[A-Za-z_][A-Za-z0-9_]*"
+PARAMETER_NAME_PATTERN = "^[a-z_][a-z0-9_]*(?:\\.[a-z_][a-z0-9_]*)*$"
 
 _NAME = {"type": "string", "pattern": NAME_PATTERN, "maxLength": 30}
 _PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
 _ADDRESS = {
     "type": "string",
-    "minLength": 1,
-    "pattern": r"^[A-Za-z0-9.:-]+$",
+    "maxLength": 253,
+    "pattern": f"^(?:{_HOST_NAME}|{_IPV6})$",
+    "patternErrorMessage": "use an IP address (v4 or v6) or a host name (letters, digits, '-', dot-separated)",
     "description": "IP address or DNS name that peers and clients use",
 }
 
@@ -26,7 +41,9 @@ def _node(*, data: bool) -> dict[str, Any]:
     props: dict[str, Any] = {
         "name": {**_NAME, "description": "unique node name, also the container hostname"},
         "address": _ADDRESS,
-        "context": {"type": "string", "minLength": 1, "description": "docker context (default: the name)"},
+        "context": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.+-]*$",
+                    "patternErrorMessage": "a Docker context name: letters, digits, '_', '.', '+', '-'",
+                    "description": "docker context (default: the name)"},
         "port": {**_PORT, "default": 5432, "description": "PostgreSQL port on the host"},
         "ssh_port": {**_PORT, "default": 2222, "description": "sshd port used by repmgr switchover"},
         "location": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "default": "default"},
@@ -67,9 +84,27 @@ SCHEMA: dict[str, Any] = {
                 "parameters": {
                     "type": "object",
                     "default": {},
-                    "propertyNames": {"pattern": "^[a-z_][a-z0-9_.]*$"},
-                    "additionalProperties": {"type": ["string", "integer", "number", "boolean"]},
-                    "description": "extra postgresql.conf settings: name -> value",
+                    "propertyNames": {
+                        "pattern": PARAMETER_NAME_PATTERN, "maxLength": 63,
+                        "patternErrorMessage": "a PostgreSQL setting name: lowercase letters, digits and '_', "
+                                               "'.' between the parts of a custom setting",
+                    },
+                    "properties": {
+                        "shared_preload_libraries": {
+                            "type": "string",
+                            "pattern": rf"^\s*(?:{_IDENTIFIER}(?:\s*,\s*{_IDENTIFIER})*)?\s*$",
+                            "patternErrorMessage": "library names (letters, digits, '_') separated by commas; "
+                                                   "repmgr is always loaded first",
+                        },
+                    },
+                    "additionalProperties": {
+                        "type": ["string", "integer", "number", "boolean"],
+                        "pattern": "^[^\\x00-\\x1f\\x7f]*$",
+                        "patternErrorMessage": "control characters (tab, newline, NUL, ...) have no place in a "
+                                               "setting",
+                    },
+                    "description": "extra postgresql.conf settings: name -> value; settings pgdock relies on are "
+                                   "refused, shared_preload_libraries is added to repmgr",
                 },
             },
         },
@@ -96,7 +131,7 @@ SCHEMA: dict[str, Any] = {
                 },
             },
         },
-        "nodes": {"type": "array", "minItems": 1, "items": _node(data=True)},
+        "nodes": {"type": "array", "minItems": 1, "maxItems": MAX_DATA_NODES, "items": _node(data=True)},
         "witness": _node(data=False),
         "backup": {
             "type": "object",
@@ -108,10 +143,35 @@ SCHEMA: dict[str, Any] = {
                     "additionalProperties": False,
                     "required": ["bucket"],
                     "properties": {
-                        "bucket": {"type": "string", "pattern": "^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"},
-                        "prefix": {"type": "string", "default": ""},
-                        "region": {"type": "string", "default": "us-east-1"},
-                        "endpoint": {"type": "string", "pattern": "^(https?://.+|lab)$"},
+                        "bucket": {
+                            "type": "string",
+                            "pattern": r"^(?!.*\.\.)(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+                            "patternErrorMessage": "an S3 bucket name: 3-63 lowercase letters, digits, '.' and "
+                                                   "'-', starting and ending with a letter or digit, no '..', "
+                                                   "not an IP address",
+                        },
+                        "prefix": {
+                            "type": "string",
+                            "default": "",
+                            "maxLength": 512,
+                            "pattern": f"^(?:/?{_SEGMENT}(?:/{_SEGMENT})*/?)?$",
+                            "patternErrorMessage": "path segments of letters, digits, '.', '_' and '-' separated "
+                                                   "by '/'",
+                        },
+                        "region": {
+                            "type": "string",
+                            "default": "us-east-1",
+                            "pattern": "^[A-Za-z0-9_-]{1,64}$",
+                            "patternErrorMessage": "a region name: letters, digits, '_' and '-'",
+                        },
+                        "endpoint": {
+                            "type": "string",
+                            "maxLength": 512,
+                            "pattern": rf"^(?:lab|https?://(?:{_HOST_NAME}|\[{_IPV6}\])(?::[0-9]{{1,5}})?"
+                                       r"(?:/[A-Za-z0-9._~/-]*)?)$",
+                            "patternErrorMessage": "an http(s) URL: http[s]://HOST[:PORT][/PATH], the path of "
+                                                   "letters, digits, '.', '_', '~', '-' and '/' (or `lab`)",
+                        },
                         "path_style": {"type": "boolean", "default": False},
                         "ca_bundle": {"type": "string", "description": "CA file for self-signed stores"},
                     },

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,6 +23,14 @@ import yaml
 from .cron import cron_problem
 from .errors import SpecError
 from .schema import SCHEMA, allowed_keys
+
+MAX_SPEC_BYTES = 1_000_000
+"""A spec is a page or two; anything near this size is a mistake or an attack, refused before parsing."""
+MAX_DEPTH = 16
+"""The spec nests 4 levels deep; deeper YAML is refused before it is built (deep nesting crashes parsers)."""
+MAX_VALUES = 10_000
+"""Keys, values and lists in one spec: 64 nodes and hundreds of parameters need a few thousand; the limit
+keeps checking any spec well under a second."""
 
 WITNESS_DEFAULT_ID = 1000
 FENCE_GAP = 2.5
@@ -38,6 +47,35 @@ RESERVED_NAMES: dict[str, str] = {
 """Roles and databases a node has before the spec's own are created (initdb, base-image/agent): reusing
 one fails the primary's first start. pgdock quotes names (sql.Identifier), so only an exact match
 clashes; the schema's pattern admits lowercase names only, so no other spelling can get through either."""
+
+HBA_KEYWORDS = ("all", "samehost", "samenet")
+"""Words pg_hba.conf reads as a set of hosts, not a host: an address spelled so would open the cluster."""
+
+_MANAGED: dict[str, tuple[str, ...]] = {
+    "TLS with the cluster's own certificates for every remote connection": (
+        "ssl", "ssl_cert_file", "ssl_key_file", "ssl_ca_file", "ssl_crl_file", "ssl_crl_dir",
+        "ssl_passphrase_command"),
+    "scram-sha-256 only": ("password_encryption",),
+    "each node's `port`": ("port",),
+    "peers, the agent and the backup sidecar connect there": ("listen_addresses", "unix_socket_directories"),
+    "files pgdock renders and mounts": ("hba_file", "ident_file", "data_directory", "config_file"),
+    "directives that read other files into postgresql.conf": ("include", "include_dir", "include_if_exists"),
+    "names the node as <cluster>-<node>": ("cluster_name",),
+    "`backup.s3` sets continuous archiving and restores": (
+        "archive_mode", "archive_command", "archive_library", "restore_command"),
+    "repmgr and pgdock-agent set a standby's upstream and recovery": (
+        "primary_conninfo", "primary_slot_name", "recovery_target", "recovery_target_name", "recovery_target_time",
+        "recovery_target_xid", "recovery_target_lsn", "recovery_target_inclusive", "recovery_target_timeline",
+        "recovery_target_action"),
+    "standbys answer reads and repmgr's checks": ("hot_standby",),
+    "pg_rewind needs it to turn a former primary into a standby": ("wal_log_hints",),
+    "`replication.mode`": ("synchronous_standby_names",),
+}
+MANAGED_PARAMETERS: dict[str, str] = {name: why for why, names in _MANAGED.items() for name in names}
+"""postgresql.conf settings pgdock relies on, with why: `postgres.parameters` may not set them (they would
+win, being rendered last). shared_preload_libraries is merged instead (`Spec.preload_libraries`);
+max_wal_senders and max_replication_slots may only grow (`Spec.replication_capacity`); wal_level may be
+raised to logical."""
 
 
 @dataclass(frozen=True)
@@ -60,6 +98,11 @@ class Node:
         except ValueError:
             return self.address
         return f"{ip}/{ip.max_prefixlen}"
+
+    @property
+    def uri_host(self) -> str:
+        """The address as a URI's host wants it: an IPv6 literal in brackets."""
+        return f"[{self.address}]" if ":" in self.address else self.address
 
 
 @dataclass(frozen=True)
@@ -86,6 +129,9 @@ class Spec:
     database: str
     user: str
     parameters: dict[str, Any]
+    """postgres.parameters but shared_preload_libraries, sorted by name."""
+    preload_libraries: tuple[str, ...]
+    """repmgr first, then the spec's own shared_preload_libraries."""
     replication_mode: str
     detection_seconds: int
     hook_seconds: int
@@ -104,6 +150,10 @@ class Spec:
     def members(self) -> tuple[Node, ...]:
         """Data nodes and the witness: everyone repmgr knows about."""
         return self.nodes + ((self.witness,) if self.witness else ())
+
+    @property
+    def replication_capacity(self) -> int:
+        return replication_capacity(len(self.nodes))
 
     @property
     def reconnect_attempts(self) -> int:
@@ -127,6 +177,12 @@ class Spec:
                          f"nodes: {', '.join(n.name for n in self.members)}"])
 
 
+def replication_capacity(data_nodes: int) -> int:
+    """max_wal_senders and max_replication_slots pgdock sets: one per standby, two for a clone or pg_rewind,
+    and room to spare; postgres.parameters may raise them, never lower them."""
+    return max(16, data_nodes + 2)
+
+
 def _format_path(path: tuple[str | int, ...]) -> str:
     out = ""
     for part in path:
@@ -135,28 +191,32 @@ def _format_path(path: tuple[str | int, ...]) -> str:
 
 
 class _Lines:
-    """Maps field paths to the line they are written on, from PyYAML's node tree."""
+    """Maps field paths to the line they are written on, from PyYAML's node tree (indexed once, so a spec
+    with thousands of problems is reported as fast as one with a single problem)."""
 
     def __init__(self, root: yaml.Node | None):
-        self.root = root
+        self.lines: dict[tuple[Any, ...], int] = {}
+        if root is not None:
+            self.lines[()] = root.start_mark.line + 1
+            self._index(root, ())
+
+    def _index(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode):
+                    self.lines[(*path, key.value)] = key.start_mark.line + 1  # the last of a twice-given key
+                    self._index(value, (*path, key.value))
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self.lines[(*path, index)] = item.start_mark.line + 1
+                self._index(item, (*path, index))
 
     def of(self, path: tuple[str | int, ...]) -> int | None:
-        node = self.root
-        line = node.start_mark.line + 1 if node else None
-        for part in path:
-            child = None
-            if isinstance(node, yaml.MappingNode):
-                for key, value in node.value:
-                    if key.value == part:
-                        child = value
-                        line = key.start_mark.line + 1
-            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-                child = node.value[part]
-                line = child.start_mark.line + 1
-            if child is None:
-                break
-            node = child
-        return line
+        """The line of `path`, or of the nearest field above it that is written down."""
+        for end in range(len(path), -1, -1):
+            if path[:end] in self.lines:
+                return self.lines[path[:end]]
+        return None
 
 
 class _Problems:
@@ -169,19 +229,27 @@ class _Problems:
         self.items.append(f"{where}: {_format_path(path)}: {message}")
 
 
-def _duplicate_problems(node: yaml.Node | None, path: tuple[str | int, ...], problems: _Problems) -> None:
-    """YAML lets a later key silently replace an earlier one; in a cluster spec that hides a mistake."""
+def _key_problems(node: yaml.Node | None, path: tuple[str | int, ...], problems: _Problems) -> bool:
+    """Keys given twice (YAML lets the later one silently win; in a cluster spec that hides a mistake) and
+    keys that are not text (`on:` is a boolean in YAML). Returns whether a key is not text: the schema
+    cannot judge such a document."""
+    untyped = False
     if isinstance(node, yaml.MappingNode):
         first_line: dict[str, int] = {}
         for key, value in node.value:
+            if key.tag != "tag:yaml.org,2002:str":
+                problems.add((*path, str(key.value)), "a key must be text; write it in quotes")
+                untyped = True
+                continue
             if key.value in first_line:
                 problems.add((*path, key.value), f"given twice (first on line {first_line[key.value]}); "
                              "keep one")
             first_line.setdefault(key.value, key.start_mark.line + 1)
-            _duplicate_problems(value, (*path, key.value), problems)
+            untyped |= _key_problems(value, (*path, key.value), problems)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
-            _duplicate_problems(item, (*path, index), problems)
+            untyped |= _key_problems(item, (*path, index), problems)
+    return untyped
 
 
 def _schema_problems(data: Any, problems: _Problems) -> None:
@@ -190,6 +258,8 @@ def _schema_problems(data: Any, problems: _Problems) -> None:
     validator = Draft202012Validator(SCHEMA)
     for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         path = tuple(error.absolute_path)
+        if "propertyNames" in error.schema_path:
+            path += (error.instance,)  # the key itself is wrong: point at it
         if error.validator == "additionalProperties":
             allowed = allowed_keys(path)
             for key in sorted(set(error.instance) - set(allowed)):
@@ -202,8 +272,12 @@ def _schema_problems(data: Any, problems: _Problems) -> None:
         elif error.validator == "enum":
             problems.add(path, f"{error.instance!r} is not supported; use one of "
                                f"{', '.join(map(str, error.validator_value))}")
+        elif error.validator == "pattern" and "patternErrorMessage" in error.schema:
+            problems.add(path, f"{error.instance!r} is not valid: {error.schema['patternErrorMessage']}")
         elif error.validator == "pattern":
             problems.add(path, f"{error.instance!r} is not valid (must match {error.validator_value})")
+        elif error.validator == "maxItems":
+            problems.add(path, f"{len(error.instance)} given; at most {error.validator_value} are supported")
         else:
             problems.add(path, error.message)
 
@@ -229,6 +303,34 @@ def _reserved_why(key: str, name: str) -> str | None:
     return None
 
 
+def _address_why(address: str) -> str | None:
+    """Why an address that passed the schema's pattern is no IP address or host name, or None."""
+    if address.lower() in HBA_KEYWORDS:
+        return "is a pg_hba.conf keyword (it would admit a whole set of hosts)"
+    if ":" in address or address.rsplit(".", 1)[-1].isdigit():
+        try:
+            ipaddress.ip_address(address)
+        except ValueError:
+            return "is not a valid IP address"
+    return None
+
+
+def _parameter_why(name: str, value: Any, data_nodes: int) -> str | None:
+    """Why postgres.parameters may not set `name` to `value` (the schema checked names and characters)."""
+    if name in MANAGED_PARAMETERS:
+        return f"managed by pgdock ({MANAGED_PARAMETERS[name]}); remove it"
+    if name in ("max_wal_senders", "max_replication_slots"):
+        least = replication_capacity(data_nodes)
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            return (f"must be a whole number of at least {least} (one per standby, two for a clone or "
+                    "pg_rewind; pgdock sets that many)")
+    if name == "wal_level" and value != "logical":
+        return "managed by pgdock (replica, which standbys and pg_rewind need); only 'logical' may raise it"
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{value} is not a number PostgreSQL accepts"
+    return None
+
+
 def _semantic_problems(data: dict[str, Any], problems: _Problems) -> None:
     _multiline_problems(data, (), problems)
     for key in ("database", "user"):
@@ -236,6 +338,9 @@ def _semantic_problems(data: dict[str, Any], problems: _Problems) -> None:
         if isinstance(name, str) and (why := _reserved_why(key, name)):
             problems.add(("postgres", key), f"{name!r} is reserved ({why}); choose another name")
     nodes = data.get("nodes") or []
+    for name, value in (data["postgres"].get("parameters") or {}).items():
+        if why := _parameter_why(name, value, len(nodes)):
+            problems.add(("postgres", "parameters", name), why)
     seen_names: dict[str, int] = {}
     seen_endpoints: dict[tuple[str, int], int] = {}
     seen_ids: dict[int, int] = {}
@@ -243,10 +348,12 @@ def _semantic_problems(data: dict[str, Any], problems: _Problems) -> None:
     members = [(("nodes", i), n) for i, n in enumerate(nodes)]
     if isinstance(data.get("witness"), dict):
         members.append((("witness",), data["witness"]))
-    endpoints = [(m.get("address"), m.get("port", 5432)) for _, m in members]
+    endpoints = Counter((m.get("address"), m.get("port", 5432)) for _, m in members)
     for where, member in members:
+        if why := _address_why(member["address"]):
+            problems.add(where + ("address",), f"{member['address']!r} {why}; use an IP address or a host name")
         ssh = (member.get("address"), member.get("ssh_port", 2222))
-        if endpoints.count((ssh[0], member.get("port", 5432))) > 1:
+        if endpoints[(ssh[0], member.get("port", 5432))] > 1:
             continue  # reported below as a shared address and port
         if ssh in seen_ssh:
             problems.add(where + ("ssh_port",), f"{ssh[0]}:{ssh[1]} is also the sshd of {seen_ssh[ssh]}; "
@@ -319,12 +426,15 @@ def _build(data: dict[str, Any]) -> Spec:
     pg = data["postgres"]
     backup = data.get("backup")
     s3 = backup["s3"] if backup else None
+    parameters = dict(sorted((pg.get("parameters") or {}).items()))
+    libraries = [lib.strip() for lib in parameters.pop("shared_preload_libraries", "").split(",")]
     return Spec(
         cluster=data["cluster"],
         pg_version=pg["version"],
         database=pg.get("database", "app"),
         user=pg.get("user", "app"),
-        parameters=dict(sorted((pg.get("parameters") or {}).items())),
+        parameters=parameters,
+        preload_libraries=tuple(dict.fromkeys(["repmgr", *filter(None, libraries)])),
         replication_mode=(data.get("replication") or {}).get("mode", "async"),
         detection_seconds=(data.get("failover") or {}).get("detection_seconds", 5),
         hook_seconds=(data.get("failover") or {}).get("hook_seconds", 60),
@@ -346,21 +456,59 @@ def _build(data: dict[str, Any]) -> Spec:
     )
 
 
+def _size_problem(source: str, size: int) -> None:
+    if size > MAX_SPEC_BYTES:
+        raise SpecError([f"{source}: larger than {MAX_SPEC_BYTES} bytes, which no cluster spec needs"])
+
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's parser when PyYAML has it: a large spec parses in a fraction of a second."""
+
+
+def _compose(text: str, source: str) -> tuple[yaml.Node | None, Any]:
+    """The YAML node tree (for line numbers) and the data built from that same tree. Anchors and aliases
+    (they let a few hundred bytes expand into billions of values), deep nesting and masses of values are
+    refused first, from libyaml's event stream, before anything is built."""
+    depth = values = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        where = f"{source}:{event.start_mark.line + 1}"
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+            raise SpecError([f"{where}: YAML anchors and aliases (&name, *name, <<) are not supported; "
+                             "write the values out"])
+        if isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        elif isinstance(event, yaml.CollectionStartEvent) and (depth := depth + 1) > MAX_DEPTH:
+            raise SpecError([f"{where}: nested deeper than {MAX_DEPTH} levels; a cluster spec needs 4"])
+        if isinstance(event, yaml.NodeEvent) and (values := values + 1) > MAX_VALUES:
+            raise SpecError([f"{where}: more than {MAX_VALUES} keys and values; a cluster spec needs a few "
+                             "hundred"])
+    loader = _Loader(text)
+    try:
+        tree = loader.get_single_node()
+        return tree, loader.construct_document(tree) if tree is not None else None
+    finally:
+        loader.dispose()
+
+
 def parse(text: str, source: str = "cluster.yaml") -> Spec:
     """Validates spec text; raises SpecError listing every problem found."""
+    _size_problem(source, len(text.encode("utf-8", "surrogatepass")))
     try:
-        tree = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        tree, data = _compose(text, source)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark else source
-        reason = getattr(exc, "problem", None) or str(exc)
-        raise SpecError([f"{where}: invalid YAML: {reason}"]) from None
+        if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow, e.g. a control character
+            line = text.count("\n", 0, exc.position) + 1
+        else:
+            line = mark.line + 1 if mark else None
+        reason = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise SpecError([f"{source}{f':{line}' if line else ''}: invalid YAML: {reason}"]) from None
     problems = _Problems(source, _Lines(tree))
     if not isinstance(data, dict):
         problems.add((), "the spec must be a mapping with at least 'cluster', 'postgres' and 'nodes'")
         raise SpecError(problems.items)
-    _duplicate_problems(tree, (), problems)
+    if _key_problems(tree, (), problems):
+        raise SpecError(problems.items)
     _schema_problems(data, problems)
     if not problems.items:
         _semantic_problems(data, problems)
@@ -373,10 +521,18 @@ def parse(text: str, source: str = "cluster.yaml") -> Spec:
 
 
 def load(path: Path) -> Spec:
-    """Reads and validates a spec file; a missing or unreadable file is a usage error too."""
+    """Reads and validates a spec file; a missing, unreadable, huge or non-UTF-8 file is a usage error too."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_SPEC_BYTES + 1)
     except OSError as exc:
         raise SpecError([f"{path}: cannot read the spec: {exc.strerror or exc}. "
                          "Create one with `pgdock-gen init`."]) from None
+    _size_problem(str(path), len(raw))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise SpecError([f"{path}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} on line {line}); "
+                         "save the file as UTF-8"]) from None
     return parse(text, str(path))

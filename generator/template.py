@@ -10,6 +10,7 @@ ask the same questions with the same defaults.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ def _pg_value(value: Any) -> str:
         return "on" if value else "off"
     if isinstance(value, int | float):
         return str(value)
-    return "'" + str(value).replace("\\", "\\\\").replace("'", "''") + "'"
+    return contract.conf_string(str(value))
 
 
 def _quote_ident(name: str) -> str:
@@ -50,6 +51,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["pg_value"] = _pg_value
     env.filters["quote_ident"] = _quote_ident
+    env.filters["shell_quote"] = shlex.quote  # every value in a shell command line (archive_command)
     env.globals["c"] = contract  # names that cross into the containers: env vars, paths
     return env
 

@@ -159,3 +159,23 @@ def test_promotion_is_refused_when_the_primary_answers_again(contacts_file: Path
 
     threading.Thread(target=primary_is_back).start()
     assert "answered again" in (promote.wait_until_silent(2) or "")
+
+
+def test_a_restore_quotes_its_command_for_the_shell_and_its_settings_for_postgres(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The restore_command a restored node runs: each value one shell word, the line a valid config string."""
+    import re
+    import shlex
+
+    from pgdock_agent import bootstrap
+
+    monkeypatch.setenv(contract.ENV_S3_ENDPOINT, "https://h/$(id)")
+    settings = bootstrap.recovery_settings("s3://b/x';touch /tmp/pwned;#", "shop", "2026-11-25T17:03:00+00:00")
+    assert shlex.split(settings["restore_command"]) == [
+        "barman-cloud-wal-restore", "--cloud-provider", "aws-s3", "--endpoint-url", "https://h/$(id)",
+        "s3://b/x';touch /tmp/pwned;#", "shop", "%f", "%p"]
+    assert settings["recovery_target_time"] == "2026-11-25T17:03:00+00:00"
+    line = contract.conf_string(settings["restore_command"])
+    unquoted = re.sub(r"''|\\(.)", lambda m: "'" if m.group(0) == "''" else m.group(1), line[1:-1])
+    assert line[0] == line[-1] == "'" and "'" not in line[1:-1].replace("''", "")
+    assert unquoted == settings["restore_command"]

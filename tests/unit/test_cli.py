@@ -358,3 +358,98 @@ def test_validate_refuses_a_reserved_user_with_exit_2(run_cli, tmp_path: Path, m
     (line,) = result.stderr.splitlines()
     assert f"{path}:4: postgres.user: 'repmgr' is reserved (" in line
     assert result.stdout == ""
+
+
+# ------------------------------------------------------------------ one line, never a traceback
+
+
+def one_line_error(result, code: int, *words: str) -> str:
+    assert result.exit_code == code, (result.exit_code, result.stderr)
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    for word in words:
+        assert word in line, line
+    return line
+
+
+def test_a_spec_that_is_not_utf8_is_a_usage_error(run_cli, tmp_path: Path, minimal_spec_text: str) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_bytes(minimal_spec_text.encode() + b"# caf\xe9\n")
+    one_line_error(run_cli("validate", "-f", path), 2, str(path), "UTF-8", "line 7")
+
+
+def test_a_spec_that_is_a_folder_is_a_usage_error(run_cli, tmp_path: Path) -> None:
+    one_line_error(run_cli("validate", "-f", tmp_path), 2, str(tmp_path))
+
+
+@pytest.mark.parametrize("blocked", ["nodes", "nodes/n1", "secrets", "shared"])
+def test_render_into_a_folder_with_a_file_in_the_way(run_cli, spec_file: Path, tmp_path: Path,
+                                                     blocked: str) -> None:
+    out = tmp_path / "repo"
+    (out / blocked).parent.mkdir(parents=True, exist_ok=True)
+    (out / blocked).write_text("in the way\n", encoding="utf-8")
+    one_line_error(run_cli("render", "-f", spec_file, "-o", out), 2, "cannot write", str(out / blocked))
+    assert (out / blocked).read_text(encoding="utf-8") == "in the way\n"
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "a-folder"])
+def test_init_into_an_impossible_place(run_cli, tmp_path: Path, where: str) -> None:
+    blocker = tmp_path / "blocker"
+    if where == "under-a-file":
+        blocker.write_text("a regular file\n", encoding="utf-8")
+        result = run_cli("init", blocker / "cluster.yaml")
+    else:
+        blocker.mkdir()
+        result = run_cli("init", "--force", blocker)
+    one_line_error(result, 2, "cannot write", str(blocker))
+
+
+class FakeEngine:
+    """A Docker client whose every command prints `text` (a node's event log or deploy history)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.volume = type("Volumes", (), {"exists": staticmethod(lambda name: True)})()
+
+    def execute(self, container: str, command: list[str], **_: object) -> str:
+        return self.text
+
+    def run(self, image: str, command: list[str], **_: object) -> str:
+        return self.text
+
+
+GOOD_EVENT = '{"time": "2026-11-25T17:03:00", "event": "standby_promote", "success": true, "details": "ok"}'
+GOOD_DEPLOY = ('{"version": "v1", "config": "abc", "spec": "def", "compose": "123", "time": "2026-11-25T17:03:00", '
+               '"operator": "me@here", "rollback": false, "pending_restart": []}')
+
+
+@pytest.mark.parametrize("garbage", ['{"time": "2026-11-25T17:0', "{not json}", '{"a": 1} trailing'])
+@pytest.mark.parametrize("command", [("events",), ("history", "n1")], ids=["events", "history"])
+def test_a_garbled_line_in_a_nodes_log_is_named(run_cli, monkeypatch: pytest.MonkeyPatch, spec_file: Path,
+                                                  command: tuple[str, ...], garbage: str) -> None:
+    from generator import docker
+
+    good = GOOD_EVENT if command[0] == "events" else GOOD_DEPLOY
+    monkeypatch.setattr(docker, "client", lambda context=None: FakeEngine(f"{good}\n{garbage}\n"))
+    one_line_error(run_cli(command[0], "-f", spec_file, *command[1:]), 1, "n1", "line 2")
+
+
+def test_a_history_entry_without_its_fields_is_named(run_cli, monkeypatch: pytest.MonkeyPatch,
+                                                     spec_file: Path) -> None:
+    from generator import docker
+
+    monkeypatch.setattr(docker, "client", lambda context=None: FakeEngine(f'{GOOD_DEPLOY}\n{{"version": "v2"}}\n'))
+    one_line_error(run_cli("history", "-f", spec_file, "n1"), 1, "n1", "line 2", "config")
+
+
+def test_readable_logs_still_show(run_cli, monkeypatch: pytest.MonkeyPatch, spec_file: Path) -> None:
+    from generator import docker
+
+    monkeypatch.setattr(docker, "client", lambda context=None: FakeEngine(f"{GOOD_DEPLOY}\n"))
+    result = run_cli("history", "-f", spec_file, "n1")
+    assert result.exit_code == 0, result.stderr
+    assert "v1" in result.stdout and "me@here" in result.stdout
+    monkeypatch.setattr(docker, "client", lambda context=None: FakeEngine(f"{GOOD_EVENT}\n"))
+    result = run_cli("events", "-f", spec_file, "--json")
+    assert result.exit_code == 0, result.stderr
+    assert len(result.stdout.splitlines()) == 3 and "standby_promote" in result.stdout

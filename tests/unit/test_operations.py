@@ -82,3 +82,8 @@ def test_ssh_complaint_is_taken_out_of_the_docker_cli_sentence() -> None:
     assert contexts._complaint(stderr, 1) == "nobody@192.168.213.2: Permission denied (publickey)."
     assert contexts._classify(contexts._complaint(stderr, 1)).startswith("ssh authentication refused")
     assert "exit status 1" in contexts._complaint("", 1)
+
+
+def test_dsn_brackets_ipv6_addresses() -> None:
+    uri = dsn.uri(parse(SPEC.replace("10.0.0.1", "'fd00::1'").replace("10.0.0.2", "db2.example.com")))
+    assert uri.startswith("postgresql://app@[fd00::1]:5432,db2.example.com:6432/app?")

@@ -284,14 +284,14 @@ def test_parameter_values_are_escaped(tmp_path: Path) -> None:
         "  version: 17\n",
         "  version: 17\n  parameters:\n"
         '    application_name: "it\'s"\n'
-        "    archive_command: 'copy \\\\x'\n"
+        "    log_line_prefix: 'copy \\\\x'\n"
         "    fsync: true\n",
     )
     out = tmp_path / "repo"
     render_spec(text, out)
     conf = out / "nodes" / "n1" / "postgresql.conf"
     assert setting(conf, "application_name") == "'it''s'"
-    assert setting(conf, "archive_command") == "'copy \\\\\\\\x'"
+    assert setting(conf, "log_line_prefix") == "'copy \\\\\\\\x'"
     assert setting(conf, "fsync") == "on"
 
 
@@ -394,3 +394,65 @@ def test_base_image_drops_the_snakeoil_key_and_certificate() -> None:
     assert "/etc/ssl/private/ssl-cert-snakeoil.key" in removed
     assert "/etc/ssl/certs/ssl-cert-snakeoil.pem" in removed
     assert "find /etc/ssl/certs -xtype l -delete" in dockerfile  # its hash link, left dangling
+
+
+# ------------------------------------------------------------------ values reaching commands and config strings
+
+
+def pg_unquote(value: str) -> str:
+    """The string a quoted postgresql.conf value stands for."""
+    assert value.startswith("'") and value.endswith("'"), value
+    return re.sub(r"''|\\(.)", lambda m: "'" if m.group(0) == "''" else m.group(1), value[1:-1])
+
+
+def test_archive_command_is_one_shell_word_per_value_even_for_hostile_values(golden_spec_text: str) -> None:
+    """The schema refuses such values; should one ever get through, the template still quotes it."""
+    import shlex
+    from dataclasses import replace
+
+    parsed = spec.parse(golden_spec_text)
+    assert parsed.backup is not None
+    hostile = replace(parsed.backup.s3, prefix="x';touch /tmp/pwned;#", endpoint="https://h/$(id)")
+    parsed = replace(parsed, backup=replace(parsed.backup, s3=hostile))
+    conf = render.plan(parsed, golden_spec_text)["nodes/g1/postgresql.conf"].content.decode()
+    (value,) = re.findall(r"^archive_command = (.*)$", conf, re.MULTILINE)
+    command = pg_unquote(value)
+    assert shlex.split(command) == ["barman-cloud-wal-archive", "--cloud-provider", "aws-s3", "--endpoint-url",
+                                    "https://h/$(id)", "--gzip", "s3://golden-backups/x';touch /tmp/pwned;#",
+                                    "golden", "%p"]
+
+
+def test_archive_command_of_the_golden_spec(golden_repo: Path) -> None:
+    value = setting(golden_repo / "nodes" / "g1" / "postgresql.conf", "archive_command")
+    assert pg_unquote(value) == ("barman-cloud-wal-archive --cloud-provider aws-s3 --endpoint-url "
+                                 "https://s3.example.test --gzip s3://golden-backups/golden golden %p")
+
+
+def test_preload_libraries_are_merged_after_repmgr(tmp_path: Path) -> None:
+    text = MINIMAL_SPEC.replace("  version: 17\n", "  version: 17\n  parameters:\n"
+                                "    shared_preload_libraries: 'pg_stat_statements, repmgr'\n"
+                                "    max_wal_senders: 40\n")
+    out = tmp_path / "repo"
+    render_spec(text, out)
+    conf = out / "nodes" / "n1" / "postgresql.conf"
+    assert setting(conf, "shared_preload_libraries") == "'repmgr,pg_stat_statements'"
+    assert conf.read_text(encoding="utf-8").count("shared_preload_libraries") == 1
+    assert setting(conf, "max_wal_senders") == "40"
+
+
+def test_golden_preload_libraries_are_repmgr_alone(golden_repo: Path) -> None:
+    assert setting(golden_repo / "nodes" / "g1" / "postgresql.conf", "shared_preload_libraries") == "'repmgr'"
+
+
+def test_ipv6_members_in_pg_hba_repmgr_and_readme(tmp_path: Path) -> None:
+    text = MINIMAL_SPEC.replace("10.0.0.1", "'fd00::1'") + "  - name: n2\n    address: db2.example.com\n"
+    out = tmp_path / "repo"
+    render_spec(text, out)
+    hba = (out / "nodes" / "n1" / "pg_hba.conf").read_text(encoding="utf-8")
+    assert re.search(r"^hostssl replication  replicator        fd00::1/128 +scram-sha-256$", hba, re.MULTILINE)
+    assert re.search(r"^hostssl replication  replicator        db2\.example\.com +scram-sha-256$", hba,
+                     re.MULTILINE)
+    conninfo = setting(out / "nodes" / "n1" / "repmgr.conf", "conninfo")
+    assert conninfo.startswith("'host=fd00::1 port=5432 "), conninfo
+    readme = (out / "README.md").read_text(encoding="utf-8")
+    assert "postgresql://app@[fd00::1]:5432,db2.example.com:5432/app?" in readme

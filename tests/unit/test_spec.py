@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -594,3 +595,279 @@ def test_placement_warning_points_at_the_location_line() -> None:
 def test_examples_have_no_warnings(shop_spec_text: str, golden_spec_text: str) -> None:
     assert parse(shop_spec_text).warnings == ()
     assert parse(golden_spec_text).warnings == ()
+
+
+# ------------------------------------------------------------------ backup.s3: values that reach shell commands
+
+
+def with_s3(**fields: str) -> str:
+    """MINIMAL_SPEC with backups to bucket `bkt`; each field's value is written as a YAML (JSON) string."""
+    s3 = {"bucket": "bkt", **fields}
+    return MINIMAL_SPEC + "backup:\n  s3:\n" + "".join(f"    {k}: {json.dumps(v)}\n" for k, v in s3.items())
+
+
+UNSAFE_PREFIXES = ["x;touch /tmp/pwned;#", "$(touch /tmp/pwned)", "`id`", "a b", "it's", "a//b", "../up", "a/./b",
+                   "%p", "a\\b", "a|b", "a&b", "~/x"]
+UNSAFE_ENDPOINTS = [
+    "https://s3.example.com/$(touch /tmp/pwned)", "http://s3.example.com;id", "https://s3.example.com'x",
+    "https://s3.example.com`id`", "ftp://s3.example.com", "https://user:pw@s3.example.com", "https://",
+    "https://s3.example.com/?x=1", "https://s3.example.com/%p", "https://-s3.example.com", "http://h:1:2",
+    "https://s3.example.com/a b", "https://s3..example.com", "s3.example.com", "https://[fd00::1;id]",
+]
+
+
+@pytest.mark.parametrize("field, value", [("prefix", v) for v in UNSAFE_PREFIXES]
+                         + [("endpoint", v) for v in UNSAFE_ENDPOINTS])
+def test_unsafe_s3_prefixes_and_endpoints_are_refused(field: str, value: str) -> None:
+    match = only_problem(with_s3(**{field: value}))
+    assert match["path"] == f"backup.s3.{field}"
+    assert match["line"] == "10"
+    assert "is not valid: " in match["message"]
+
+
+@pytest.mark.parametrize("prefix", ["", "golden", "team-a/pg_backups/v1.2", "/lead/trail/", "a..b"])
+def test_plain_s3_prefixes_are_allowed(prefix: str) -> None:
+    spec = parse(with_s3(prefix=prefix))
+    assert spec.backup is not None and spec.backup.s3.prefix == prefix
+
+
+@pytest.mark.parametrize("endpoint", [
+    "https://s3.example.test", "http://10.0.0.5:9000", "https://[fd00::1]:9000/s3", "lab",
+    "https://s3.eu-central-1.amazonaws.com/", "http://minio:9000/a/b_c.d-e~f",
+])
+def test_http_endpoints_are_allowed(endpoint: str) -> None:
+    spec = parse(with_s3(endpoint=endpoint))
+    assert spec.backup is not None and spec.backup.s3.endpoint == endpoint
+
+
+@pytest.mark.parametrize("bucket", ["a..b", "192.168.1.1", "Bkt", "ab", "a" * 64, "-ab", "ab-", "a_b", "a;b"])
+def test_bucket_names_follow_the_s3_rules(bucket: str) -> None:
+    match = only_problem(with_s3(bucket=bucket))
+    assert match["path"] == "backup.s3.bucket"
+
+
+@pytest.mark.parametrize("bucket", ["abc", "golden-backups", "a.b-c", "a" * 63, "1.2.3"])
+def test_good_bucket_names(bucket: str) -> None:
+    spec = parse(with_s3(bucket=bucket))
+    assert spec.backup is not None and spec.backup.s3.bucket == bucket
+
+
+@pytest.mark.parametrize("region", ["eu central", "x;y", "$(id)", ""])
+def test_unsafe_regions_are_refused(region: str) -> None:
+    assert only_problem(with_s3(region=region))["path"] == "backup.s3.region"
+
+
+# ------------------------------------------------------------------ postgres.parameters
+
+
+def with_parameters(*items: str) -> str:
+    """MINIMAL_SPEC with postgres.parameters given as raw YAML lines (`name: value`)."""
+    return MINIMAL_SPEC.replace("  version: 17\n", "  version: 17\n  parameters:\n"
+                                + "".join(f"    {item}\n" for item in items))
+
+
+@pytest.mark.parametrize("item", [
+    "ssl: off", "port: 5433", "password_encryption: md5", "listen_addresses: localhost", "hba_file: /tmp/x",
+    "ident_file: /tmp/x", "wal_level: minimal", "archive_mode: off", "archive_command: 'cp %p /x'",
+    "archive_library: basic_archive", "restore_command: 'cp /x/%f %p'", "primary_conninfo: 'host=x'",
+    "primary_slot_name: s", "ssl_cert_file: /x", "ssl_key_file: /x", "ssl_ca_file: /x", "ssl_crl_file: /x",
+    "ssl_passphrase_command: 'echo x'", "unix_socket_directories: /tmp", "cluster_name: x", "hot_standby: off",
+    "wal_log_hints: off", "synchronous_standby_names: '*'", "data_directory: /x", "config_file: /x",
+    "include: /etc/passwd", "include_dir: /etc", "include_if_exists: /x", "recovery_target_time: '2026-01-01'",
+])
+def test_managed_parameters_are_refused_with_the_field_named(item: str) -> None:
+    name = item.split(":")[0]
+    match = only_problem(with_parameters(item))
+    assert match["path"] == f"postgres.parameters.{name}"
+    assert match["line"] == "5"
+    assert match["message"].startswith("managed by pgdock ("), match["message"]
+
+
+@pytest.mark.parametrize("item", ["max_wal_senders: 4", "max_replication_slots: 0", "max_wal_senders: '32'",
+                                  "max_replication_slots: 15.5"])
+def test_replication_capacity_cannot_go_below_what_pgdock_needs(item: str) -> None:
+    match = only_problem(with_parameters(item))
+    assert match["path"] == f"postgres.parameters.{item.split(':')[0]}"
+    assert "at least 16" in match["message"]
+
+
+def test_replication_capacity_may_grow_and_wal_level_may_be_logical() -> None:
+    spec = parse(with_parameters("max_wal_senders: 32", "max_replication_slots: 20", "wal_level: logical"))
+    assert spec.parameters == {"max_replication_slots": 20, "max_wal_senders": 32, "wal_level": "logical"}
+
+
+def test_shared_preload_libraries_are_merged_after_repmgr() -> None:
+    spec = parse(with_parameters("shared_preload_libraries: 'pg_stat_statements, repmgr,auto_explain ,"
+                                 "pg_stat_statements'", "work_mem: 8MB"))
+    assert spec.preload_libraries == ("repmgr", "pg_stat_statements", "auto_explain")
+    assert spec.parameters == {"work_mem": "8MB"}, "merged, not rendered as a parameter of its own"
+    assert parse(MINIMAL_SPEC).preload_libraries == ("repmgr",)
+    assert parse(with_parameters("shared_preload_libraries: ''")).preload_libraries == ("repmgr",)
+
+
+@pytest.mark.parametrize("value", ["\"x'; archive_command = 'touch /tmp/pwned\"", "'a b'", "'$libdir/x'",
+                                   "'a,,b'", "'pg-stat'", "1", "true"])
+def test_preload_libraries_must_be_plain_names(value: str) -> None:
+    match = only_problem(with_parameters(f"shared_preload_libraries: {value}"))
+    assert match["path"] == "postgres.parameters.shared_preload_libraries"
+
+
+@pytest.mark.parametrize("name", ["SSL", "work-mem", "1x", "a..b", "x.", ".x", "on", "yes", "1", "'a b'",
+                                  "'%p'", "'x = 1 #'"])
+def test_parameter_names_must_be_guc_shaped(name: str) -> None:
+    found = problems(with_parameters(f"{name}: 1"))
+    assert len(found) == 1, found
+    assert "postgres.parameters" in found[0]
+    assert found[0].startswith("cluster.yaml:5: "), found
+
+
+@pytest.mark.parametrize("value", ['"a\\x01b"', '"a\\0b"', '"a\\tb"', '"a\\x7fb"', ".nan", ".inf", "-.inf",
+                                   '"two\\nlines"'])
+def test_parameter_values_without_control_characters_or_infinities(value: str) -> None:
+    match = only_problem(with_parameters(f"application_name: {value}"))
+    assert match["path"] == "postgres.parameters.application_name"
+    assert match["line"] == "5"
+
+
+def test_custom_parameters_with_a_dot_are_allowed() -> None:
+    assert parse(with_parameters("pg_stat_statements.max: 10000")).parameters == {"pg_stat_statements.max": 10000}
+
+
+# ------------------------------------------------------------------ hostile documents
+
+
+def timed_parse(text: str, limit: float = 1.0) -> tuple[float, list[str]]:
+    """Parses `text` and returns (seconds, problems); a parse running past 10 s is stopped as a failure."""
+    import signal
+    import time
+
+    def stop(*_: object) -> None:
+        raise TimeoutError("the spec took more than 10 s to answer")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, 10)
+    started = time.perf_counter()
+    try:
+        parse(text)
+        found: list[str] = []
+    except SpecError as exc:
+        found = exc.problems
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    elapsed = time.perf_counter() - started
+    assert elapsed < limit, f"took {elapsed:.2f} s"
+    return elapsed, found
+
+
+ALIAS_BOMB = """\
+a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+h: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]
+i: &i [*h,*h,*h,*h,*h,*h,*h,*h,*h]
+"""
+
+
+def test_an_alias_bomb_is_refused_at_once() -> None:
+    assert len(ALIAS_BOMB) < 400
+    _, found = timed_parse(ALIAS_BOMB)
+    assert len(found) == 1, found
+    assert found[0].startswith("cluster.yaml:1: ") and "anchors and aliases" in found[0], found
+
+
+@pytest.mark.parametrize("text, line", [
+    (MINIMAL_SPEC.replace("cluster: c", "cluster: &name c"), 1),
+    (with_nodes("name: n1\naddress: &ip 10.0.0.1", "name: n2\naddress: 10.0.0.2\nlocation: *ip"), 6),
+    ("base: &base {version: 17}\n" + MINIMAL_SPEC.replace("  version: 17\n", "  <<: *base\n"), 1),
+], ids=["anchor", "alias", "merge-key"])
+def test_anchors_and_aliases_are_refused_with_their_line(text: str, line: int) -> None:
+    found = problems(text)
+    assert len(found) == 1, found
+    assert found[0].startswith(f"cluster.yaml:{line}: "), found
+    assert "anchors and aliases" in found[0]
+
+
+def test_deep_nesting_is_refused_quickly() -> None:
+    _, found = timed_parse("cluster: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    assert len(found) == 1 and "nested" in found[0], found
+
+
+def test_a_spec_over_one_megabyte_is_refused_quickly() -> None:
+    _, found = timed_parse(MINIMAL_SPEC + ("# padding" + " " * 90 + "\n") * 11_000)
+    assert len(found) == 1, found
+    assert "1000000 bytes" in found[0], found
+
+
+def test_node_count_is_limited() -> None:
+    nodes = [f"name: n{i}\naddress: 10.0.{i // 200}.{i % 200 + 1}" for i in range(65)]
+    match = only_problem(with_nodes(*nodes))
+    assert match["path"] == "nodes"
+    assert match["message"] == "65 given; at most 64 are supported"
+    assert len(parse(with_nodes(*nodes[:64])).nodes) == 64
+
+
+def big_parameters(count: int, name: str = "ext.setting_{i}", size: int = 200) -> list[str]:
+    return [f"{name.format(i=i)}: '{i:08} {'x' * size}'" for i in range(count)]
+
+
+def test_a_large_legal_spec_answers_within_a_second() -> None:
+    nodes = [f"name: n{i}\naddress: 10.0.{i // 200}.{i % 200 + 1}\nport: {5432 + i}\nssh_port: {2222 + i}\n"
+             f"location: dc{i % 3}\npriority: {i}" for i in range(64)]
+    parameters = "".join(f"    {item}\n" for item in big_parameters(4_300, size=180))
+    text = with_nodes(*nodes).replace("  version: 17\n", "  version: 17\n  parameters:\n" + parameters)
+    assert 900_000 < len(text) <= 1_000_000
+    _, found = timed_parse(text)
+    assert found == []
+
+
+def test_a_large_spec_full_of_problems_answers_within_a_second() -> None:
+    text = with_parameters(*big_parameters(4_900, "Bad-Name-{i}", size=170))
+    assert 900_000 < len(text) <= 1_000_000
+    _, found = timed_parse(text)
+    assert len(found) == 4_900
+    assert found[-1].startswith("cluster.yaml:4904: postgres.parameters.Bad-Name-4899: "), found[-1]
+
+
+@pytest.mark.parametrize("where", ["parameters", "nodes"])
+def test_masses_of_tiny_values_are_refused_quickly(where: str) -> None:
+    if where == "parameters":
+        text = with_parameters(*(f"p{i}: 1" for i in range(70_000)))
+    else:
+        text = MINIMAL_SPEC + "  - {}\n" * 140_000
+    assert 900_000 < len(text) <= 1_000_000
+    _, found = timed_parse(text)
+    assert len(found) == 1 and "more than 10000 keys and values" in found[0], found
+
+
+# ------------------------------------------------------------------ addresses
+
+
+@pytest.mark.parametrize("address", [
+    "all", "samenet", "samehost", "ALL", ".example.com", "-x", "example..com", "host_name", "host.", "10.0.0.256",
+    "1.2.3", "fd00::zz", "fe80::1%eth0", "a" * 64 + ".com", "10.0.0.0/8", "+admins", "@file",
+])
+def test_addresses_that_are_not_an_ip_or_a_host_name_are_refused(address: str) -> None:
+    match = only_problem(MINIMAL_SPEC.replace("address: 10.0.0.1", f"address: {json.dumps(address)}"))
+    assert match["path"] == "nodes[0].address"
+    assert match["line"] == "6"
+
+
+@pytest.mark.parametrize("address", ["10.0.0.1", "fd00::1", "::ffff:10.0.0.1", "db-1.example.com", "localhost",
+                                     "n1", "2001:db8::7334"])
+def test_ip_literals_and_host_names_are_allowed(address: str) -> None:
+    assert parse(MINIMAL_SPEC.replace("address: 10.0.0.1", f"address: '{address}'")).nodes[0].address == address
+
+
+def test_the_witness_address_is_checked_too() -> None:
+    match = only_problem(MINIMAL_SPEC + "witness:\n  name: w\n  address: samenet\n")
+    assert match["path"] == "witness.address"
+
+
+def test_a_character_yaml_refuses_is_one_line_with_its_line() -> None:
+    assert only_problem_raw("cluster: c\n\nx: \x07\n") == (
+        "cluster.yaml:3: invalid YAML: unacceptable character #x0007: control characters are not allowed")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shlex
 import time
 from pathlib import Path
 
@@ -146,6 +147,17 @@ def _choose_backup(source: str, server: str, target: str) -> str:
     return sorted(complete, key=lambda b: b["backup_id"])[-1]["backup_id"]
 
 
+def recovery_settings(source: str, server: str, target: str) -> dict[str, str]:
+    """What a restored node's postgresql.auto.conf gets: WAL from S3 (each value one shell word), replay to
+    the target, then promote."""
+    command = shlex.join(["barman-cloud-wal-restore", *_barman_cloud_args(), source, server]) + " %f %p"
+    settings = {"restore_command": command, "recovery_target_timeline": "latest",
+                "recovery_target_action": "promote"}
+    if target != "latest":
+        settings["recovery_target_time"] = target
+    return settings
+
+
 def restore(server: str, target: str) -> None:
     """First start of a restored cluster: base backup from S3, WAL replay to the target, promote."""
     source = env(contract.ENV_BACKUP_URL)
@@ -155,13 +167,9 @@ def restore(server: str, target: str) -> None:
     make_pgdata()
     as_postgres(["barman-cloud-restore", *_barman_cloud_args(), source, server, backup_id, str(PGDATA)], capture=True)
     write_pgdata_conf()
-    restore_command = " ".join(["barman-cloud-wal-restore", *_barman_cloud_args(), source, server, "%f", "%p"])
-    settings = {"restore_command": restore_command, "recovery_target_timeline": "latest",
-                "recovery_target_action": "promote"}
-    if target != "latest":
-        settings["recovery_target_time"] = target
+    settings = recovery_settings(source, server, target)
     with (PGDATA / "postgresql.auto.conf").open("a") as auto:
-        auto.writelines(f"{k} = '{v}'\n" for k, v in settings.items())
+        auto.writelines(f"{k} = {contract.conf_string(v)}\n" for k, v in settings.items())
     write_owned(PGDATA / "recovery.signal", "")
     start()
     while True:
