@@ -79,7 +79,11 @@ def test_twin_primaries_on_one_timeline_leave_exactly_one_writer(lab5: LabCluste
                 continue
         return out
 
-    wait_until(lambda: writable() == {keeper}, 20, f"only {keeper} to accept writes")
+    try:
+        wait_until(lambda: writable() == {keeper}, 20, f"only {keeper} to accept writes")
+    except AssertionError as exc:
+        shown = {row.name: (row.role, row.timeline, row.detail) for row in lab5.running.status()}
+        raise AssertionError(f"{exc}; writable: {writable()}; nodes: {shown}") from None
     time.sleep(3)
     assert writable() == {keeper}, "the twin came back"
     loser_events = [e["event"] for e in events.collect(lab5.running) if e["node"] == loser]
