@@ -130,6 +130,24 @@ def test_fence_stops_postgres_before_the_event(monkeypatch: pytest.MonkeyPatch, 
     assert sup.fenced_at is not None  # the hold-down counts from the first fence
 
 
+@pytest.mark.parametrize("act", [decide.Act.FENCE, decide.Act.STEP_DOWN, decide.Act.REFUSE])
+def test_every_stopping_action_stops_a_running_postgres(monkeypatch: pytest.MonkeyPatch, act: decide.Act,
+                                                         tmp_path: Path) -> None:
+    """A node that refuses to be a second primary must not run as one: someone (an operator's pg-start,
+    repmgr) may have started PostgreSQL meanwhile."""
+    stopped: list[bool] = []
+    monkeypatch.setattr(supervisor.postgres, "running", lambda: True)
+    monkeypatch.setattr(supervisor.postgres, "stop", lambda *a: stopped.append(True))
+    monkeypatch.setattr(supervisor.postgres, "PG_HELD", tmp_path / "held")
+    monkeypatch.setattr(supervisor, "REFUSED", tmp_path / "refused")
+    monkeypatch.setattr(supervisor, "set_status", lambda text: None)
+    sup = supervisor.Supervisor.__new__(supervisor.Supervisor)
+    sup.previous, sup.fenced_at = None, None
+    sup.handlers = {decide.Act.REFUSE: sup._apply_refuse}
+    sup.apply(decide.Action(act, "why"))
+    assert stopped == [True]
+
+
 @pytest.fixture
 def contacts_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(promote, "CONTACTS", tmp_path / "contacts.json")

@@ -118,7 +118,7 @@ class Supervisor:
             self.fenced_at = time.monotonic()
         if action.act in (Act.START_PRIMARY, Act.START_STANDBY, Act.REJOIN):
             self.fenced_at = None
-        if action.act in (Act.FENCE, Act.STEP_DOWN):
+        if action.act in (Act.FENCE, Act.STEP_DOWN, Act.REFUSE):
             # First: a fast stop ends every session at once; pg_ctl returns only after the shutdown
             # checkpoint and the walsenders (which may wait on unreachable standbys), so the event
             # carries the moment the stop began, when writes ended.
