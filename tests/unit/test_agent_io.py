@@ -197,3 +197,18 @@ def test_a_restore_quotes_its_command_for_the_shell_and_its_settings_for_postgre
     unquoted = re.sub(r"''|\\(.)", lambda m: "'" if m.group(0) == "''" else m.group(1), line[1:-1])
     assert line[0] == line[-1] == "'" and "'" not in line[1:-1].replace("''", "")
     assert unquoted == settings["restore_command"]
+
+
+def test_a_hold_ends_only_after_the_start(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """repmgr's service_start_command (and an operator's pg-start) must not leave a moment where the node is
+    neither held nor running: the supervisor would decide for it (a rejoin, a second start) meanwhile."""
+    from pgdock_agent import postgres
+
+    held = tmp_path / "held"
+    held.touch()
+    seen: list[bool] = []
+    monkeypatch.setattr(postgres, "PG_HELD", held)
+    monkeypatch.setattr(postgres, "running", lambda: False)
+    monkeypatch.setattr(postgres, "pg_ctl", lambda *a, **k: seen.append(held.exists()))
+    postgres.start()
+    assert seen == [True] and not held.exists()

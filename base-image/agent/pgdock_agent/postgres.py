@@ -68,11 +68,15 @@ def running() -> bool:
 
 
 def start() -> None:
-    """Starts PostgreSQL detached; its log goes through the FIFO to the container's stderr."""
-    PG_HELD.unlink(missing_ok=True)
-    if not running():
-        # captured: repmgr runs this through a pipe it may close early, and a SIGPIPE would kill pg_ctl
-        pg_ctl("start", "-w", "-t", "3600", "-l", str(LOG_FIFO), capture=True)
+    """Starts PostgreSQL detached; its log goes through the FIFO to the container's stderr. A hold (repmgr's
+    or an operator's stop) ends only once the start is over: until then the supervisor must not decide for
+    a node that is neither stopped on purpose nor running (it would rejoin or start it a second time)."""
+    try:
+        if not running():
+            # captured: repmgr runs this through a pipe it may close early, and a SIGPIPE would kill pg_ctl
+            pg_ctl("start", "-w", "-t", "3600", "-l", str(LOG_FIFO), capture=True)
+    finally:
+        PG_HELD.unlink(missing_ok=True)
 
 
 def stop_held(mode: str = "fast") -> None:
