@@ -212,3 +212,15 @@ def test_a_hold_ends_only_after_the_start(monkeypatch: pytest.MonkeyPatch, tmp_p
     monkeypatch.setattr(postgres, "pg_ctl", lambda *a, **k: seen.append(held.exists()))
     postgres.start()
     assert seen == [True] and not held.exists()
+
+
+def test_a_stale_pid_file_is_not_a_running_postgres(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """After `docker kill` the pid in postmaster.pid may belong to another process of the new container
+    (here: this test's own), which made the agent think PostgreSQL was up and never start it."""
+    import os
+
+    from pgdock_agent import postgres
+
+    (tmp_path / "postmaster.pid").write_text(f"{os.getpid()}\n{tmp_path}\n")
+    monkeypatch.setattr(postgres, "PGDATA", tmp_path)
+    assert postgres.running() is False

@@ -58,13 +58,19 @@ def is_standby() -> bool:
 
 
 def running() -> bool:
-    """The postmaster of PGDATA is alive (pg_ctl status's own test, without a process per tick)."""
+    """The postmaster of PGDATA is alive, without a process per tick. After a kill the pid file is stale and
+    a fresh container reuses small pids (the agent's own threads among them), so the pid must belong to a
+    `postgres` process working in PGDATA, not merely exist."""
     try:
         pid = int(PGDATA.joinpath("postmaster.pid").read_text().split("\n", 1)[0])
-        os.kill(pid, 0)
+        proc = Path(f"/proc/{pid}")
+        if (proc / "comm").read_text().strip() != "postgres":
+            return False
+        return os.readlink(proc / "cwd") == str(PGDATA)
+    except PermissionError:
+        return True  # a postgres process we may not inspect: the postmaster, as another user
     except (OSError, ValueError):
         return False
-    return True
 
 
 def start() -> None:
