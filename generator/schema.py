@@ -120,7 +120,7 @@ SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "detection_seconds": {
-                    "type": "integer", "minimum": 4, "maximum": 300, "default": 5,
+                    "type": "integer", "minimum": 4, "maximum": 300, "default": 8,
                     "description": "how long the primary must be silent to a standby before that standby may be "
                                    "promoted; an isolated primary fences itself 2.5 s sooner",
                 },

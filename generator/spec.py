@@ -436,7 +436,7 @@ def _build(data: dict[str, Any]) -> Spec:
         parameters=parameters,
         preload_libraries=tuple(dict.fromkeys(["repmgr", *filter(None, libraries)])),
         replication_mode=(data.get("replication") or {}).get("mode", "async"),
-        detection_seconds=(data.get("failover") or {}).get("detection_seconds", 5),
+        detection_seconds=(data.get("failover") or {}).get("detection_seconds", 8),
         hook_seconds=(data.get("failover") or {}).get("hook_seconds", 60),
         nodes=tuple(_node(n, i, witness=False) for i, n in enumerate(data["nodes"])),
         witness=_node(data["witness"], 0, witness=True) if data.get("witness") else None,
