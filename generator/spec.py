@@ -33,6 +33,8 @@ MAX_VALUES = 10_000
 keeps checking any spec well under a second."""
 
 WITNESS_DEFAULT_ID = 1000
+RECONNECT_INTERVAL = 3
+"""Seconds between repmgrd's reconnect attempts (see Spec.reconnect_attempts)."""
 FENCE_GAP = 2.5
 """Seconds between an isolated primary's fence and the earliest promotion: see Spec.fence_seconds."""
 """repmgr node ids of data nodes count from 1; the witness sits well apart so adding nodes never collides."""
@@ -157,9 +159,15 @@ class Spec:
 
     @property
     def reconnect_attempts(self) -> int:
-        """repmgrd's tries before declaring the primary gone. The first failed check (≤ 1 s), the attempts
-        (each up to connect_timeout 2 s + 1 s apart) and the promotion (≈ 3 s) add up to detection_seconds."""
-        return max(1, (self.detection_seconds - 4) // 3)
+        """repmgrd's tries before declaring the primary gone, RECONNECT_INTERVAL apart. At least two: when
+        connections are refused (a firewall's reset) every try fails at once, and only the pause between
+        tries keeps the election out of primary_visibility_consensus's 2 s window, where siblings that just
+        saw the primary veto it and repmgr never holds the election again."""
+        return max(2, (self.detection_seconds - 2) // (RECONNECT_INTERVAL + 2))
+
+    @property
+    def reconnect_interval(self) -> int:
+        return RECONNECT_INTERVAL
 
     @property
     def fence_seconds(self) -> float:

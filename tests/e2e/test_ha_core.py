@@ -88,8 +88,9 @@ def test_twin_primaries_on_one_timeline_leave_exactly_one_writer(lab5: LabCluste
     assert writable() == {keeper}, "the twin came back"
     loser_events = [e["event"] for e in events.collect(lab5.running) if e["node"] == loser]
     assert contract.EVENT_TWIN_PRIMARY in loser_events
-    status = {row.name: row for row in lab5.running.status()}
-    assert "twin primary" in status[loser].detail and "rebuild" in status[loser].detail
+    refused = wait_until(lambda: "twin primary" in (d := {r.name: r.detail for r in lab5.running.status()}[loser])
+                         and d, 60, f"{loser} to refuse as a twin (its rejoin attempt fails first)")
+    assert "rebuild" in refused
     # the rebuild the refusal asks for: an empty data volume, then a plain start clones the node again
     subprocess.run(["docker", "rm", "-f", lab5.lab.container(loser)], check=True, capture_output=True)
     subprocess.run(["docker", "volume", "rm", contract.volume(lab5.spec.cluster, loser, "data")], check=True,
