@@ -11,6 +11,8 @@ from typing import Any
 NAME_PATTERN = "^[a-z][a-z0-9-]*$"
 SUPPORTED_PG_VERSIONS = (15, 17)
 """Majors Debian ships with repmgr: bookworm has 15, trixie has 17 (see base-image/)."""
+DEFAULT_DETECTION_SECONDS = 5
+"""failover.detection_seconds when the spec does not say: measured in bench/ (kill-primary, soak)."""
 MAX_DATA_NODES = 64
 """More would not make a cluster safer; the limit keeps any spec quick to check."""
 
@@ -120,7 +122,7 @@ SCHEMA: dict[str, Any] = {
             "additionalProperties": False,
             "properties": {
                 "detection_seconds": {
-                    "type": "integer", "minimum": 4, "maximum": 300, "default": 8,
+                    "type": "integer", "minimum": 4, "maximum": 300, "default": DEFAULT_DETECTION_SECONDS,
                     "description": "how long the primary must be silent to a standby before that standby may be "
                                    "promoted; an isolated primary fences itself 2.5 s sooner",
                 },

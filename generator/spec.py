@@ -22,7 +22,7 @@ import yaml
 
 from .cron import cron_problem
 from .errors import SpecError
-from .schema import SCHEMA, allowed_keys
+from .schema import DEFAULT_DETECTION_SECONDS, SCHEMA, allowed_keys
 
 MAX_SPEC_BYTES = 1_000_000
 """A spec is a page or two; anything near this size is a mistake or an attack, refused before parsing."""
@@ -33,8 +33,8 @@ MAX_VALUES = 10_000
 keeps checking any spec well under a second."""
 
 WITNESS_DEFAULT_ID = 1000
-RECONNECT_INTERVAL = 3
-"""Seconds between repmgrd's reconnect attempts (see Spec.reconnect_attempts)."""
+ELECTION_RERUN_SECONDS = 2
+"""After the promotion gate said no, repmgrd holds its election again this much later."""
 FENCE_GAP = 2.5
 """Seconds between an isolated primary's fence and the earliest promotion: see Spec.fence_seconds."""
 """repmgr node ids of data nodes count from 1; the witness sits well apart so adding nodes never collides."""
@@ -158,21 +158,13 @@ class Spec:
         return replication_capacity(len(self.nodes))
 
     @property
-    def reconnect_attempts(self) -> int:
-        """repmgrd's tries before declaring the primary gone, RECONNECT_INTERVAL apart. At least two: when
-        connections are refused (a firewall's reset) every try fails at once, and only the pause between
-        tries keeps the election out of primary_visibility_consensus's 2 s window, where siblings that just
-        saw the primary veto it and repmgr never holds the election again."""
-        return max(2, (self.detection_seconds - 2) // (RECONNECT_INTERVAL + 2))
-
-    @property
-    def reconnect_interval(self) -> int:
-        return RECONNECT_INTERVAL
+    def election_rerun_seconds(self) -> int:
+        return ELECTION_RERUN_SECONDS
 
     @property
     def fence_seconds(self) -> float:
         """An isolated primary stops this long after it last heard a quorum. A standby promotes no sooner than
-        detection_seconds after it last heard the primary, which may be up to one probe interval (1 s) plus a
+        detection_seconds after it last heard the primary, which may be up to one probe interval (0.5 s) plus a
         probe's own duration before the isolation began; the rest of FENCE_GAP (≥ 1 s) is the margin by which
         the fence precedes any promotion, tick (0.25 s) and the stop itself included."""
         return max(1.5, self.detection_seconds - FENCE_GAP)
@@ -444,7 +436,7 @@ def _build(data: dict[str, Any]) -> Spec:
         parameters=parameters,
         preload_libraries=tuple(dict.fromkeys(["repmgr", *filter(None, libraries)])),
         replication_mode=(data.get("replication") or {}).get("mode", "async"),
-        detection_seconds=(data.get("failover") or {}).get("detection_seconds", 8),
+        detection_seconds=(data.get("failover") or {}).get("detection_seconds", DEFAULT_DETECTION_SECONDS),
         hook_seconds=(data.get("failover") or {}).get("hook_seconds", 60),
         nodes=tuple(_node(n, i, witness=False) for i, n in enumerate(data["nodes"])),
         witness=_node(data["witness"], 0, witness=True) if data.get("witness") else None,

@@ -7,6 +7,7 @@ import json
 import socket
 import threading
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
@@ -45,8 +46,8 @@ def test_a_silent_peer_delays_only_its_own_probe(no_password: None, silent_port:
     answered at once, and the prober's snapshot never waits for either."""
     members = [peers.Peer("slow", "127.0.0.1", silent_port, 1, True),
                peers.Peer("fast", "127.0.0.1", closed_port(), 1, True)]
-    published: list[dict[str, float]] = []
-    prober = peers.Prober(members, lambda contacts, primary: published.append(contacts))
+    published: list[dict[str, decide.PeerView]] = []
+    prober = peers.Prober(members, published.append)
     started = time.monotonic()
     prober.start()
     try:
@@ -61,6 +62,7 @@ def test_a_silent_peer_delays_only_its_own_probe(no_password: None, silent_port:
         prober.wait_round(started, timeout=peers.CONNECT_TIMEOUT + 1.5)
         with prober.lock:
             assert "slow" in prober.answers and prober.answers["slow"][1] is None
+        assert published[-1]["slow"].contact is None and published[-1]["slow"].asked >= started
     finally:
         prober.stop()
 
@@ -154,29 +156,46 @@ def contacts_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return tmp_path / "contacts.json"
 
 
-def test_promotion_waits_until_the_primary_was_silent_long_enough(contacts_file: Path) -> None:
-    promote.publish({"n1": time.monotonic()}, {"n1": time.monotonic()})
+def primary_answer(name: str = "n1") -> decide.Answer:
+    return decide.Answer(name, True, True, 1, 7000)
+
+
+def test_the_gate_waits_until_the_primary_was_silent_long_enough(contacts_file: Path) -> None:
+    promote.publish({"n1": decide.PeerView.after(None, "n1", time.monotonic(), primary_answer())})
+
+    def probed_again() -> None:  # the primary's next probe fails: it is silent from now on
+        time.sleep(0.1)
+        promote.publish({"n1": decide.PeerView(**{**asdict(promote.views()["n1"]), "asked": time.monotonic()})})
+
+    threading.Thread(target=probed_again).start()
     started = time.monotonic()
-    assert promote.wait_until_silent(0.5) is None
+    assert promote.gate(0.5, ("n1",)).act is decide.Act.PROMOTE
     assert time.monotonic() - started >= 0.45
 
 
-def test_promotion_goes_at_once_when_the_primary_was_silent_already(contacts_file: Path) -> None:
-    promote.publish({}, {"n1": time.monotonic() - 10})
-    started = time.monotonic()
-    assert promote.wait_until_silent(5) is None
-    assert time.monotonic() - started < 0.2
-
-
-def test_promotion_is_refused_when_the_primary_answers_again(contacts_file: Path) -> None:
-    promote.publish({}, {"n1": time.monotonic()})
+def test_the_gate_refuses_when_the_primary_answers_again(contacts_file: Path) -> None:
+    promote.publish({"n1": decide.PeerView.after(None, "n1", time.monotonic() - 1, primary_answer())})
 
     def primary_is_back() -> None:
         time.sleep(0.2)
-        promote.publish({}, {"n1": time.monotonic()})
+        promote.publish({"n1": decide.PeerView.after(None, "n1", time.monotonic(), primary_answer())})
 
     threading.Thread(target=primary_is_back).start()
-    assert "answered again" in (promote.wait_until_silent(2) or "")
+    verdict = promote.gate(2, ("n1",))
+    assert verdict.act is decide.Act.REFUSE and "answered as primary" in verdict.reason
+
+
+def test_the_gate_gives_up_when_the_prober_stopped_publishing(contacts_file: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(promote, "GATE_SLACK", 0.3)
+    promote.publish({"n1": decide.PeerView("n1", time.monotonic() - 20)})
+    verdict = promote.gate(0.1, ("n1",))
+    assert verdict.act is decide.Act.REFUSE and "no decision" in verdict.reason
+
+
+def test_an_unreadable_contacts_file_reads_as_nothing_known(contacts_file: Path) -> None:
+    contacts_file.write_text("{garbled")
+    assert promote.views() == {}
 
 
 def test_a_restore_quotes_its_command_for_the_shell_and_its_settings_for_postgres(

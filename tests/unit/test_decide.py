@@ -6,7 +6,17 @@ from dataclasses import replace
 
 import pytest
 from pgdock_agent import contract
-from pgdock_agent.decide import Act, Answer, Facts, after_failed_rejoin, next_action, promotion_possible, quorum_held
+from pgdock_agent.decide import (
+    Act,
+    Answer,
+    Facts,
+    PeerView,
+    after_failed_rejoin,
+    failover_verdict,
+    next_action,
+    promotion_possible,
+    quorum_held,
+)
 
 SYS = 7000
 OTHER_SYS = 9999
@@ -187,3 +197,58 @@ def test_primary_and_the_rest_can_never_both_hold_a_quorum(members: int) -> None
     for answering in range(members):
         unseen = members - 1 - answering
         assert not (quorum_held(answering, members) and promotion_possible(unseen, members))
+
+
+# --- the promotion gate: n2, elected at t=10 (`begun`), promotes after 5 s of the primary's silence
+MEMBERS = ("n1", "n3", "w")
+
+
+def views(**changed: PeerView) -> dict[str, PeerView]:
+    """n1 (the primary) last answered at 9.5; n3 and w answer and last saw n1 at 9.0; all asked at 10.5."""
+    base = {"n1": PeerView("n1", 14.8, contact=9.5, primary_at=9.5),
+            "n3": PeerView("n3", 14.8, contact=14.8, saw_primary_at=9.0),
+            "w": PeerView("w", 14.8, contact=14.8, saw_primary_at=9.0)}
+    return base | changed
+
+
+GATE_CASES = [
+    ("primary silent long enough, nobody sees it: promote", 14.6, views(), Act.PROMOTE),
+    ("primary silent 4.5 s of 5: wait", 14.0, views(), Act.WAIT),
+    ("primary answered after the election began: refuse (false failover)", 14.6,
+     views(n1=PeerView("n1", 12.0, contact=12.0, primary_at=12.0)), Act.REFUSE),
+    ("primary answered just before the election: wait out its silence from then", 14.6,
+     views(n1=PeerView("n1", 14.8, contact=9.9, primary_at=9.9)), Act.WAIT),
+    ("a sibling heard the primary 1 s ago: refuse (only this node lost it)", 14.6,
+     views(n3=PeerView("n3", 14.8, contact=14.8, saw_primary_at=13.6)), Act.REFUSE),
+    ("the witness heard the primary 2.9 s ago: refuse", 14.6,
+     views(w=PeerView("w", 14.8, contact=14.8, saw_primary_at=11.7)), Act.REFUSE),
+    ("a sighting 3 s old is no veto", 14.6, views(w=PeerView("w", 14.8, contact=14.8, saw_primary_at=11.6)),
+     Act.PROMOTE),
+    ("a member not asked since the election began: wait for its probe", 14.6,
+     views(n1=PeerView("n1", 9.9, contact=9.5, primary_at=9.5)), Act.WAIT),
+    ("a member never heard of at all: wait for its probe", 14.6, {k: v for k, v in views().items() if k != "w"},
+     Act.WAIT),
+    ("silent members asked since the election count as asked: promote", 14.6,
+     views(n3=PeerView("n3", 14.5, contact=8.0, saw_primary_at=7.0)), Act.PROMOTE),
+    ("no primary ever heard: its silence counts from the election", 14.6,
+     views(n1=PeerView("n1", 14.8)), Act.WAIT),
+    ("no primary ever heard, 5 s after the election: promote", 15.1, views(n1=PeerView("n1", 14.8)), Act.PROMOTE),
+]
+
+
+@pytest.mark.parametrize(("why", "now", "seen", "act"), GATE_CASES, ids=[c[0] for c in GATE_CASES])
+def test_promotion_gate(why: str, now: float, seen: dict[str, PeerView], act: Act) -> None:
+    verdict = failover_verdict(now, 10.0, 5.0, MEMBERS, seen)
+    assert verdict.act is act, verdict.reason
+    assert verdict.reason
+
+
+def test_a_fresh_probe_after_an_answer_moves_every_stamp() -> None:
+    """What the prober records: a failed probe moves only `asked`; an answer moves contact, and the sighting
+    (sent − the peer's own age of it); a primary's answer moves primary_at."""
+    view = PeerView.after(None, "n3", 5.0, Answer("n3", True, False, 1, SYS, saw_primary_ago=1.5))
+    assert view == PeerView("n3", 5.0, contact=5.0, saw_primary_at=3.5)
+    view = PeerView.after(view, "n3", 6.0, None)
+    assert view == PeerView("n3", 6.0, contact=5.0, saw_primary_at=3.5)
+    view = PeerView.after(view, "n3", 7.0, Answer("n3", True, True, 2, SYS))
+    assert view == PeerView("n3", 7.0, contact=7.0, primary_at=7.0, saw_primary_at=3.5)

@@ -51,6 +51,8 @@ class Act(enum.Enum):
     """Stop PostgreSQL now; the next step rejoins the other primary."""
     REFUSE = "refuse"
     """Stay down; only an operator can resolve this."""
+    PROMOTE = "promote"
+    """The promotion gate's yes: repmgrd may promote this standby (see `failover_verdict`)."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,34 @@ class Answer:
     says_primary: str | None = None
     """Who the peer's copy of repmgr's metadata names as the active primary (a standby following a new
     primary, or the witness, knows of a promotion even when the new primary itself is out of sight)."""
+    saw_primary_ago: float | None = None
+    """Seconds since this standby or witness last heard its upstream primary itself (its repmgrd's last
+    sighting or its WAL receiver's last message, whichever is newer; None: unknown)."""
+
+
+@dataclass(frozen=True)
+class PeerView:
+    """What the prober knows of one peer, in this node's monotonic time: what the promotion gate reads."""
+
+    name: str
+    asked: float
+    """Send time of the peer's latest finished probe, answered or not."""
+    contact: float | None = None
+    """Send time of its latest answered probe."""
+    primary_at: float | None = None
+    """Send time of the latest probe it answered as a primary (data nodes only)."""
+    saw_primary_at: float | None = None
+    """When it last heard the primary itself, by its latest answer that said so."""
+
+    @classmethod
+    def after(cls, old: PeerView | None, name: str, sent: float, answer: Answer | None) -> PeerView:
+        """The view once a probe sent at `sent` finished with `answer` (None: no answer)."""
+        old = old or cls(name, sent)
+        if answer is None:
+            return cls(name, sent, old.contact, old.primary_at, old.saw_primary_at)
+        primary_at = sent if answer.data and answer.primary else old.primary_at
+        saw = sent - answer.saw_primary_ago if answer.saw_primary_ago is not None else old.saw_primary_at
+        return cls(name, sent, sent, primary_at, saw)
 
 
 @dataclass(frozen=True)
@@ -266,3 +296,39 @@ def after_failed_rejoin(primary: str, timeline: int, mine: int | None) -> Action
                       "then rebuild it (remove its data volume and start it again: it clones)", peer=primary)
     return Action(Act.REFUSE, f"{primary} is primary on timeline {timeline} (ours: {mine}) and pg_rewind failed; "
                   "refusing to start as a second primary: see the log, then rebuild this node", peer=primary)
+
+
+SIGHTING_VETO = 3.0
+"""A peer that heard the primary less than this long ago vetoes a promotion: the primary lives and only
+this candidate lost it. repmgr's sighting has a 1 s resolution and its monitor runs every second, so a
+peer that still sees the primary always reports less than this."""
+
+
+def failover_verdict(now: float, begun: float, promote_after: float, members: tuple[str, ...],
+                     views: dict[str, PeerView]) -> Action:
+    """repmgrd's failover_validation_command, decided: may this elected standby promote now?
+
+    PROMOTE only when (1) no peer answered as primary since the election began (else the failover was
+    false: REFUSE, and repmgrd holds a new election after election_rerun_interval); (2) the primary has
+    been silent to this node for `promote_after` (the isolated primary fenced itself before that; WAIT);
+    (3) every member finished a probe sent after the election began, so a former primary that started
+    again meanwhile is not missed because its last answer was old (WAIT); (4) no peer heard the primary
+    within SIGHTING_VETO seconds (REFUSE: a partition around this node only)."""
+    primary_at = max((v.primary_at for v in views.values() if v.primary_at is not None), default=None)
+    if primary_at is not None and primary_at >= begun:
+        who = next(v.name for v in views.values() if v.primary_at == primary_at)
+        return Action(Act.REFUSE, f"{who} answered as primary after the election began: not promoting "
+                      "(false failover)", peer=who)
+    silent = now - (begun if primary_at is None else primary_at)
+    if silent < promote_after:
+        return Action(Act.WAIT, f"the primary has been silent for {silent:.1f} s of {promote_after:g} s")
+    stale = sorted(m for m in members if m not in views or views[m].asked < begun)
+    if stale:
+        return Action(Act.WAIT, f"waiting for a probe of {', '.join(stale)} sent after the election began")
+    seers = sorted(v.name for v in views.values()
+                   if v.saw_primary_at is not None and now - v.saw_primary_at < SIGHTING_VETO)
+    if seers:
+        return Action(Act.REFUSE, f"{', '.join(seers)} heard the primary less than {SIGHTING_VETO:g} s ago: it "
+                      "lives, only this node lost it; not promoting", peer=seers[0])
+    return Action(Act.PROMOTE, f"the primary has been silent for {silent:.1f} s and no member heard it since "
+                  f"the election began: promoting")

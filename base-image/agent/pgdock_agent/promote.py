@@ -1,11 +1,12 @@
-"""repmgrd's promote_command: promote this standby, but never before the old primary has been silent
-for the promotion delay.
+"""The promotion gate and the promotion: repmgrd's failover_validation_command and promote_command.
 
-The isolated primary fences itself `fence_after` seconds after it last heard a quorum; this
-node promotes only `promote_after` seconds after it last heard a primary, and the gap between
-the two is the guarantee that the old primary stopped first (README, "High availability").
-repmgrd may decide sooner (a refused connection fails at once): the wait happens here. If a
-primary answers again while we wait, the failover was false and we refuse.
+repmgrd detects a failed primary (one ping, no reconnect attempts) and elects the standby with the
+newest WAL among a majority; the winner asks `pgdock-agent validate-failover`, which answers from
+the running agent's prober (published to CONTACTS after every probe) by `decide.failover_verdict`:
+it waits until the primary has been silent to this node for the promotion delay (the isolated
+primary fenced itself `fence_after` seconds after it last heard a quorum, FENCE_GAP sooner: the
+guarantee in the README), and refuses if any member still hears the primary, or if it answers
+again. A refusal makes repmgrd hold the election again after election_rerun_interval.
 
 Promotion is `pg_promote(wait => true)` plus repmgr's own metadata update, done directly:
 `repmgr standby promote` would first spend its connect timeout looking for the dead primary.
@@ -15,44 +16,64 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 
-from . import contract, events
+from . import contract, decide, events
+from .decide import Act, PeerView
 from .node import RUN, env, log
 from .postgres import local_conn
 
 CONTACTS = RUN / "contacts.json"
-"""Written by the supervisor's prober: monotonic times each peer last answered, and last answered as primary."""
+"""Written by the supervisor's prober after every probe: what it knows of each peer (decide.PeerView)."""
 DEFAULT_PROMOTE_SECONDS = 5.0
+GATE_SLACK = 6.0
+"""The gate answers no if it has not decided within the promotion delay plus this (a probe thread that
+stopped publishing, say): repmgrd then holds a new election."""
 
 
-def last_primary_contact() -> float | None:
+def views() -> dict[str, PeerView]:
     try:
-        return max(json.loads(CONTACTS.read_text()).get("primary", {}).values(), default=None)
-    except (OSError, ValueError):
-        return None
+        return {name: PeerView(**fields) for name, fields in json.loads(CONTACTS.read_text()).items()}
+    except (OSError, ValueError, TypeError):
+        return {}
 
 
-def wait_until_silent(promote_after: float, poll: float = 0.05) -> str | None:
-    """Waits until no primary answered for `promote_after` seconds; returns why not when one answers again."""
+def publish(known: dict[str, PeerView]) -> None:
+    """Called by the prober after each probe; written beside and renamed, so a reader never sees half."""
+    fresh = CONTACTS.with_name(".contacts.json")
+    fresh.write_text(json.dumps({name: asdict(view) for name, view in known.items()}))
+    fresh.replace(CONTACTS)
+
+
+def gate(promote_after: float, members: tuple[str, ...], poll: float = 0.05) -> decide.Action:
+    """Waits for `decide.failover_verdict` to say PROMOTE or REFUSE (or gives up, REFUSE)."""
     begun = time.monotonic()
     while True:
-        seen = last_primary_contact()
-        if seen is not None and seen > begun:
-            return "a primary answered again while the promotion waited: not promoting (false failover)"
-        since = begun if seen is None else seen
-        if time.monotonic() - since >= promote_after:
-            return None
+        verdict = decide.failover_verdict(time.monotonic(), begun, promote_after, members, views())
+        if verdict.act != Act.WAIT:
+            return verdict
+        if time.monotonic() - begun > promote_after + GATE_SLACK:
+            return decide.Action(Act.REFUSE, f"no decision after {promote_after + GATE_SLACK:g} s: {verdict.reason}")
         time.sleep(poll)
 
 
-def promote() -> int:
+def validate() -> int:
+    """repmgrd's failover_validation_command: exit 0 lets this elected standby promote."""
+    from .peers import peers
+
     promote_after = float(env(contract.ENV_PROMOTE_SECONDS, str(DEFAULT_PROMOTE_SECONDS)))
     events.record(contract.EVENT_PROMOTE_WAIT, f"elected by repmgrd; promoting once the primary has been silent "
-                  f"to this node for {promote_after:g} s")
-    refusal = wait_until_silent(promote_after)
-    if refusal:
-        log(refusal)
+                  f"to this node for {promote_after:g} s and no member hears it")
+    verdict = gate(promote_after, tuple(p.name for p in peers()))
+    log(f"failover validation: {verdict.reason}")
+    if verdict.act != Act.PROMOTE:
+        events.record(contract.EVENT_PROMOTE_REFUSED, verdict.reason)
         return 1
+    return 0
+
+
+def promote() -> int:
+    """repmgrd's promote_command, run right after the gate said yes."""
     node_id = int(env(contract.ENV_NODE_ID))
     with local_conn() as conn:
         if not conn.execute("SELECT pg_promote(true, 60)").fetchone()[0]:
@@ -64,13 +85,5 @@ def promote() -> int:
                      (node_id,))
         conn.execute("UPDATE repmgr.nodes SET type = 'primary', upstream_node_id = NULL, active = true "
                      "WHERE node_id = %s", (node_id,))
-    events.record(contract.EVENT_STANDBY_PROMOTE, f"promoted after the primary was silent for {promote_after:g} s")
+    events.record(contract.EVENT_STANDBY_PROMOTE, "promoted: the failover validation said yes")
     return 0
-
-
-def publish(contacts: dict[str, float], primary: dict[str, float]) -> None:
-    """Called by the prober after each answer; written beside and renamed, so a reader never sees half."""
-    fresh = CONTACTS.with_name(".contacts.json")
-    fresh.write_text(json.dumps({"contact": contacts, "primary": primary}))
-    fresh.replace(CONTACTS)
-

@@ -29,9 +29,10 @@ TICK = 0.25
 RETRY_SECONDS = 5.0
 """Pause after a failed step on a node that is not a running primary (a failing clone, say)."""
 MEMBERS_REFRESH = 5.0
-HOLD_DOWN_SLACK = 3.0
-"""A fenced primary stays down the promotion delay plus this: repmgrd's election (a ping timeout and a
-reconnect attempt) may come that much after the promotion delay began."""
+HOLD_DOWN_SLACK = 6.0
+"""A fenced primary stays down the promotion delay plus this: the gate of an election held meanwhile
+must have seen a fresh probe of it (sent after the election began) before the node may start again, so
+that an election still deciding never misses a former primary that came back."""
 REPMGRD_RESTART_SECONDS = 5.0
 """repmgrd that exits at once (a wrong record, say) is restarted no faster than this."""
 REPMGRD_HELD = RUN / "repmgrd.held"
