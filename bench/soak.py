@@ -54,7 +54,7 @@ def main() -> None:
             node = the_lab.lab_spec.member(primary.name)
             secrets = the_lab.repo / "secrets"
             pg_env = {**os.environ, "PGHOST": node.address, "PGPORT": str(node.port), "PGUSER": loaded.user,
-                      "PGDATABASE": loaded.database, "PGSSLMODE": "verify-ca",
+                      "PGDATABASE": loaded.database, "PGSSLMODE": "verify-full",
                       "PGSSLROOTCERT": str(secrets / "tls" / "ca.crt"),
                       "PGPASSWORD": (secrets / "passwords" / "app").read_text().strip()}
             subprocess.run(["pgbench", "-i", "-q", "-s", "10"], env=pg_env, check=True, capture_output=True)

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from . import contract
+from .errors import UsageError
 from .spec import Node, Spec
 
 PASSWORDS = ("superuser", "app", "repmgr", "replication")
@@ -166,8 +167,41 @@ def _ensure_node_cert(tls: Path, node: Node, ca_key, ca_cert) -> None:
     _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
 
 
+def _half_pairs(folder: Path) -> list[Path]:
+    """Private keys without their public half and the reverse: the missing half cannot be derived back."""
+    return sorted([key.with_suffix(".pub") for key in folder.glob("*_ed25519") if not key.with_suffix(".pub").exists()]
+                  + [pub.with_suffix("") for pub in folder.glob("*.pub") if not pub.with_suffix("").exists()])
+
+
+def lost_pieces(directory: Path) -> list[Path]:
+    """What an existing secrets set lacks that cannot be made anew without breaking the cluster that uses
+    it: a password its databases already know, the CA that signed its node certificates, half a key pair.
+    Pieces that can be made anew consistently (a new node's certificate or host key) are not lost."""
+    if not directory.is_dir():
+        return []
+    passwords = [directory / "passwords" / role for role in PASSWORDS]
+    lost = [path for path in passwords if not path.exists()] if any(p.exists() for p in passwords) else []
+    tls = directory / "tls"
+    if any(cert.name != "ca.crt" for cert in tls.glob("*.crt")):
+        lost += [path for path in (tls / "ca.key", tls / "ca.crt") if not path.exists()]
+    return lost + _half_pairs(directory / "ssh") + _half_pairs(directory / "ssh" / "host_keys")
+
+
+def check_complete(directory: Path) -> None:
+    """Refuses (exit 2, nothing written) to fill gaps in an existing secrets set with new material: a new
+    repmgr password or CA would render a repo the running cluster does not accept."""
+    lost = lost_pieces(directory)
+    if lost:
+        listing = "\n".join(f"  {path}" for path in lost)
+        raise UsageError(f"{directory}: these secrets are missing, and new ones would not match the cluster that "
+                         f"uses the others:\n{listing}\nRestore them from your backup of secrets/ (it is not in "
+                         "git); for a cluster that was never deployed, remove secrets/ and render again.")
+
+
 def ensure(spec: Spec, directory: Path) -> None:
-    """Creates whatever secret of `spec` is missing under `directory`; never rotates existing ones."""
+    """Creates whatever secret of `spec` is missing under `directory`; never rotates existing ones, and
+    refuses to fill the gaps of an incomplete set (check_complete)."""
+    check_complete(directory)
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(directory, 0o700)
     for role in PASSWORDS:

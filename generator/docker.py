@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 from collections.abc import Callable
 from contextlib import contextmanager
 from functools import cache
@@ -51,6 +52,14 @@ def exec_interactive(context: str | None, container: str, command: list[str], us
     captures output, which an interactive program cannot use."""
     argv = ["docker"] + (["--context", context] if context else []) + ["exec", "-it", "-u", user, container]
     os.execvp(shutil.which("docker") or "docker", argv + command)
+
+
+def exec_pipe(context: str | None, container: str, command: list[str], user: str) -> subprocess.Popen:
+    """`docker exec -i` kept running, stdin and stdout as unbuffered pipes: for asking a long-lived
+    program (psql) again and again without paying for a new exec (a runc start) each time."""
+    argv = ["docker"] + (["--context", context] if context else []) + ["exec", "-i", "-u", user, container]
+    return subprocess.Popen(argv + command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, bufsize=0)
 
 
 @contextmanager

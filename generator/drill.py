@@ -16,6 +16,8 @@ its connect_timeout for each dead host listed before the new primary.
 
 from __future__ import annotations
 
+import select
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +27,7 @@ from datetime import UTC, datetime
 
 import psycopg
 
-from . import cluster, contract, events, lab, switchover
+from . import cluster, contract, docker, events, lab, switchover
 from .errors import PgdockError, UsageError
 from .spec import Node, Spec
 
@@ -48,7 +50,7 @@ class WriteLoad:
         def conninfo(hosts: list[Node]) -> str:
             return psycopg.conninfo.make_conninfo(
                 host=",".join(n.address for n in hosts), port=",".join(str(n.port) for n in hosts),
-                dbname=spec.database, user=spec.user, password=password, sslmode="verify-ca", sslrootcert=ca_file,
+                dbname=spec.database, user=spec.user, password=password, sslmode="verify-full", sslrootcert=ca_file,
                 target_session_attrs="read-write", connect_timeout=2,
                 # a primary that vanishes mid-query must not hang the writer: TCP keepalives notice in ~4 s
                 keepalives_idle=2, keepalives_interval=1, keepalives_count=2, tcp_user_timeout=4000)
@@ -123,31 +125,55 @@ class WriteLoad:
         return sorted(a.id for a in self.acks if a.id not in present)
 
 
+class _Session:
+    """One long-lived psql inside a node's container, asked again and again. A `docker exec` per sample
+    (five nodes, three times a second) loaded a 2-core machine enough to delay the cluster's own probes."""
+
+    QUESTION = b"SELECT NOT pg_is_in_recovery();\n"
+    TIMEOUT = 3.0
+
+    def __init__(self, target: cluster.Target):
+        self.target = target
+        self.proc: subprocess.Popen | None = None
+
+    def writable(self) -> bool:
+        """True when the node answered that it takes writes; False when it said no or did not answer."""
+        try:
+            if self.proc is None or self.proc.poll() is not None:
+                self.proc = docker.exec_pipe(self.target.context, self.target.container,
+                                             ["psql", "-XAtq", "-h", "/var/run/postgresql", "-p",
+                                              str(self.target.node.port), "-U", "postgres"], "postgres")
+            self.proc.stdin.write(self.QUESTION)
+            ready, _, _ = select.select([self.proc.stdout], [], [], self.TIMEOUT)
+            line = self.proc.stdout.readline() if ready else b""
+        except (OSError, ValueError):
+            line = b""
+        if not line:  # psql ended (the server went away) or hangs: start a new one next time
+            self.close()
+        return line.strip() == b"t"
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
 class WritableSampler:
-    """Every ~0.3 s asks each data node, through `docker exec`, whether it accepts writes right now."""
+    """Every ~0.3 s asks each data node, over its own long-lived psql, whether it accepts writes right now."""
 
     def __init__(self, running: cluster.Running):
         self.targets = [t for t in running.targets() if not t.node.witness]
+        self.sessions = [_Session(t) for t in self.targets]
         self.samples: list[tuple[float, frozenset[str]]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _writable(self, target: cluster.Target) -> bool:
-        from python_on_whales.exceptions import DockerException
-
-        try:
-            out = target.client.execute(target.container, ["psql", "-XAtq", "-h", "/var/run/postgresql", "-p",
-                                                           str(target.node.port), "-U", "postgres", "-c",
-                                                           "SELECT NOT pg_is_in_recovery()"], user="postgres")
-        except DockerException:
-            return False
-        return out.strip() == "t"
 
     def _run(self) -> None:
         with ThreadPoolExecutor(len(self.targets)) as pool:
             while not self._stop.is_set():
                 at = time.monotonic()
-                flags = list(pool.map(self._writable, self.targets))
+                flags = list(pool.map(_Session.writable, self.sessions))
                 self.samples.append((at, frozenset(t.node.name for t, f in zip(self.targets, flags, strict=True)
                                                    if f)))
                 self._stop.wait(0.3)
@@ -158,6 +184,8 @@ class WritableSampler:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(10)
+        for session in self.sessions:
+            session.close()
 
     def max_writable(self) -> int:
         return max((len(s) for _, s in self.samples), default=0)

@@ -17,6 +17,6 @@ def uri(spec: Spec, *, readonly: bool = False, connect_timeout: int = 3) -> str:
     params = {"target_session_attrs": "read-write"}
     if readonly:
         params = {"target_session_attrs": "prefer-standby", "load_balance_hosts": "random"}
-    params |= {"connect_timeout": str(connect_timeout), "sslmode": "verify-ca", "sslrootcert": "secrets/tls/ca.crt"}
+    params |= {"connect_timeout": str(connect_timeout), "sslmode": "verify-full", "sslrootcert": "secrets/tls/ca.crt"}
     query = "&".join(f"{k}={quote(v, safe='/')}" for k, v in params.items())
     return f"postgresql://{quote(spec.user)}@{hosts}/{quote(spec.database)}?{query}"

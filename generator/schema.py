@@ -13,6 +13,7 @@ SUPPORTED_PG_VERSIONS = (15, 17)
 """Majors Debian ships with repmgr: bookworm has 15, trixie has 17 (see base-image/)."""
 DEFAULT_DETECTION_SECONDS = 5
 """failover.detection_seconds when the spec does not say: measured in bench/ (kill-primary, soak)."""
+DEFAULT_SHM_SIZE = "256m"
 MAX_DATA_NODES = 64
 """More would not make a cluster safer; the limit keeps any spec quick to check."""
 
@@ -107,6 +108,12 @@ SCHEMA: dict[str, Any] = {
                     },
                     "description": "extra postgresql.conf settings: name -> value; settings pgdock relies on are "
                                    "refused, shared_preload_libraries is added to repmgr",
+                },
+                "shm_size": {
+                    "type": "string", "pattern": "^[1-9][0-9]{0,5}[kmg]$", "default": DEFAULT_SHM_SIZE,
+                    "patternErrorMessage": "a size like 256m or 1g (a number and k, m or g)",
+                    "description": "the container's /dev/shm (Docker's default, 64m, is too small for parallel "
+                                   "queries on large shared_buffers)",
                 },
             },
         },

@@ -22,7 +22,7 @@ import yaml
 
 from .cron import cron_problem
 from .errors import SpecError
-from .schema import DEFAULT_DETECTION_SECONDS, SCHEMA, allowed_keys
+from .schema import DEFAULT_DETECTION_SECONDS, DEFAULT_SHM_SIZE, SCHEMA, allowed_keys
 
 MAX_SPEC_BYTES = 1_000_000
 """A spec is a page or two; anything near this size is a mistake or an attack, refused before parsing."""
@@ -132,6 +132,7 @@ class Spec:
     user: str
     parameters: dict[str, Any]
     """postgres.parameters but shared_preload_libraries, sorted by name."""
+    shm_size: str
     preload_libraries: tuple[str, ...]
     """repmgr first, then the spec's own shared_preload_libraries."""
     replication_mode: str
@@ -433,6 +434,7 @@ def _build(data: dict[str, Any]) -> Spec:
         pg_version=pg["version"],
         database=pg.get("database", "app"),
         user=pg.get("user", "app"),
+        shm_size=pg.get("shm_size", DEFAULT_SHM_SIZE),
         parameters=parameters,
         preload_libraries=tuple(dict.fromkeys(["repmgr", *filter(None, libraries)])),
         replication_mode=(data.get("replication") or {}).get("mode", "async"),

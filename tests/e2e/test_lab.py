@@ -147,3 +147,69 @@ def test_debian_base_can_be_bootstrapped_without_a_registry() -> None:
     finally:
         if docker.image.exists(tag):
             docker.image.remove(tag, force=True)
+
+
+def test_cluster_roles_from_a_stranger_are_refused_before_a_password(lab3: LabCluster, outsider) -> None:
+    """Issue 10, row 4: postgres and replicator log in only from members; anyone else is turned away by
+    pg_hba before a password is even asked (so there is nothing to guess)."""
+    primary = lab3.lab.lab_spec.member(lab3.primary())
+    for user, database in (("postgres", "app"), ("postgres", "postgres"), ("replicator", "app")):
+        result = subprocess.run(["docker", "exec", outsider.name, "psql", "-w", "-Atc", "SELECT 1",
+                                 f"host={primary.address} port={primary.port} user={user} dbname={database} "
+                                 "sslmode=require"], capture_output=True, text=True)
+        assert result.returncode != 0 and "pg_hba.conf rejects connection" in result.stderr, (user, result.stderr)
+        assert "password" not in result.stderr
+
+
+def test_the_cluster_key_works_from_members_only(lab3: LabCluster, outsider) -> None:
+    """Issue 10, row 4: the cluster's ssh key is bound to the members' addresses (from=), so a copy of it
+    is useless elsewhere; members still reach each other (switchover and rejoin need it)."""
+    names = [n.name for n in lab3.spec.nodes]
+    target = lab3.lab.lab_spec.member(names[1])
+    key = lab3.lab.repo / "secrets" / "ssh" / "id_ed25519"
+    subprocess.run(["docker", "cp", str(key), f"{outsider.name}:/tmp/key"], check=True)
+    ssh = ["ssh", "-i", "/tmp/key", "-p", str(target.ssh_port), "-o", "BatchMode=yes",
+           "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", f"postgres@{target.address}", "true"]
+    stranger = subprocess.run(["docker", "exec", outsider.name, "sh", "-c", "chmod 600 /tmp/key && " +
+                               " ".join(ssh)], capture_output=True, text=True)
+    assert stranger.returncode != 0 and "Permission denied" in stranger.stderr, stranger.stderr
+    member = docker.execute(f"{lab3.spec.cluster}-{names[0]}", ["ssh", "-o", "BatchMode=yes", target.address,
+                                                               "echo", "reached"], user="postgres")
+    assert member.strip() == "reached"
+
+
+def test_a_node_presenting_another_nodes_certificate_is_refused(lab3: LabCluster, outsider) -> None:
+    """Issue 10, row 3: clients verify the server's name (verify-full). A standby given another node's
+    certificate and key still passes verify-ca (same CA) but is refused under verify-full."""
+    primary = lab3.primary()
+    standby, other = [n.name for n in lab3.spec.nodes if n.name != primary][:2]
+    node = lab3.lab.lab_spec.member(standby)
+    tls, container = lab3.lab.repo / "secrets" / "tls", f"{lab3.spec.cluster}-{standby}"
+    subprocess.run(["docker", "cp", str(tls / "ca.crt"), f"{outsider.name}:/tmp/ca.crt"], check=True)
+    password = (lab3.lab.repo / "secrets" / "passwords" / "app").read_text().strip()
+
+    def connect(mode: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", "exec", "-e", f"PGPASSWORD={password}", outsider.name, "psql", "-w", "-Atc",
+                               "SELECT 1", f"host={node.address} port={node.port} user=app dbname=app "
+                               f"sslmode={mode} sslrootcert=/tmp/ca.crt"], capture_output=True, text=True)
+
+    def serve(name: str) -> None:
+        for suffix in ("crt", "key"):
+            subprocess.run(["docker", "cp", str(tls / f"{name}.{suffix}"),
+                            f"{container}:/var/lib/postgresql/tls/server.{suffix}"], check=True)
+        docker.execute(container, ["chown", "postgres:postgres", "/var/lib/postgresql/tls/server.crt",
+                                   "/var/lib/postgresql/tls/server.key"])
+        docker.execute(container, ["chmod", "600", "/var/lib/postgresql/tls/server.key"])
+        docker.execute(container, ["pgdock-agent", "pg-reload"], user="postgres")
+
+    assert connect("verify-full").returncode == 0, connect("verify-full").stderr
+    try:
+        serve(other)
+        impostor = wait_until(lambda: (r := connect("verify-full")).returncode != 0 and r, 20,
+                              "the impostor certificate to be served")
+        assert "does not match host name" in impostor.stderr, impostor.stderr
+        assert connect("verify-ca").returncode == 0  # the same CA: only the name check catches it
+    finally:
+        serve(standby)
+    wait_until(lambda: connect("verify-full").returncode == 0, 20, "the node's own certificate again")
+    lab3.wait_healthy()

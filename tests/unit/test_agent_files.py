@@ -93,6 +93,9 @@ def test_install_secrets_installs_what_the_node_received(
     assert [line.split(":")[3] for line in (home / ".pgpass").read_text().splitlines()] == logins
     assert sorted(p.name for p in (home / "tls").iterdir()) == ["ca.crt", "server.crt", "server.key"]
     ssh = home / ".ssh"
-    assert (ssh / "authorized_keys").read_bytes() == (secrets / contract.SECRET_SSH_PUB).read_bytes()
+    options, key = (ssh / "authorized_keys").read_text().split(" ", 1)
+    assert key == (secrets / contract.SECRET_SSH_PUB).read_text()
+    peers = [m.address for m in parsed.members if m.name != node]
+    assert options == f'restrict,from="{",".join(peers)},127.0.0.1,::1"'  # the key works from members only
     assert sorted(p.name for p in ssh.iterdir()) == (
         ["authorized_keys", "config", "id_ed25519", "known_hosts"] if ssh_client else ["authorized_keys"])

@@ -7,6 +7,7 @@ import shutil
 import stat
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 
 from generator import render, spec
@@ -94,14 +95,31 @@ def test_secrets_are_kept_across_rerenders(tmp_path: Path, shop_spec_text: str) 
     assert tree(out / "secrets", skip=()) == before
 
 
-def test_missing_secrets_are_recreated_others_kept(tmp_path: Path, shop_spec_text: str) -> None:
+@pytest.mark.parametrize("lost", ["passwords/repmgr", "tls/ca.key", "tls/ca.crt", "ssh/id_ed25519.pub",
+                                  "ssh/host_keys/n2_ed25519"])
+def test_an_incomplete_secrets_set_is_refused_and_nothing_written(tmp_path: Path, shop_spec_text: str,
+                                                                   run_cli, lost: str) -> None:
+    """Issue 10, row 7: a lost repmgr password or CA key used to be made anew (exit 0): a password the
+    database does not know, a CA that signed none of the node certificates. Now: exit 2, the path named."""
+    out = tmp_path / "repo"
+    render_spec(shop_spec_text, out)
+    (out / "secrets" / lost).unlink()
+    before = tree(out, skip=())
+    (tmp_path / "cluster.yaml").write_text(shop_spec_text.replace("work_mem: 8MB", "work_mem: 32MB"))
+    result = run_cli("render", "-f", tmp_path / "cluster.yaml", "-o", out, "--force")
+    assert result.exit_code == 2 and lost in result.stderr and "Traceback" not in result.stderr
+    assert tree(out, skip=()) == before
+
+
+def test_a_new_node_gets_new_secrets_the_others_are_kept(tmp_path: Path, shop_spec_text: str) -> None:
     out = tmp_path / "repo"
     render_spec(shop_spec_text, out)
     app = password(out / "secrets", "app")
-    (out / "secrets" / "passwords" / "repmgr").unlink()
+    (out / "secrets" / "tls" / "n2.crt").unlink()
+    (out / "secrets" / "tls" / "n2.key").unlink()
     render_spec(shop_spec_text, out)
     assert password(out / "secrets", "app") == app
-    assert password(out / "secrets", "repmgr")
+    assert (out / "secrets" / "tls" / "n2.crt").exists()
 
 
 def test_secret_modes(shop_repo: Path) -> None:
@@ -456,3 +474,75 @@ def test_ipv6_members_in_pg_hba_repmgr_and_readme(tmp_path: Path) -> None:
     assert conninfo.startswith("'host=fd00::1 port=5432 "), conninfo
     readme = (out / "README.md").read_text(encoding="utf-8")
     assert "postgresql://app@[fd00::1]:5432,db2.example.com:5432/app?" in readme
+
+
+def first_hba_match(hba: str, database: str, user: str, source: str) -> str:
+    """The METHOD of the first pg_hba line a TLS connection from `source` matches (PostgreSQL's own rule:
+    first match wins; "" when none matches, which PostgreSQL also refuses before any password)."""
+    import ipaddress
+
+    for line in hba.splitlines():
+        fields = line.split()
+        if not fields or fields[0] not in ("host", "hostssl"):
+            continue
+        _, databases, users, address, method = fields[:5]
+        if database not in databases.split(",") and not (databases == "all" and database != "replication"):
+            continue
+        if user not in users.split(",") and users != "all":
+            continue
+        if ipaddress.ip_address(source) in ipaddress.ip_network(address):
+            return method
+    return ""
+
+
+def test_cluster_roles_only_from_members_others_refused_before_a_password(golden_repo: Path) -> None:
+    """Issue 10, row 4: postgres, replicator and repmgr from a stranger meet `reject` (or no line) — never
+    scram, which would let them try passwords; applications still log in with scram from anywhere."""
+    hba = (golden_repo / "nodes" / "g1" / "pg_hba.conf").read_text()
+    stranger = "203.0.113.7"
+    for database, user in (("app", "postgres"), ("postgres", "postgres"), ("orders", "replicator"),
+                           ("replication", "replicator"), ("repmgr", "repmgr"), ("orders", "repmgr")):
+        assert first_hba_match(hba, database, user, stranger) in ("reject", ""), (database, user)
+    assert first_hba_match(hba, "orders", "postgres", "10.1.0.2") == "scram-sha-256"
+    assert first_hba_match(hba, "replication", "replicator", "10.1.0.3") == "scram-sha-256"
+    assert first_hba_match(hba, "repmgr", "repmgr", "10.1.0.9") == "scram-sha-256"
+    assert first_hba_match(hba, "orders", "orders_owner", stranger) == "scram-sha-256"
+    assert first_hba_match(hba, "orders", "postgres", "10.1.0.9") == "reject"  # the witness runs no postgres client
+
+
+def test_postgres_listens_on_the_node_address_and_loopback_only(golden_repo: Path) -> None:
+    conf = (golden_repo / "nodes" / "g3" / "postgresql.conf").read_text()
+    assert "listen_addresses = '10.1.0.3,localhost'" in conf
+    assert "'*'" not in conf
+
+
+def test_every_connection_verifies_the_server_name(golden_repo: Path) -> None:
+    """Issue 10, row 3: verify-full wherever pgdock connects (repmgr, and the URI applications get)."""
+    rendered = tree(golden_repo)
+    assert not [name for name, data in rendered.items() if b"verify-ca" in data]
+    repmgr_conf = (golden_repo / "nodes" / "g2" / "repmgr.conf").read_text()
+    assert "sslmode=verify-full" in repmgr_conf
+    assert "sslmode=verify-full" in (golden_repo / "README.md").read_text()
+
+
+def test_containers_keep_only_the_privileges_they_use(golden_repo: Path) -> None:
+    """Issue 10, row 5: no default capabilities, no privilege gain, a /dev/shm for PostgreSQL, rotated logs."""
+    import yaml
+
+    compose = yaml.safe_load((golden_repo / "nodes" / "g1" / "compose.yaml").read_text())
+    postgres, backup = compose["services"]["postgres"], compose["services"]["backup"]
+    assert postgres["cap_drop"] == ["ALL"]
+    assert set(postgres["cap_add"]) == {"CHOWN", "DAC_OVERRIDE", "FOWNER", "SETUID", "SETGID", "KILL", "SYS_CHROOT"}
+    assert backup["cap_drop"] == ["ALL"] and "cap_add" not in backup and backup["user"] == "postgres"
+    for service in (postgres, backup):
+        assert service["security_opt"] == ["no-new-privileges:true"]
+        assert service["logging"] == {"driver": "json-file", "options": {"max-size": "10m", "max-file": "5"}}
+    assert postgres["shm_size"] == "256m"
+
+
+def test_shm_size_comes_from_the_spec_and_is_checked(tmp_path: Path) -> None:
+    out = tmp_path / "repo"
+    render_spec(MINIMAL_SPEC.replace("  version: 17\n", "  version: 17\n  shm_size: 1g\n"), out)
+    assert "shm_size: 1g" in (out / "nodes" / "n1" / "compose.yaml").read_text()
+    with pytest.raises(spec.SpecError, match="postgres.shm_size"):
+        spec.parse(MINIMAL_SPEC.replace("  version: 17\n", "  version: 17\n  shm_size: 1g; rm -rf /\n"))

@@ -110,8 +110,7 @@ def witness() -> None:
 
 
 def register_witness(primary_peer: Peer) -> None:
-    repmgr("-h", primary_peer.address, "-p", str(primary_peer.port), "-U", "repmgr", "-d", "repmgr",
-           "witness", "register", "--force")
+    repmgr("-d", conninfo(primary_peer), "witness", "register", "--force")
 
 
 def clone(peer: Peer) -> None:

@@ -41,7 +41,7 @@ def install_secrets() -> None:
                            (contract.SECRET_NODE_KEY, "server.key")):
         write_owned(TLS / target, (SECRETS / source).read_bytes())
     ssh = HOME / ".ssh"
-    write_owned(ssh / "authorized_keys", (SECRETS / contract.SECRET_SSH_PUB).read_bytes())
+    write_owned(ssh / "authorized_keys", authorized_key((SECRETS / contract.SECRET_SSH_PUB).read_text()))
     if (SECRETS / contract.SECRET_SSH_KEY).exists():  # an ssh client: switchover and rejoin reach the peers
         write_owned(ssh / "id_ed25519", (SECRETS / contract.SECRET_SSH_KEY).read_bytes())
         write_owned(ssh / "known_hosts", (SECRETS / contract.SECRET_KNOWN_HOSTS).read_bytes(), 0o644)
@@ -52,6 +52,13 @@ def install_secrets() -> None:
     if os.getuid() == 0:
         write_owned(Path("/etc/ssh/pgdock_host_ed25519_key"), (SECRETS / contract.SECRET_SSH_HOST_KEY).read_bytes(),
                     owner="root")
+
+
+def authorized_key(public_key: str) -> str:
+    """The cluster key, usable only from members (nodes sharing a server reach each other over loopback)
+    and only to run commands: `restrict` turns off forwarding, agents and terminals."""
+    sources = ",".join([p.address for p in peers()] + ["127.0.0.1", "::1"])
+    return f'restrict,from="{sources}" {public_key.strip()}\n'
 
 
 def write_s3_config() -> None:

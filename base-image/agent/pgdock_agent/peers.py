@@ -72,11 +72,12 @@ def conninfo(peer: Peer) -> str:
     """repmgr's way in to a peer: TLS with the cluster CA, and TCP timeouts that notice a vanished peer."""
     return (f"host={peer.address} port={peer.port} user=repmgr dbname=repmgr connect_timeout={CONNECT_TIMEOUT} "
             f"keepalives=1 keepalives_idle=1 keepalives_interval=1 keepalives_count=2 tcp_user_timeout=2000 "
-            f"sslmode=verify-ca sslrootcert={contract.CA_CERT} application_name=pgdock-prober")
+            f"sslmode=verify-full sslrootcert={contract.CA_CERT}")
 
 
 def connect(peer: Peer) -> psycopg.Connection:
-    return psycopg.connect(conninfo(peer), password=password("repmgr"), autocommit=True)
+    return psycopg.connect(conninfo(peer), password=password("repmgr"), autocommit=True,
+                           application_name="pgdock-prober")
 
 
 def ask(conn: psycopg.Connection, peer: Peer) -> Answer:

@@ -203,7 +203,8 @@ class Supervisor:
 
     def ensure_daemons(self) -> None:
         if self.sshd is None or self.sshd.poll() is not None:
-            self.sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-p", env(contract.ENV_SSH_PORT)])
+            self.sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-p", env(contract.ENV_SSH_PORT),
+                                          "-o", f"ListenAddress={env(contract.ENV_ADDRESS)}"])
         repmgrd_alive = self.repmgrd is not None and self.repmgrd.poll() is None
         if repmgrd_alive or time.monotonic() - self.repmgrd_started < REPMGRD_RESTART_SECONDS:
             return
