@@ -14,6 +14,7 @@ SUPPORTED_PG_VERSIONS = (15, 17)
 DEFAULT_DETECTION_SECONDS = 5
 """failover.detection_seconds when the spec does not say: measured in bench/ (kill-primary, soak)."""
 DEFAULT_SHM_SIZE = "256m"
+DEFAULT_MAX_WAL_KEEP = "16GB"
 MAX_DATA_NODES = 64
 """More would not make a cluster safer; the limit keeps any spec quick to check."""
 
@@ -108,6 +109,13 @@ SCHEMA: dict[str, Any] = {
                     },
                     "description": "extra postgresql.conf settings: name -> value; settings pgdock relies on are "
                                    "refused, shared_preload_libraries is added to repmgr",
+                },
+                "max_wal_keep": {
+                    "type": "string", "pattern": "^[1-9][0-9]{0,6}(MB|GB)$", "default": DEFAULT_MAX_WAL_KEEP,
+                    "patternErrorMessage": "a size in MB or GB, like 16GB",
+                    "description": "the most WAL a node keeps for lagging standbys (max_slot_wal_keep_size) and "
+                                   "for an unreachable archive (older WAL is given up, with an event and a status "
+                                   "warning): keep it well under the data volume's free space",
                 },
                 "shm_size": {
                     "type": "string", "pattern": "^[1-9][0-9]{0,5}[kmg]$", "default": DEFAULT_SHM_SIZE,

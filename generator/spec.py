@@ -22,7 +22,7 @@ import yaml
 
 from .cron import cron_problem
 from .errors import SpecError
-from .schema import DEFAULT_DETECTION_SECONDS, DEFAULT_SHM_SIZE, SCHEMA, allowed_keys
+from .schema import DEFAULT_DETECTION_SECONDS, DEFAULT_MAX_WAL_KEEP, DEFAULT_SHM_SIZE, SCHEMA, allowed_keys
 
 MAX_SPEC_BYTES = 1_000_000
 """A spec is a page or two; anything near this size is a mistake or an attack, refused before parsing."""
@@ -63,6 +63,7 @@ _MANAGED: dict[str, tuple[str, ...]] = {
     "files pgdock renders and mounts": ("hba_file", "ident_file", "data_directory", "config_file"),
     "directives that read other files into postgresql.conf": ("include", "include_dir", "include_if_exists"),
     "names the node as <cluster>-<node>": ("cluster_name",),
+    "`postgres.max_wal_keep` bounds the WAL a node keeps": ("max_slot_wal_keep_size", "wal_keep_size"),
     "`backup.s3` sets continuous archiving and restores": (
         "archive_mode", "archive_command", "archive_library", "restore_command"),
     "repmgr and pgdock-agent set a standby's upstream and recovery": (
@@ -133,6 +134,8 @@ class Spec:
     parameters: dict[str, Any]
     """postgres.parameters but shared_preload_libraries, sorted by name."""
     shm_size: str
+    max_wal_keep: str
+    """postgres.max_wal_keep, like 16GB: see max_wal_keep_mb."""
     preload_libraries: tuple[str, ...]
     """repmgr first, then the spec's own shared_preload_libraries."""
     replication_mode: str
@@ -157,6 +160,18 @@ class Spec:
     @property
     def replication_capacity(self) -> int:
         return replication_capacity(len(self.nodes))
+
+    @property
+    def max_wal_keep_mb(self) -> int:
+        """The bound on pg_wal: slots may hold no more (max_slot_wal_keep_size), an archive outage no more
+        (archive.py gives WAL up past it), and wal_keep_size is a quarter of it at most."""
+        number, unit = int(self.max_wal_keep[:-2]), self.max_wal_keep[-2:]
+        return number * (1024 if unit == "GB" else 1)
+
+    @property
+    def wal_keep_mb(self) -> int:
+        """wal_keep_size: 1 GB for standbys without a slot, at most a quarter of the bound."""
+        return min(1024, self.max_wal_keep_mb // 4)
 
     @property
     def election_rerun_seconds(self) -> int:
@@ -435,6 +450,7 @@ def _build(data: dict[str, Any]) -> Spec:
         database=pg.get("database", "app"),
         user=pg.get("user", "app"),
         shm_size=pg.get("shm_size", DEFAULT_SHM_SIZE),
+        max_wal_keep=pg.get("max_wal_keep", DEFAULT_MAX_WAL_KEEP),
         parameters=parameters,
         preload_libraries=tuple(dict.fromkeys(["repmgr", *filter(None, libraries)])),
         replication_mode=(data.get("replication") or {}).get("mode", "async"),

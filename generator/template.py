@@ -10,7 +10,6 @@ ask the same questions with the same defaults.
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,6 @@ def environment() -> jinja2.Environment:
     )
     env.filters["pg_value"] = _pg_value
     env.filters["quote_ident"] = _quote_ident
-    env.filters["shell_quote"] = shlex.quote  # every value in a shell command line (archive_command)
     env.globals["c"] = contract  # names that cross into the containers: env vars, paths
     return env
 

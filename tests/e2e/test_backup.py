@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from python_on_whales import docker
 
-from generator import backup, lab, restore, spec
+from generator import backup, contract, events, lab, restore, spec
 
 from .conftest import LabCluster, bring_up, wait_until
 
@@ -106,6 +106,36 @@ def test_s3_outage_keeps_wal_on_disk_and_archive_catches_up(bk: LabCluster) -> N
     archive_everything(bk, timeout=180)
     assert bk.sql(primary, "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'") == "0"
     assert cli(bk, "backup", "check", "--max-wal-age", "2m").returncode == 0
+
+
+def test_a_long_s3_outage_gives_wal_up_past_the_bound_and_warns_until_a_base_backup(bk: LabCluster) -> None:
+    """Issue 10, row 6: with S3 cut off, 48 WAL files (768 MB) do not pile up in pg_wal (which would fill a
+    disk and stop PostgreSQL): past postgres.max_wal_keep they are given up, `pgdock_wal_dropped` is raised,
+    status warns of the gap, and the next base backup clears the warning."""
+    primary = bk.primary()
+    s3_container = bk.lab.s3_container
+    address = bk.lab.lab_spec.backup.s3.endpoint.split("//")[1].split(":")[0]
+    limit_mb = 256 + 64 + 128 + 3 * 16  # max_wal_keep + wal_keep_size + max_wal_size + the files in use
+    docker.network.disconnect(bk.lab.network, s3_container)
+    try:
+        bk.sql(primary, "CREATE TABLE IF NOT EXISTS long_outage (id int)")
+        bk.sql(primary, "DO $$ BEGIN FOR i IN 1..48 LOOP INSERT INTO long_outage VALUES (i); "
+                        "PERFORM pg_switch_wal(); END LOOP; END $$")
+        wait_until(lambda: any(e["event"] == contract.EVENT_WAL_DROPPED and e["node"] == primary
+                               for e in events.collect(bk.running)), 240, "the primary to give WAL up")
+
+        def wal_mb() -> int:
+            bk.sql(primary, "CHECKPOINT")
+            return int(bk.sql(primary, "SELECT sum(size) / 1048576 FROM pg_ls_waldir()"))
+
+        wait_until(lambda: wal_mb() <= limit_mb, 120, f"pg_wal to shrink under {limit_mb} MB")
+        assert bk.sql(primary, "SELECT pg_is_in_recovery()") == "f"
+        assert "gap since" in (bk.status()[primary].archiving or "")
+    finally:
+        docker.network.connect(bk.lab.network, s3_container, ip=address)
+    result = cli(bk, "backup", "now")
+    assert result.returncode == 0, result.stderr
+    wait_until(lambda: "gap" not in (bk.status()[primary].archiving or "gap"), 120, "the gap warning to clear")
 
 
 def test_archive_follows_failover_retention_keeps_what_the_window_needs(bk: LabCluster) -> None:

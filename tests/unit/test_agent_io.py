@@ -243,3 +243,63 @@ def test_a_stale_pid_file_is_not_a_running_postgres(monkeypatch: pytest.MonkeyPa
     (tmp_path / "postmaster.pid").write_text(f"{os.getpid()}\n{tmp_path}\n")
     monkeypatch.setattr(postgres, "PGDATA", tmp_path)
     assert postgres.running() is False
+
+
+@pytest.fixture
+def wal_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A data directory with a pg_wal, a bound of 1 MB, a fake barman-cloud-wal-archive on PATH that
+    fails while `s3-down` exists, and the event log in tmp."""
+    from pgdock_agent import archive
+
+    pg_wal = tmp_path / "data" / "pg_wal"
+    pg_wal.mkdir(parents=True)
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    fake = tools / "barman-cloud-wal-archive"
+    fake.write_text(f"#!/bin/sh\n[ -e {tmp_path}/s3-down ] && {{ echo 'cannot reach S3' >&2; exit 2; }}\n"
+                    f"echo \"$@\" >> {tmp_path}/stored\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{__import__('os').environ['PATH']}")
+    monkeypatch.setattr(contract, "PGDATA", tmp_path / "data")
+    monkeypatch.setattr(contract, "ARCHIVE_GAP", tmp_path / "archive-gap.json")
+    monkeypatch.setattr(events, "EVENTS", tmp_path / "events.jsonl")
+    monkeypatch.setattr(events, "HOOKS", [])
+    monkeypatch.setattr(archive, "log", lambda message: None)
+    for name, value in ((contract.ENV_MAX_WAL_KEEP_MB, "1"), (contract.ENV_BACKUP_URL, "s3://b/p"),
+                        (contract.ENV_CLUSTER, "c"), (contract.ENV_S3_ENDPOINT, "http://s3:9000")):
+        monkeypatch.setenv(name, value)
+    return tmp_path
+
+
+def test_archive_stores_with_an_argument_list(wal_node: Path) -> None:
+    from pgdock_agent import archive
+
+    assert archive.archive("pg_wal/000000010000000000000001") == 0
+    assert (wal_node / "stored").read_text().split() == [
+        "--cloud-provider", "aws-s3", "--endpoint-url", "http://s3:9000", "--gzip", "s3://b/p", "c",
+        "pg_wal/000000010000000000000001"]
+
+
+def test_an_outage_keeps_wal_until_the_bound_then_gives_it_up_once_recorded(wal_node: Path) -> None:
+    """Issue 10, row 6: within the bound a failure is a failure (PostgreSQL keeps the file and retries);
+    past it the file is given up, the gap recorded with one event, and status says so."""
+    from pgdock_agent import archive, status
+
+    (wal_node / "s3-down").touch()
+    pg_wal = wal_node / "data" / "pg_wal"
+    (pg_wal / "000000010000000000000001").write_bytes(b"\0" * 600_000)
+    assert archive.archive("pg_wal/000000010000000000000001") == 1
+    assert not (wal_node / "archive-gap.json").exists()
+    (pg_wal / "000000010000000000000002").write_bytes(b"\0" * 600_000)
+    assert archive.archive("pg_wal/000000010000000000000001") == 0  # 1.2 MB held: past the bound
+    (pg_wal / "archive_status").mkdir()
+    (pg_wal / "archive_status" / "000000010000000000000001.done").touch()  # what PostgreSQL does next
+    assert archive.archive("pg_wal/000000010000000000000002") == 1  # 0.6 MB left: within the bound again
+    (pg_wal / "000000010000000000000003").write_bytes(b"\0" * 600_000)
+    assert archive.archive("pg_wal/000000010000000000000002") == 0
+    dropped = [e for e in logged(wal_node) if e["event"] == contract.EVENT_WAL_DROPPED]
+    assert len(dropped) == 1 and "000000010000000000000001" in dropped[0]["details"]
+    assert "gap since" in (archive.gap_note() or "") and "000000010000000000000001" in archive.gap_note()
+    assert not (wal_node / "stored").exists()
+    (wal_node / "archive-gap.json").unlink()  # the sidecar's base backup closes the gap
+    assert archive.gap_note() is None and status.gap_note is archive.gap_note

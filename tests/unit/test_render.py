@@ -423,27 +423,35 @@ def pg_unquote(value: str) -> str:
     return re.sub(r"''|\\(.)", lambda m: "'" if m.group(0) == "''" else m.group(1), value[1:-1])
 
 
-def test_archive_command_is_one_shell_word_per_value_even_for_hostile_values(golden_spec_text: str) -> None:
-    """The schema refuses such values; should one ever get through, the template still quotes it."""
-    import shlex
+def test_archive_command_carries_no_spec_value_even_for_hostile_values(golden_spec_text: str) -> None:
+    """The schema refuses such values; should one ever get through, it reaches barman-cloud from the env
+    file as one argument (archive.py passes a list, no shell), never through archive_command's shell."""
     from dataclasses import replace
 
     parsed = spec.parse(golden_spec_text)
     assert parsed.backup is not None
     hostile = replace(parsed.backup.s3, prefix="x';touch /tmp/pwned;#", endpoint="https://h/$(id)")
     parsed = replace(parsed, backup=replace(parsed.backup, s3=hostile))
-    conf = render.plan(parsed, golden_spec_text)["nodes/g1/postgresql.conf"].content.decode()
+    plan = render.plan(parsed, golden_spec_text)
+    conf = plan["nodes/g1/postgresql.conf"].content.decode()
     (value,) = re.findall(r"^archive_command = (.*)$", conf, re.MULTILINE)
-    command = pg_unquote(value)
-    assert shlex.split(command) == ["barman-cloud-wal-archive", "--cloud-provider", "aws-s3", "--endpoint-url",
-                                    "https://h/$(id)", "--gzip", "s3://golden-backups/x';touch /tmp/pwned;#",
-                                    "golden", "%p"]
+    assert pg_unquote(value) == "/usr/local/bin/pgdock-agent archive %p"
+    env = plan["nodes/g1/env"].content.decode()
+    assert "PGDOCK_BACKUP_URL=s3://golden-backups/x';touch /tmp/pwned;#\n" in env
 
 
-def test_archive_command_of_the_golden_spec(golden_repo: Path) -> None:
-    value = setting(golden_repo / "nodes" / "g1" / "postgresql.conf", "archive_command")
-    assert pg_unquote(value) == ("barman-cloud-wal-archive --cloud-provider aws-s3 --endpoint-url "
-                                 "https://s3.example.test --gzip s3://golden-backups/golden golden %p")
+def test_wal_is_bounded_by_max_wal_keep(tmp_path: Path, golden_repo: Path) -> None:
+    """Issue 10, row 6: slots and the archive outage share one bound; wal_keep_size never exceeds it."""
+    conf = golden_repo / "nodes" / "g1" / "postgresql.conf"
+    assert setting(conf, "max_slot_wal_keep_size") == "'16384MB'"
+    assert setting(conf, "wal_keep_size") == "'1024MB'"
+    assert "PGDOCK_MAX_WAL_KEEP_MB=16384\n" in (golden_repo / "nodes" / "g1" / "env").read_text()
+    out = tmp_path / "repo"
+    render_spec(MINIMAL_SPEC.replace("  version: 17\n", "  version: 17\n  max_wal_keep: 256MB\n"), out)
+    assert setting(out / "nodes" / "n1" / "postgresql.conf", "wal_keep_size") == "'64MB'"
+    for bad in ("16 GB", "0MB", "1TB", "-1"):
+        with pytest.raises(spec.SpecError, match="postgres.max_wal_keep"):
+            spec.parse(MINIMAL_SPEC.replace("  version: 17\n", f"  version: 17\n  max_wal_keep: {bad!r}\n"))
 
 
 def test_preload_libraries_are_merged_after_repmgr(tmp_path: Path) -> None:

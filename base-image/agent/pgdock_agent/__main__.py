@@ -15,6 +15,7 @@ USAGE = """usage: pgdock-agent COMMAND
   state                    this node's status as JSON
   event N EVENT OK TIME D  repmgr's event_notification_command
   hooks LOG HOOK...        run hooks for $PGDOCK_EVENT_JSON, results to LOG (started by `event`)
+  archive PATH             archive_command: WAL to S3, bounded by postgres.max_wal_keep
   validate-failover        repmgrd's failover_validation_command (the promotion gate)
   promote | follow ID      repmgr's promote_command / follow_command
   pg-start | pg-stop | pg-restart | pg-reload | reload | repmgrd-stop | repmgrd-start
@@ -47,6 +48,10 @@ def dispatch(command: str, args: list[str]) -> int:  # noqa: C901, PLR0911 - one
         from .events import run_hooks
 
         return run_hooks(Path(args[0]), [Path(a) for a in args[1:]])
+    elif command == "archive":
+        from .archive import archive
+
+        return archive(args[0])
     elif command == "validate-failover":
         from .promote import validate
 

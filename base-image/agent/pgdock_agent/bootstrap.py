@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import shlex
 import time
 from pathlib import Path
@@ -19,6 +18,7 @@ import psycopg
 from psycopg import sql
 
 from . import contract, events
+from .archive import barman_cloud_args
 from .files import write_owned
 from .node import RUN, env, password, set_status
 from .peers import Peer, conninfo
@@ -127,14 +127,9 @@ def clone(peer: Peer) -> None:
     done()
 
 
-def _barman_cloud_args() -> list[str]:
-    endpoint = os.environ.get(contract.ENV_S3_ENDPOINT)
-    return ["--cloud-provider", "aws-s3"] + (["--endpoint-url", endpoint] if endpoint else [])
-
-
 def _choose_backup(source: str, server: str, target: str) -> str:
     """The newest completed base backup that ended before the target (any, for `latest`)."""
-    listing = as_postgres(["barman-cloud-backup-list", *_barman_cloud_args(), "--format", "json", source, server],
+    listing = as_postgres(["barman-cloud-backup-list", *barman_cloud_args(), "--format", "json", source, server],
                           capture=True).stdout
     complete = [b for b in json.loads(listing)["backups_list"] if b.get("status") == "DONE"]
     if target != "latest":
@@ -149,7 +144,7 @@ def _choose_backup(source: str, server: str, target: str) -> str:
 def recovery_settings(source: str, server: str, target: str) -> dict[str, str]:
     """What a restored node's postgresql.auto.conf gets: WAL from S3 (each value one shell word), replay to
     the target, then promote."""
-    command = shlex.join(["barman-cloud-wal-restore", *_barman_cloud_args(), source, server]) + " %f %p"
+    command = shlex.join(["barman-cloud-wal-restore", *barman_cloud_args(), source, server]) + " %f %p"
     settings = {"restore_command": command, "recovery_target_timeline": "latest",
                 "recovery_target_action": "promote"}
     if target != "latest":
@@ -164,7 +159,7 @@ def restore(server: str, target: str) -> None:
     set_status(f"first start: restoring {server} backup {backup_id} from {source}, target {target}")
     begin()
     make_pgdata()
-    as_postgres(["barman-cloud-restore", *_barman_cloud_args(), source, server, backup_id, str(PGDATA)], capture=True)
+    as_postgres(["barman-cloud-restore", *barman_cloud_args(), source, server, backup_id, str(PGDATA)], capture=True)
     write_pgdata_conf()
     settings = recovery_settings(source, server, target)
     with (PGDATA / "postgresql.auto.conf").open("a") as auto:

@@ -8,6 +8,7 @@ from pathlib import Path
 import psycopg
 
 from . import contract
+from .archive import gap_note
 from .node import STATUS, env
 from .peers import peers
 from .postgres import PG_BIN, is_standby, local_conn, running
@@ -38,9 +39,11 @@ def archiving(conn: psycopg.Connection) -> str:
         "SELECT failed_count, last_archived_time, last_failed_time, "
         "(SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready') FROM pg_stat_archiver"
     ).fetchone()
+    gap = gap_note()
     if last_failed and (last_ok is None or last_failed > last_ok):
-        return f"failing since {last_failed:%H:%M:%S} ({ready} WAL files waiting)"
-    return "ok"
+        failing = f"failing since {last_failed:%H:%M:%S} ({ready} WAL files waiting)"
+        return f"{failing}; {gap}" if gap else failing
+    return gap or "ok"
 
 
 def node_state() -> dict:

@@ -17,6 +17,8 @@ import subprocess
 import threading
 import time
 
+import psycopg
+
 from . import bootstrap, contract, decide, events, postgres, promote
 from .decide import Act, Action
 from .files import install_secrets
@@ -35,6 +37,8 @@ must have seen a fresh probe of it (sent after the election began) before the no
 that an election still deciding never misses a former primary that came back."""
 REPMGRD_RESTART_SECONDS = 5.0
 """repmgrd that exits at once (a wrong record, say) is restarted no faster than this."""
+SLOT_CHECK_SECONDS = 10.0
+"""How often a running primary looks for replication slots PostgreSQL gave up (max_slot_wal_keep_size)."""
 REPMGRD_HELD = RUN / "repmgrd.held"
 REFUSED = RUN / "refused"
 """Why this node refuses to start (it stays down, PG_HELD, until an operator rebuilds or restarts it)."""
@@ -62,6 +66,9 @@ class Supervisor:
         self.system_id: int | None = None
         self.is_registered = False
         self.fenced_at: float | None = None
+        self.slots_checked = 0.0
+        self.lost_slots: set[str] = set()
+        """Slots already reported lost (one event each)."""
         self.hold_down = float(env(contract.ENV_PROMOTE_SECONDS, "5")) + HOLD_DOWN_SLACK
         self.handlers = {
             Act.START_PRIMARY: self._start, Act.START_STANDBY: self._start, Act.START_WITNESS: self._start,
@@ -201,6 +208,24 @@ class Supervisor:
             action = ("standby", "register", "--force") if kind is None else ("standby", "follow")
             postgres.repmgr(*action, f"--upstream-node-id={upstream}", check=False)
 
+    def report_lost_slots(self) -> None:
+        """A standby that fell more than postgres.max_wal_keep behind has lost its slot and cannot catch up by
+        streaming: one `pgdock_slot_lost` event per slot (status shows it as lagging or down)."""
+        if time.monotonic() - self.slots_checked < SLOT_CHECK_SECONDS or not postgres.running() \
+                or postgres.is_standby():
+            return
+        self.slots_checked = time.monotonic()
+        try:
+            with postgres.local_conn() as conn:
+                lost = {row[0] for row in conn.execute("SELECT slot_name FROM pg_replication_slots "
+                                                       "WHERE wal_status = 'lost'").fetchall()}
+        except psycopg.Error:
+            return  # PostgreSQL is starting or stopping: the next check sees the slots
+        for slot in sorted(lost - self.lost_slots):
+            events.record(contract.EVENT_SLOT_LOST, f"replication slot {slot} lost: its standby fell more than "
+                          "postgres.max_wal_keep behind and must be cloned again (remove its data volume)")
+        self.lost_slots = lost
+
     def ensure_daemons(self) -> None:
         if self.sshd is None or self.sshd.poll() is not None:
             self.sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-p", env(contract.ENV_SSH_PORT),
@@ -223,6 +248,7 @@ class Supervisor:
         try:
             self.apply(decide.next_action(self.observe()))
             self.ensure_registered()
+            self.report_lost_slots()
         finally:
             self.busy = False
         self.ensure_daemons()
