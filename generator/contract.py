@@ -14,8 +14,15 @@ from pathlib import PurePosixPath
 
 # ---------------------------------------------------------------- paths inside a node's containers
 
+CONFIG_STORE = PurePosixPath("/etc/pgdock-store")
+"""Where the node's config volume is mounted (read-only): one folder per config version under
+CONFIG_VERSIONS, and CONFIG_CURRENT, a symlink to one of them, which a deploy switches in one rename."""
+CONFIG_VERSIONS = "versions"
+CONFIG_CURRENT = "current"
+CONFIG_VERSIONS_KEPT = 5
+"""Config versions kept in the volume besides the current one (older ones are removed by the next deploy)."""
 CONFIG = PurePosixPath("/etc/pgdock")
-"""The node's config volume (read-only), filled by its config-carrier image."""
+"""The node's config as every program reads it: in the base image a symlink to CONFIG_STORE/current."""
 REPMGR_CONF = CONFIG / "repmgr.conf"
 SHARED = CONFIG / "shared"
 FAILOVER_HOOKS = SHARED / "failover"
@@ -141,6 +148,16 @@ LABEL_LAB_ID = "org.pgdock.lab-id"
 def container(cluster: str, node: str) -> str:
     """The node's database container, and its compose project."""
     return f"{cluster}-{node}"
+
+
+LOCK_SUFFIX = "-deploy-lock"
+LABEL_LOCK_HOLDER = "org.pgdock.lock-holder"
+LABEL_LOCK_SINCE = "org.pgdock.lock-since"
+
+
+def lock_container(cluster: str, node: str) -> str:
+    """A stopped container whose existence is a node's deploy lock (creating a named container is atomic)."""
+    return f"{cluster}-{node}{LOCK_SUFFIX}"
 
 
 BACKUP_SUFFIX = "-backup"

@@ -14,17 +14,15 @@ operators cannot silently overwrite each other.
 
 from __future__ import annotations
 
-import getpass
 import hashlib
 import json
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import contract, credentials, docker, images, ship, switchover, volumes
+from . import contract, credentials, docker, images, lock, ship, switchover, volumes
 from .cluster import Running, Target, json_lines
 from .errors import PgdockError, UsageError
 from .spec import Node, Spec
@@ -68,16 +66,21 @@ def load_versions(repo: Path) -> dict[str, dict[str, str]]:
 
 
 def version_for(repo: Path, node: Node, config: str) -> tuple[str, bool]:
-    """The vN naming this config of this node; a new number when the config is new (recorded in versions.json)."""
-    known = load_versions(repo)
-    mine = known.setdefault(node.name, {})
+    """The vN naming this config of this node; the next number when the config is new (not yet recorded)."""
+    mine = load_versions(repo).get(node.name, {})
     for version, digest in mine.items():
         if digest == config:
             return version, False
-    version = f"v{len(mine) + 1}"
-    mine[version] = config
-    versions_path(repo).write_text(json.dumps(known, indent=2, sort_keys=True) + "\n")
-    return version, True
+    return f"v{len(mine) + 1}", True
+
+
+def remember_version(repo: Path, node: Node, version: str, config: str) -> None:
+    """Records the version in versions.json, once the node confirmed it runs it (written beside, then renamed)."""
+    known = load_versions(repo)
+    known.setdefault(node.name, {})[version] = config
+    fresh = versions_path(repo).with_name(".versions.json.new")
+    fresh.write_text(json.dumps(known, indent=2, sort_keys=True) + "\n")
+    fresh.replace(versions_path(repo))
 
 
 def compose_hash(repo: Path, node: Node) -> str:
@@ -193,12 +196,28 @@ def deploy_node(spec: Spec, repo: Path, node: Node, *, version: str | None = Non
     elif version is not None and not docker.client().image.exists(carrier):
         raise UsageError(f"the carrier image {carrier} of {version} is neither here nor on {node.name}")
     ship.ship(client, wanted, node=node.name, registry=registry, progress=progress)
+    with lock.held(client, spec.cluster, node.name, names.base, force=force, progress=progress):
+        plan(spec, repo, node, version=version, force=force)  # again: another deploy may have finished meanwhile
+        pending = _apply(spec, repo, node, target, carrier, the_version, allow_restart=allow_restart,
+                         progress=progress)
+        _record(target, {"version": the_version, "config": the_plan.config, "spec": spec_hash(repo),
+                         "compose": compose_hash(repo, node), "time": datetime.now(UTC).isoformat(timespec="seconds"),
+                         "operator": lock.operator(), "rollback": version is not None, "pending_restart": pending})
+    remember_version(repo, node, the_version, the_plan.config)
+    return pending
+
+
+def _apply(spec: Spec, repo: Path, node: Node, target: Target, carrier: str, the_version: str, *,
+           allow_restart: bool, progress: Progress) -> list[str]:
+    """Config, secrets, then start, reload or restart (under the node's deploy lock); returns what waits for
+    a restart."""
+    client = target.client
     labels = {contract.LABEL_CLUSTER: spec.cluster}
     volumes.ensure(client, _volume(spec, node, "config"), labels)
     volumes.ensure(client, _volume(spec, node, "secrets"), labels)
     progress(f"{node.name}: installing config {the_version}")
     volumes.install_config(client, carrier, _volume(spec, node, "config"))
-    volumes.install_secrets(client, names.base, _volume(spec, node, "secrets"),
+    volumes.install_secrets(client, images.names(spec).base, _volume(spec, node, "secrets"),
                             credentials.node_bundle(spec, node, repo / "secrets"))
     previous = history(spec, node)
     compose_changed = bool(previous) and previous[-1].get("compose") != compose_hash(repo, node)
@@ -216,10 +235,6 @@ def deploy_node(spec: Spec, repo: Path, node: Node, *, version: str | None = Non
             restart(spec, target, progress)
             pending = []
     _wait_running(target)
-    _record(target, {"version": the_version, "config": the_plan.config, "spec": spec_hash(repo),
-                     "compose": compose_hash(repo, node), "time": datetime.now(UTC).isoformat(timespec="seconds"),
-                     "operator": f"{getpass.getuser()}@{socket.gethostname()}",
-                     "rollback": version is not None, "pending_restart": pending})
     return pending
 
 
@@ -266,6 +281,8 @@ def down(spec: Spec, nodes: list[Node], *, remove_volumes: bool, progress: Progr
         for container in client.container.list(all=True, filters=[
                 ("label", f"com.docker.compose.project={contract.container(spec.cluster, node.name)}")]):
             container.remove(force=True)
+        if client.container.exists(contract.lock_container(spec.cluster, node.name)):  # a dead deploy's lock
+            client.container.remove(contract.lock_container(spec.cluster, node.name), force=True)
         if remove_volumes:
             gone = [v for kind in contract.VOLUME_KINDS
                     if client.volume.exists(v := _volume(spec, node, kind))]

@@ -26,9 +26,9 @@ def ensure(client: DockerClient, name: str, labels: dict[str, str]) -> None:
 
 
 def install_config(client: DockerClient, carrier: str, volume: str) -> None:
-    """Runs the node's config carrier, which writes its files into `volume` in place."""
+    """Runs the node's config carrier, which adds its files to `volume` as a version and switches to it."""
     docker.call(f"installing config {carrier} into {volume}", client.run, carrier,
-                volumes=[(volume, str(contract.CONFIG))], remove=True)
+                volumes=[(volume, str(contract.CONFIG_STORE))], remove=True)
 
 
 def install_secrets(client: DockerClient, image: str, volume: str, bundle: dict[str, bytes]) -> None:
@@ -49,7 +49,6 @@ def install_secrets(client: DockerClient, image: str, volume: str, bundle: dict[
                 client.copy(f"{tmp}/.", (holder, staging))
             finally:
                 holder.remove(force=True)
-    swap = (f"chown -R 999:999 {staging} && pgdock-agent install-config {staging} {mount}"
-            f" && rm -rf {mount}/.pgdock-incoming-*")
+    swap = f"chown -R 999:999 {staging} && pgdock-agent install-config {staging} {mount} && rm -rf {staging}"
     docker.call(f"installing secrets into {volume}", client.run, image, ["-c", swap], entrypoint="sh",
                 volumes=[(volume, mount)], remove=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -20,9 +21,10 @@ from pathlib import Path
 import pytest
 from python_on_whales import docker
 
-from generator import cluster, deploy, images, spec
+from generator import cluster, contract, deploy, images, lock, spec
 from generator.errors import UsageError
 
+from .conftest import wait_until
 from .servers import edit_parameter, pgdock, sql
 
 SPEC = Path(__file__).parent / "specs" / "deploy.yaml"
@@ -143,3 +145,56 @@ def test_dry_run_changes_nothing(repo: Path) -> None:
     result = pgdock(repo, "deploy", "--context", "pgdock-test-d1", "--dry-run")
     assert result.returncode == 0 and "install config" in result.stdout
     assert pgdock(repo, "history", "d1").stdout == before
+
+
+def deploy_in_background(repo: Path, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "generator", "deploy", *args, "-f", str(repo / "cluster.yaml")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def lock_exists(loaded: spec.Spec, node: str) -> bool:
+    return docker.container.exists(contract.lock_container(loaded.cluster, node))
+
+
+def current_config(loaded: spec.Spec, node: str) -> dict[str, str]:
+    """The node's config as its programs see it (through `current`), and which version folder that is."""
+    container = contract.container(loaded.cluster, node)
+    link = docker.execute(container, ["readlink", f"{contract.CONFIG_STORE}/{contract.CONFIG_CURRENT}"])
+    conf = docker.execute(container, ["cat", f"{contract.CONFIG}/postgresql.conf"])
+    files = docker.execute(container, ["ls", f"{contract.CONFIG}/"]).split()
+    return {"link": link.strip(), "conf": conf, "files": " ".join(sorted(files))}
+
+
+def test_a_second_deploy_waits_its_turn_and_a_dead_ones_lock_is_broken_with_force(repo: Path) -> None:
+    """Issue 10, row 8: while one deploy works on d2 (a restart, several seconds), another is refused with the
+    holder named; a deploy killed midway leaves d2 on one whole config version and a stale lock, which only
+    --force breaks."""
+    loaded = spec.load(repo / "cluster.yaml")
+    edit_parameter(repo, "shared_buffers", "176MB")
+    first = deploy_in_background(repo, "--node", "d2", "--restart")
+    wait_until(lambda: lock_exists(loaded, "d2") or first.poll() is not None, 120, "the first deploy's lock")
+    second = pgdock(repo, "deploy", "--node", "d2")
+    assert second.returncode == 2 and "another deploy holds its lock" in second.stderr, second.stderr
+    assert lock.operator() in second.stderr and "Traceback" not in second.stderr
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, err
+    assert not lock_exists(loaded, "d2")
+    assert sql(loaded, "d2", "SHOW shared_buffers") == "176MB"
+
+    before = current_config(loaded, "d2")
+    edit_parameter(repo, "work_mem", "12MB")
+    killed = deploy_in_background(repo, "--node", "d2")
+    wait_until(lambda: lock_exists(loaded, "d2") or killed.poll() is not None, 120, "the deploy's lock")
+    time.sleep(1.0)  # midway: config, secrets or the reload
+    killed.kill()
+    killed.wait()
+    after = current_config(loaded, "d2")
+    assert after["files"] == before["files"] and after["link"].startswith(f"{contract.CONFIG_VERSIONS}/")
+    assert ("work_mem = '12MB'" in after["conf"]) or after == before  # the old version or the new, whole
+    refused = pgdock(repo, "deploy", "--node", "d2")
+    assert refused.returncode == 2 and "--force" in refused.stderr
+    forced = pgdock(repo, "deploy", "--node", "d2", "--force")
+    assert forced.returncode == 0, forced.stderr
+    assert "breaking the deploy lock" in forced.stdout and not lock_exists(loaded, "d2")
+    assert sql(loaded, "d2", "SHOW work_mem") == "12MB"
+    assert json.loads((repo / "versions.json").read_text())["d2"]  # recorded after the node confirmed

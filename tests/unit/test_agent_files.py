@@ -59,6 +59,55 @@ def test_install_config_leaves_a_staging_area_in_the_target_alone(agent: ModuleT
                             "AWS_REGION=eu-central-1\n"}
 
 
+def config_version(root: Path, work_mem: str) -> Path:
+    (root / "shared").mkdir(parents=True)
+    (root / "postgresql.conf").write_text(f"work_mem = {work_mem}\n")
+    (root / "pg_hba.conf").write_text(f"# for {work_mem}\n")
+    (root / "shared" / "hook.sh").write_text("#!/bin/sh\n")
+    os.chmod(root / "shared" / "hook.sh", 0o750)
+    return root
+
+
+def test_install_version_switches_the_whole_config_in_one_step(agent: ModuleType, tmp_path: Path) -> None:
+    """Issue 10, row 8: `current` names one complete version; the old one stays for a rollback."""
+    store = tmp_path / "store"
+    v1 = agent.install_version(config_version(tmp_path / "v1", "8MB"), store)
+    v2 = agent.install_version(config_version(tmp_path / "v2", "16MB"), store)
+    current = store / "current"
+    assert os.readlink(current) == f"versions/{v2}" and v1 != v2
+    assert tree(current) == {"pg_hba.conf": "# for 16MB\n", "postgresql.conf": "work_mem = 16MB\n",
+                             "shared/hook.sh": "#!/bin/sh\n"}
+    assert (current / "shared" / "hook.sh").stat().st_mode & 0o777 == 0o750
+    assert agent.install_version(tmp_path / "v1", store) == v1  # a rollback reuses the version it finds
+    assert os.readlink(current) == f"versions/{v1}"
+
+
+def test_a_carrier_killed_midway_leaves_the_old_version_whole(agent: ModuleType, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    store = tmp_path / "store"
+    v1 = agent.install_version(config_version(tmp_path / "v1", "8MB"), store)
+
+    def copy_half_then_die(source: Path, staging: Path, symlinks: bool) -> None:
+        staging.mkdir()
+        (staging / "postgresql.conf").write_text("work_mem = 16MB\n")
+        raise KeyboardInterrupt  # the deploy's connection dropped: the carrier is killed here
+
+    monkeypatch.setattr(agent.shutil, "copytree", copy_half_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        agent.install_version(config_version(tmp_path / "v2", "16MB"), store)
+    assert os.readlink(store / "current") == f"versions/{v1}"
+    assert tree(store / "current")["postgresql.conf"] == "work_mem = 8MB\n"
+    monkeypatch.undo()
+    v2 = agent.install_version(tmp_path / "v2", store)  # the next deploy finishes it and sweeps the half copy
+    assert sorted(p.name for p in (store / "versions").iterdir()) == sorted([v1, v2])
+
+
+def test_install_version_keeps_only_the_newest_versions(agent: ModuleType, tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    names = [agent.install_version(config_version(tmp_path / f"v{i}", f"{i}MB"), store, keep=2) for i in range(5)]
+    assert sorted(p.name for p in (store / "versions").iterdir()) == sorted(names[-3:])
+
+
 @pytest.mark.parametrize(("node", "logins", "ssh_client"), [
     ("n1", ["postgres", "repmgr", "replicator"], True),
     ("w1", ["postgres", "repmgr"], False),

@@ -37,9 +37,13 @@ def test_versions_are_numbered_per_node_and_reused_for_the_same_config(tmp_path:
     spec = parse(SPEC)
     n1, n2 = spec.member("n1"), spec.member("n2")
     assert deploy.version_for(tmp_path, n1, "caaa") == ("v1", True)
+    assert not (tmp_path / "versions.json").exists()  # recorded only once the node confirmed the deploy
+    deploy.remember_version(tmp_path, n1, "v1", "caaa")
     assert deploy.version_for(tmp_path, n1, "cbbb") == ("v2", True)
+    deploy.remember_version(tmp_path, n1, "v2", "cbbb")
     assert deploy.version_for(tmp_path, n1, "caaa") == ("v1", False)
     assert deploy.version_for(tmp_path, n2, "cbbb") == ("v1", True)
+    deploy.remember_version(tmp_path, n2, "v1", "cbbb")
     assert json.loads((tmp_path / "versions.json").read_text()) == {"n1": {"v1": "caaa", "v2": "cbbb"},
                                                                     "n2": {"v1": "cbbb"}}
 

@@ -19,7 +19,8 @@ USAGE = """usage: pgdock-agent COMMAND
   validate-failover        repmgrd's failover_validation_command (the promotion gate)
   promote | follow ID      repmgr's promote_command / follow_command
   pg-start | pg-stop | pg-restart | pg-reload | reload | repmgrd-stop | repmgrd-start
-  install-config SRC DST   make DST hold exactly SRC's files (the config carrier)
+  install-version SRC STORE  add SRC to the config volume STORE as a version, make it current (the carrier)
+  install-config SRC DST   make DST hold exactly SRC's files, swapped in one by one (secrets)
   unfence                  vouch that this former primary may start alone
 """
 
@@ -74,6 +75,10 @@ def dispatch(command: str, args: list[str]) -> int:  # noqa: C901, PLR0911 - one
             signal_named("repmgrd", signal.SIGTERM)
         else:
             REPMGRD_HELD.unlink(missing_ok=True)
+    elif command == "install-version":
+        from .files import install_version
+
+        install_version(Path(args[0]), Path(args[1]))
     elif command == "install-config":
         from .files import install_config
 

@@ -3,6 +3,7 @@ installed into a live volume."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 from pathlib import Path
@@ -81,6 +82,41 @@ def write_s3_config() -> None:
     if (SECRETS / contract.SECRET_S3_CA).exists():
         config += f"ca_bundle = {SECRETS / contract.SECRET_S3_CA}\n"
     write_owned(HOME / ".aws" / "config", config)
+
+
+def tree_digest(source: Path) -> str:
+    """A name for a config version: the hash of its files' paths, modes and contents."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in source.rglob("*") if p.is_file()):
+        digest.update(f"{path.relative_to(source)}\0{path.stat().st_mode & 0o777:o}\0".encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def install_version(source: Path, store: Path, keep: int = contract.CONFIG_VERSIONS_KEPT) -> str:
+    """Config carrier's job: a complete copy of `source` becomes a version folder of its own, then `current`
+    is pointed at it by one rename. A carrier killed midway leaves `current` on the old version, whole (a
+    file-by-file swap left a mix of two versions). The newest `keep` other versions stay for rollbacks."""
+    versions = store / contract.CONFIG_VERSIONS
+    name = tree_digest(source)
+    final = versions / name
+    versions.mkdir(parents=True, exist_ok=True)
+    if not final.is_dir():
+        staging = versions / f".incoming-{name}-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(source, staging, symlinks=True)
+        os.replace(staging, final)
+    os.utime(final)  # the newest use first when old versions are pruned
+    link = store / f".{contract.CONFIG_CURRENT}-{os.getpid()}"
+    link.unlink(missing_ok=True)
+    link.symlink_to(f"{contract.CONFIG_VERSIONS}/{name}")
+    os.replace(link, store / contract.CONFIG_CURRENT)
+    others = sorted((p for p in versions.iterdir() if p.name != name), key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in [p for p in others if p.name.startswith(".incoming-")] + [p for p in others
+                                                                        if not p.name.startswith(".")][keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+    print(f"installed config version {name} into {store} and made it current")
+    return name
 
 
 def install_config(source: Path, target: Path) -> None:
