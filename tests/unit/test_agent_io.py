@@ -303,3 +303,18 @@ def test_an_outage_keeps_wal_until_the_bound_then_gives_it_up_once_recorded(wal_
     assert not (wal_node / "stored").exists()
     (wal_node / "archive-gap.json").unlink()  # the sidecar's base backup closes the gap
     assert archive.gap_note() is None and status.gap_note is archive.gap_note
+
+
+@pytest.mark.parametrize(("error", "alive"), [
+    ("connection failed: FATAL:  the database system is starting up", True),
+    ("connection failed: FATAL:  the database system is shutting down", True),
+    ("connection failed: FATAL:  the database system is not yet accepting connections", True),
+    ("connection failed: Connection refused", False),
+    ("connection failed: timeout expired", False),
+    ("connection failed: FATAL:  password authentication failed for user \"repmgr\"", False),
+])
+def test_only_a_postmaster_saying_it_starts_or_stops_is_contact_without_an_answer(error: str, alive: bool) -> None:
+    import psycopg
+
+    assert peers.reachable_but_not_ready(psycopg.OperationalError(error)) is alive
+    assert not peers.reachable_but_not_ready(OSError(error))

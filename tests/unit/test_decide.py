@@ -23,8 +23,9 @@ OTHER_SYS = 9999
 
 
 def data(name: str, *, primary: bool = False, timeline: int = 1, system_id: int = SYS,
-         says_primary: str | None = None) -> Answer:
-    return Answer(name, True, primary, timeline, system_id, says_primary=says_primary)
+         says_primary: str | None = None, saw_primary_ago: float | None = None) -> Answer:
+    return Answer(name, True, primary, timeline, system_id, says_primary=says_primary,
+                  saw_primary_ago=saw_primary_ago)
 
 
 def witness(name: str = "w") -> Answer:
@@ -43,6 +44,9 @@ def down(**changes: object) -> Facts:
     """The same node with PostgreSQL not running (a later start)."""
     return facts(running=False, **changes)
 
+
+ORPHANS = (data("n2", saw_primary_ago=8.0), data("n3"), witness())
+"""Standbys that lost their primary a while ago (n3 never said when): they may be electing one."""
 
 CASES = [
     # --- a running primary: fencing is a deadline over the k-th most recent contact
@@ -105,8 +109,9 @@ CASES = [
      down(answers=()), Act.FENCE, None),
     ("fenced while running, back in touch within the hold-down: stay down",
      down(fenced_at=95.0, hold_down=8.0), Act.FENCE, None),
-    ("fenced while running, hold-down over, quorum, nobody else primary: start",
-     down(fenced_at=90.0, hold_down=8.0), Act.START_PRIMARY, None),
+    ("fenced while running, hold-down over, quorum of the witness, its standby gone: start",
+     down(members=3, answers=(witness(),), contacts={"w": 99.5}, fenced_at=90.0, hold_down=8.0),
+     Act.START_PRIMARY, None),
     ("a quorum answers but the new primary is out of sight: the witness names it, stay down",
      down(answers=(data("n3"), Answer("w", False, True, 1, 1234, says_primary="n2"))), Act.FENCE, None),
     ("standbys that followed a new primary name it: stay down, never a second primary",
@@ -155,6 +160,16 @@ CASES = [
      Act.REDO_BOOTSTRAP, contract.EVENT_BOOTSTRAP_REDONE),
     ("witness, later start", down(role="witness", name="w"), Act.START_WITNESS, None),
     ("witness running: nothing to do, never fenced", facts(role="witness", name="w", contacts={}), Act.KEEP, None),
+    # --- a primary that fenced itself, past its hold-down, never races an election of orphaned standbys
+    ("fenced primary, hold-down over, standbys orphaned: stay down (they may be electing)",
+     down(answers=ORPHANS, fenced_at=80.0, hold_down=11.0), Act.FENCE, None),
+    ("fenced primary, hold-down over, standbys still hear a primary: stay down for it",
+     down(answers=(data("n2", saw_primary_ago=0.0, says_primary="n3"), data("n3", primary=True, timeline=2),
+                   witness()), fenced_at=80.0, hold_down=11.0), Act.REJOIN, None),
+    ("fresh start of a former primary with orphaned standbys (restart-all): resume",
+     down(answers=ORPHANS), Act.START_PRIMARY, None),
+    ("fenced primary with orphaned standbys, operator vouches: resume",
+     down(answers=ORPHANS, fenced_at=80.0, hold_down=11.0, force_primary=True), Act.START_PRIMARY, None),
 ]
 
 
@@ -252,3 +267,10 @@ def test_a_fresh_probe_after_an_answer_moves_every_stamp() -> None:
     assert view == PeerView("n3", 6.0, contact=5.0, saw_primary_at=3.5)
     view = PeerView.after(view, "n3", 7.0, Answer("n3", True, True, 2, SYS))
     assert view == PeerView("n3", 7.0, contact=7.0, primary_at=7.0, saw_primary_at=3.5)
+
+
+def test_a_peer_that_is_starting_or_stopping_counts_as_contact_not_as_an_answer() -> None:
+    """Standbys restart to follow a new primary; their postmaster's "starting up" proves they are reachable."""
+    view = PeerView.after(PeerView("n3", 1.0, contact=1.0), "n3", 5.0, None, alive=True)
+    assert view == PeerView("n3", 5.0, contact=5.0)
+    assert PeerView.after(view, "n3", 6.0, None) == PeerView("n3", 6.0, contact=5.0)

@@ -15,8 +15,10 @@ The rules, in the order `next_action` applies them:
 - no data: clone from the primary, else restore or initdb as the initial primary, else wait.
 - a standby (standby.signal) starts as a standby.
 - a former primary starts as primary only when no data peer is primary and enough members
-  answer that no promotion can have happened without it; it rejoins (pg_rewind) a primary
-  on a newer or equal timeline, and refuses a primary of another database.
+  answer that no promotion can have happened without it; one that fenced itself also waits
+  out a hold-down and, after it, for standbys that lost their primary (they may be electing
+  one: starting now could race their promotion); it rejoins (pg_rewind) a primary on a
+  newer or equal timeline, and refuses a primary of another database.
 - a running primary fences (stops) when, for `fence_after` seconds, too few members answered
   for it to rule out a promotion on the other side; it steps down for a primary on a newer
   timeline; of two primaries on one timeline, the one with the greater name steps down.
@@ -28,6 +30,11 @@ import enum
 from dataclasses import dataclass, field
 
 from . import contract
+
+SIGHTING_VETO = 3.0
+"""A peer that heard its primary less than this long ago still has one. As a veto: a promotion waits while
+any member still hears the primary (it lives, only the candidate lost it). repmgr's sighting has a 1 s
+resolution and its monitor runs every second, so a peer that sees its primary reports less than this."""
 
 
 class Act(enum.Enum):
@@ -102,11 +109,13 @@ class PeerView:
     """When it last heard the primary itself, by its latest answer that said so."""
 
     @classmethod
-    def after(cls, old: PeerView | None, name: str, sent: float, answer: Answer | None) -> PeerView:
-        """The view once a probe sent at `sent` finished with `answer` (None: no answer)."""
+    def after(cls, old: PeerView | None, name: str, sent: float, answer: Answer | None, *,
+              alive: bool = False) -> PeerView:
+        """The view once a probe sent at `sent` finished with `answer` (None: no answer; `alive`: the peer's
+        postmaster answered that it is starting or stopping, which is contact but says nothing of its role)."""
         old = old or cls(name, sent)
         if answer is None:
-            return cls(name, sent, old.contact, old.primary_at, old.saw_primary_at)
+            return cls(name, sent, sent if alive else old.contact, old.primary_at, old.saw_primary_at)
         primary_at = sent if answer.data and answer.primary else old.primary_at
         saw = sent - answer.saw_primary_ago if answer.saw_primary_ago is not None else old.saw_primary_at
         return cls(name, sent, sent, primary_at, saw)
@@ -248,6 +257,11 @@ def _former_primary(facts: Facts) -> Action:
     if facts.fenced_at is not None and facts.now - facts.fenced_at < facts.hold_down:
         return Action(Act.FENCE, f"fenced {facts.now - facts.fenced_at:.0f} s ago: staying down {facts.hold_down:g} s "
                       "so that a failover it caused can finish before this node decides")
+    orphans = sorted(a.name for a in facts.answers if a.data and not a.primary
+                     and (a.saw_primary_ago is None or a.saw_primary_ago >= SIGHTING_VETO))
+    if facts.fenced_at is not None and orphans:
+        return Action(Act.FENCE, f"fenced: {', '.join(orphans)} lost their primary and may be electing a new "
+                      "one; staying down until they have one, to rejoin it (`pgdock-agent unfence` overrides)")
     named = sorted({a.says_primary for a in facts.answers if a.says_primary not in (None, facts.name)})
     if named:
         return Action(Act.FENCE, f"fenced: peers name {', '.join(named)} as primary, out of sight here; staying down "
@@ -297,11 +311,6 @@ def after_failed_rejoin(primary: str, timeline: int, mine: int | None) -> Action
     return Action(Act.REFUSE, f"{primary} is primary on timeline {timeline} (ours: {mine}) and pg_rewind failed; "
                   "refusing to start as a second primary: see the log, then rebuild this node", peer=primary)
 
-
-SIGHTING_VETO = 3.0
-"""A peer that heard the primary less than this long ago vetoes a promotion: the primary lives and only
-this candidate lost it. repmgr's sighting has a 1 s resolution and its monitor runs every second, so a
-peer that still sees the primary always reports less than this."""
 
 
 def failover_verdict(now: float, begun: float, promote_after: float, members: tuple[str, ...],

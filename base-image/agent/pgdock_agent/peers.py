@@ -90,6 +90,18 @@ def ask(conn: psycopg.Connection, peer: Peer) -> Answer:
                   ready=ready, says_primary=named, saw_primary_ago=min(sightings, default=None))
 
 
+NOT_READY = ("the database system is starting up", "the database system is shutting down",
+             "the database system is not yet accepting connections", "the database system is in recovery mode")
+"""What a peer's postmaster says while its PostgreSQL starts or stops (SQLSTATE 57P03)."""
+
+
+def reachable_but_not_ready(exc: BaseException) -> bool:
+    """The peer's own postmaster answered (after the TLS handshake that proves it is that peer), but its
+    PostgreSQL is starting or stopping: no answer about its role, yet proof that it is on this side of any
+    partition. Standbys restart to follow a new primary; counted as silent, they made it fence itself."""
+    return isinstance(exc, psycopg.OperationalError) and any(text in str(exc) for text in NOT_READY)
+
+
 def probe(peer: Peer) -> Answer | None:
     """A one-off probe on a fresh connection (the prober keeps its connections open)."""
     try:
@@ -130,7 +142,7 @@ class Prober:
         conn: psycopg.Connection | None = None
         while not self.stopping.is_set():
             sent = time.monotonic()
-            answer = None
+            answer, alive = None, False
             try:
                 conn = conn if conn is not None and not conn.closed else connect(peer)
                 timer = threading.Timer(QUERY_TIMEOUT, _cut, (conn,))
@@ -139,21 +151,22 @@ class Prober:
                     answer = ask(conn, peer)
                 finally:
                     timer.cancel()
-            except (psycopg.Error, OSError):
+            except (psycopg.Error, OSError) as exc:
+                alive = reachable_but_not_ready(exc)
                 if conn is not None:
                     with contextlib.suppress(psycopg.Error, OSError):
                         conn.close()
                 conn = None
-            self._record(peer, sent, answer)
+            self._record(peer, sent, answer, alive)
             self.stopping.wait(max(0.0, PROBE_INTERVAL - (time.monotonic() - sent)))
         if conn is not None:
             with contextlib.suppress(psycopg.Error, OSError):
                 conn.close()
 
-    def _record(self, peer: Peer, sent: float, answer: Answer | None) -> None:
+    def _record(self, peer: Peer, sent: float, answer: Answer | None, alive: bool = False) -> None:
         with self.lock:
             self.answers[peer.name] = (sent, answer)
-            self.views[peer.name] = PeerView.after(self.views.get(peer.name), peer.name, sent, answer)
+            self.views[peer.name] = PeerView.after(self.views.get(peer.name), peer.name, sent, answer, alive=alive)
             with contextlib.suppress(OSError):  # unwritten: the promotion gate waits for a fresher file
                 self.publish(dict(self.views))
 
