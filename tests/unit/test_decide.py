@@ -192,9 +192,12 @@ def test_twins_agree_on_exactly_one_writer() -> None:
 
 
 def test_refused_rejoin_never_starts_a_second_primary() -> None:
-    action = after_failed_rejoin("n2", 3, 2)
+    for failures in (1, 2):  # a source that restarted mid-copy: stay down (never primary) and try again
+        retry = after_failed_rejoin("n2", 3, 2, failures)
+        assert retry.act is Act.FENCE and f"{failures} of 3" in retry.reason
+    action = after_failed_rejoin("n2", 3, 2, 3)
     assert action.act is Act.REFUSE and "pg_rewind failed" in action.reason
-    twin = after_failed_rejoin("n2", 3, 3)
+    twin = after_failed_rejoin("n2", 3, 3, 1)
     assert twin.act is Act.REFUSE and "twin primary" in twin.reason and "rebuild" in twin.reason
 
 

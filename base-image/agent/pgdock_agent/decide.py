@@ -300,10 +300,18 @@ def _running(facts: Facts) -> Action:
     return Action(Act.KEEP, "running as primary")
 
 
-def after_failed_rejoin(primary: str, timeline: int, mine: int | None) -> Action:
-    """pg_rewind or repmgr's rejoin failed: never start as a second primary; an operator rebuilds. Of two
-    primaries on one timeline the one that stepped down cannot be rewound at all (repmgr: "ahead of the
-    rejoin target on the same timeline"): its writes since the split exist nowhere else."""
+REJOIN_TRIES = 3
+"""pg_rewind fails for passing reasons too (its source restarting or stopping mid-copy): tried this often."""
+
+
+def after_failed_rejoin(primary: str, timeline: int, mine: int | None, failures: int = REJOIN_TRIES) -> Action:
+    """pg_rewind or repmgr's rejoin failed (`failures` times in a row): never start as a second primary; try
+    again a few times, then an operator rebuilds. Of two primaries on one timeline the one that stepped down
+    cannot be rewound at all (repmgr: "ahead of the rejoin target on the same timeline"): its writes since
+    the split exist nowhere else, so it refuses at once."""
+    if mine != timeline and failures < REJOIN_TRIES:
+        return Action(Act.FENCE, f"rejoining {primary} failed ({failures} of {REJOIN_TRIES} tries); staying down "
+                      "and trying again", peer=primary)
     if mine == timeline:
         return Action(Act.REFUSE, f"{primary} is primary on our timeline {timeline}; this node wrote on it too (a "
                       "twin primary), which pg_rewind cannot undo: refusing to start; keep what you need from it, "

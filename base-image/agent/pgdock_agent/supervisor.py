@@ -67,6 +67,8 @@ class Supervisor:
         self.is_registered = False
         self.fenced_at: float | None = None
         self.slots_checked = 0.0
+        self.rejoin_failures = 0
+        """Failed rejoins in a row (decide.after_failed_rejoin tries REJOIN_TRIES times before refusing)."""
         self.lost_slots: set[str] = set()
         """Slots already reported lost (one event each)."""
         self.hold_down = float(env(contract.ENV_PROMOTE_SECONDS, "5")) + HOLD_DOWN_SLACK
@@ -177,9 +179,12 @@ class Supervisor:
         timeline = answer.timeline if answer else 0
         if rejoin(peer, timeline):
             self.is_registered = False
+            self.rejoin_failures = 0
             return
-        refusal = decide.after_failed_rejoin(peer.name, timeline, postgres.stored_identity()[1])
-        self.apply(refusal)
+        self.rejoin_failures += 1
+        self.stopping.wait(RETRY_SECONDS)  # PostgreSQL is down here: pausing delays nothing but the next try
+        self.apply(decide.after_failed_rejoin(peer.name, timeline, postgres.stored_identity()[1],
+                                              self.rejoin_failures))
 
     # ------------------------------------------------------------ the processes around PostgreSQL
 
