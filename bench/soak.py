@@ -24,8 +24,10 @@ from pathlib import Path
 
 from common import BENCH, metric, save
 
-FALSE_EVENTS = ("repmgrd_failover_promote", "standby_promote", "pgdock_promote_wait", "pgdock_fenced",
-                "pgdock_step_down", "pgdock_twin_primary")
+FALSE_EVENTS = ("repmgrd_failover_promote", "standby_promote", "pgdock_fenced", "pgdock_step_down",
+                "pgdock_twin_primary")
+ELECTIONS = ("pgdock_promote_wait", "pgdock_promote_refused")
+"""An election the promotion gate turned down is no failover, but it is counted and shown."""
 
 
 def ensure_stress_ng() -> str:
@@ -71,6 +73,7 @@ def main() -> None:
             failed = re.search(r"number of failed transactions: (\d+)", out)
             found = [e for e in events.collect(the_lab.running) if e.get("time", "") >= since]
             false = [e for e in found if e["event"] in FALSE_EVENTS]
+            elections = [e for e in found if e["event"] in ELECTIONS]
             after = {r.name: r for r in the_lab.running.status()}
         finally:
             lab.down(spec_path, loaded, remove_volumes=True, progress=quiet)
@@ -83,8 +86,11 @@ def main() -> None:
                f"{f', {failed.group(1)} failed transactions' if failed else ''} while stress-ng ran "
                f"{os.cpu_count()} CPU workers; primary {primary.name} still primary on timeline "
                f"{primary.timeline}: {same}; events seen: "
-               + (", ".join(f"{e['node']} {e['event']}" for e in false) or "none"),
-               events=false, pgbench_output=out[-2000:], contract_events=list(contract.PROMOTION_EVENTS))]
+               + (", ".join(f"{e['node']} {e['event']}" for e in false) or "none")
+               + f"; elections held and turned down by the promotion gate: "
+               f"{sum(e['event'] == 'pgdock_promote_refused' for e in elections)}",
+               events=false, elections=elections, pgbench_output=out[-2000:],
+               contract_events=list(contract.PROMOTION_EVENTS))]
     save("soak", metrics, minutes=args.minutes, spec="bench/specs/ha.yaml")
 
 
