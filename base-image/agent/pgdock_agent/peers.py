@@ -102,15 +102,6 @@ def reachable_but_not_ready(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError) and any(text in str(exc) for text in NOT_READY)
 
 
-def probe(peer: Peer) -> Answer | None:
-    """A one-off probe on a fresh connection (the prober keeps its connections open)."""
-    try:
-        with connect(peer) as conn:
-            return ask(conn, peer)
-    except (psycopg.Error, OSError):
-        return None
-
-
 def _cut(conn: psycopg.Connection) -> None:
     """Ends a hung query from another thread: shutting the socket down wakes the waiting thread with an error."""
     with contextlib.suppress(OSError, psycopg.Error):
