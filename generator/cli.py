@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from . import contract
 from .errors import PgdockError, user_error
 
 SPEC_OPTION = click.option(
@@ -433,17 +434,42 @@ def drill(spec_path: Path, scenario: str, partition: str, as_json: bool) -> None
         click.echo(f"{key:>24}: {value}")
 
 
-def _backup_target(spec_path: Path, in_lab: bool):
-    """The spec and secrets folder that backups of this cluster use (the lab's when --lab)."""
+def _cluster_secrets(spec_path: Path, in_lab: bool):
+    """The spec and secrets folder of this cluster (the lab's when --lab): backups and rotations use them."""
     spec = _load(spec_path)
     if not in_lab:
         return spec, spec_path.parent / "secrets"
-    from . import contract, docker
+    from . import docker
     from . import lab as labs
 
     with_s3 = docker.client().container.exists(contract.lab_s3_container(spec.cluster))
     the_lab = labs.prepare(spec_path, spec, s3=with_s3)
     return the_lab.lab_spec, the_lab.repo / "secrets"
+
+
+@cli.command()
+@SPEC_OPTION
+@LAB_OPTION
+@click.option("--password", "passwords", multiple=True, type=click.Choice(contract.PASSWORD_FILES),
+              help="A password to replace (repeatable).")
+@click.option("--certificates", is_flag=True, help="New keys and certificates for every node (the CA stays).")
+def rotate(spec_path: Path, in_lab: bool, passwords: tuple[str, ...], certificates: bool) -> None:
+    """Replace passwords and node certificates of the running cluster, without a restart.
+
+    The new values go to secrets/ first, then into the database, then to every node.
+
+    \b
+    Example:
+      pgdock-gen rotate -f cluster.yaml --password repmgr --password app --certificates
+    """
+    from . import cluster
+    from . import rotate as rotation
+
+    spec, secrets = _cluster_secrets(spec_path, in_lab)
+    for note in rotation.rotate(cluster.Running(spec, in_lab), secrets, passwords=passwords,
+                                certificates=certificates, progress=_progress):
+        click.echo(note)
+    click.echo("rotated: " + ", ".join([*passwords, *(["certificates"] if certificates else [])]))
 
 
 @cli.group("backup")
@@ -470,7 +496,7 @@ def backup_now(spec_path: Path, in_lab: bool) -> None:
     """
     from . import backup, cluster
 
-    spec, _ = _backup_target(spec_path, in_lab)
+    spec, _ = _cluster_secrets(spec_path, in_lab)
     click.echo(backup.run_on_primary(cluster.Running(spec, in_lab), _progress))
 
 
@@ -489,7 +515,7 @@ def backup_list(spec_path: Path, in_lab: bool, as_json: bool) -> None:
 
     from . import backup
 
-    spec, secrets = _backup_target(spec_path, in_lab)
+    spec, secrets = _cluster_secrets(spec_path, in_lab)
     loc = backup.location(spec)
     s3 = backup.client(loc, backup.credentials(secrets))
     backups, wal = backup.list_backups(s3, loc), backup.newest_wal(s3, loc)
@@ -528,7 +554,7 @@ def backup_check(spec_path: Path, in_lab: bool, max_backup_age: str, max_wal_age
     """
     from . import backup
 
-    spec, secrets = _backup_target(spec_path, in_lab)
+    spec, secrets = _cluster_secrets(spec_path, in_lab)
     loc = backup.location(spec)
     found = backup.problems(backup.client(loc, backup.credentials(secrets)), loc,
                             max_backup_age=_duration(max_backup_age), max_wal_age=_duration(max_wal_age))

@@ -54,6 +54,8 @@ CA_CERT = TLS / "ca.crt"
 
 SECRET_PASSWORDS = "passwords"
 """One file per password: superuser, repmgr, replication, app (the witness gets the first two)."""
+PASSWORD_FILES = ("superuser", "app", "repmgr", "replication")
+"""One password per role: superuser, application owner, repmgr metadata, streaming replication."""
 SECRET_CA_CERT = "tls/ca.crt"
 SECRET_CA_KEY = "tls/ca.key"
 SECRET_NODE_CERT = "tls/node.crt"

@@ -19,8 +19,7 @@ from . import contract
 from .errors import UsageError
 from .spec import Node, Spec
 
-PASSWORDS = ("superuser", "app", "repmgr", "replication")
-"""One password per role: superuser, application owner, repmgr metadata, streaming replication."""
+PASSWORDS = contract.PASSWORD_FILES
 WITNESS_PASSWORDS = ("superuser", "repmgr")
 """The witness's own database (initdb, local logins) and repmgr; it neither replicates nor serves the app."""
 DATA_NODE_ONLY = (contract.SECRET_SSH_KEY, contract.SECRET_KNOWN_HOSTS, contract.SECRET_HETZNER_ENV,
@@ -41,10 +40,22 @@ def _write_private(path: Path, data: bytes) -> None:
     os.chmod(path, 0o600)
 
 
+def new_password() -> str:
+    """URL-safe, no quotes or backslashes: safe in .pgpass, conninfo and env files."""
+    return random.token_urlsafe(32)
+
+
+def write_password(directory: Path, role: str, value: str) -> None:
+    """Replaces a password file whole (written beside, then renamed): never half written."""
+    path = directory / "passwords" / role
+    fresh = path.with_name(f".{role}.new")
+    _write_private(fresh, (value + "\n").encode())
+    fresh.replace(path)
+
+
 def _ensure_password(path: Path) -> None:
     if not path.exists():
-        # URL-safe, no quotes or backslashes: safe in .pgpass, conninfo and env files.
-        _write_private(path, (random.token_urlsafe(32) + "\n").encode())
+        _write_private(path, (new_password() + "\n").encode())
 
 
 def _openssh_ed25519() -> tuple[bytes, bytes]:
@@ -135,6 +146,16 @@ def _cert_matches(path: Path, wanted: Iterable) -> bool:
     except x509.ExtensionNotFound:
         return False
     return set(have) == set(wanted)
+
+
+def reissue_node_certificates(spec: Spec, directory: Path) -> None:
+    """New keys and certificates for every member, signed by the cluster's CA (`pgdock-gen rotate`)."""
+    tls = directory / "tls"
+    for node in spec.members:
+        (tls / f"{node.name}.crt").unlink(missing_ok=True)
+    ca_key, ca_cert = _ensure_ca(tls, spec.cluster)
+    for node in spec.members:
+        _ensure_node_cert(tls, node, ca_key, ca_cert)
 
 
 def _ensure_node_cert(tls: Path, node: Node, ca_key, ca_cert) -> None:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import contract, credentials, docker, images, lock, ship, switchover, volumes
+from . import contract, docker, images, lock, ship, switchover, volumes
 from .cluster import Running, Target, json_lines
 from .errors import PgdockError, UsageError
 from .spec import Node, Spec
@@ -217,8 +217,7 @@ def _apply(spec: Spec, repo: Path, node: Node, target: Target, carrier: str, the
     volumes.ensure(client, _volume(spec, node, "secrets"), labels)
     progress(f"{node.name}: installing config {the_version}")
     volumes.install_config(client, carrier, _volume(spec, node, "config"))
-    volumes.install_secrets(client, images.names(spec).base, _volume(spec, node, "secrets"),
-                            credentials.node_bundle(spec, node, repo / "secrets"))
+    volumes.deliver_secrets(client, spec, node, repo / "secrets")
     previous = history(spec, node)
     compose_changed = bool(previous) and previous[-1].get("compose") != compose_hash(repo, node)
     pending: list[str] = []

@@ -54,12 +54,23 @@ def exec_interactive(context: str | None, container: str, command: list[str], us
     os.execvp(shutil.which("docker") or "docker", argv + command)
 
 
+def _exec_argv(context: str | None, container: str, user: str) -> list[str]:
+    return ["docker"] + (["--context", context] if context else []) + ["exec", "-i", "-u", user, container]
+
+
+def exec_input(context: str | None, container: str, command: list[str], user: str,
+               data: bytes) -> subprocess.CompletedProcess:
+    """`docker exec -i` with `data` on the command's stdin (python-on-whales has no way to pass stdin):
+    for secrets, which must not appear in any command line."""
+    return subprocess.run(_exec_argv(context, container, user) + command, input=data, capture_output=True,
+                          check=False)
+
+
 def exec_pipe(context: str | None, container: str, command: list[str], user: str) -> subprocess.Popen:
     """`docker exec -i` kept running, stdin and stdout as unbuffered pipes: for asking a long-lived
     program (psql) again and again without paying for a new exec (a runc start) each time."""
-    argv = ["docker"] + (["--context", context] if context else []) + ["exec", "-i", "-u", user, container]
-    return subprocess.Popen(argv + command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, bufsize=0)
+    return subprocess.Popen(_exec_argv(context, container, user) + command, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, bufsize=0)
 
 
 @contextmanager

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from . import backup, cluster, contract, credentials, docker, images, render, volumes
+from . import backup, cluster, contract, docker, images, render, volumes
 from .errors import DockerError, PgdockError, UsageError
 from .spec import Spec, parse
 from .template import environment
@@ -272,9 +272,7 @@ def install_node(lab: Lab, client: DockerClient, node_name: str, carrier: str) -
 
 def deliver_secrets(lab: Lab, client: DockerClient, node_name: str) -> None:
     """(Re)fills a node's secrets volume from the lab repo's secrets/; hooks see new *.env files at once."""
-    node = lab.lab_spec.member(node_name)
-    bundle = credentials.node_bundle(lab.lab_spec, node, lab.repo / "secrets")
-    volumes.install_secrets(client, images.names(lab.spec).base, _volume_names(lab, node_name)["secrets"], bundle)
+    volumes.deliver_secrets(client, lab.lab_spec, lab.lab_spec.member(node_name), lab.repo / "secrets")
 
 
 def wait_healthy(lab: Lab, timeout: float, progress: Progress) -> list[cluster.NodeStatus]:

@@ -14,10 +14,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import contract, docker
+from . import contract, credentials, docker, images
 
 if TYPE_CHECKING:
     from python_on_whales import DockerClient
+
+    from .spec import Node, Spec
 
 
 def ensure(client: DockerClient, name: str, labels: dict[str, str]) -> None:
@@ -52,3 +54,9 @@ def install_secrets(client: DockerClient, image: str, volume: str, bundle: dict[
     swap = f"chown -R 999:999 {staging} && pgdock-agent install-config {staging} {mount} && rm -rf {staging}"
     docker.call(f"installing secrets into {volume}", client.run, image, ["-c", swap], entrypoint="sh",
                 volumes=[(volume, mount)], remove=True)
+
+
+def deliver_secrets(client: DockerClient, spec: Spec, node: Node, secrets_dir: Path) -> None:
+    """The node's share of `secrets_dir` (credentials.node_bundle) into its secrets volume."""
+    install_secrets(client, images.names(spec).base, contract.volume(spec.cluster, node.name, "secrets"),
+                    credentials.node_bundle(spec, node, secrets_dir))

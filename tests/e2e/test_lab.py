@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from python_on_whales import docker
 
-from generator import images
+from generator import contract, events, images
 
 from .conftest import LabCluster, wait_until
 
@@ -213,3 +213,41 @@ def test_a_node_presenting_another_nodes_certificate_is_refused(lab3: LabCluster
         serve(standby)
     wait_until(lambda: connect("verify-full").returncode == 0, 20, "the node's own certificate again")
     lab3.wait_healthy()
+
+
+def test_rotate_passwords_and_certificates_without_a_restart_or_a_failover(lab3: LabCluster, outsider) -> None:
+    """Issue 10, row 7: new app and repmgr passwords and node certificates on the running cluster: the old
+    app password stops working, the new one works under verify-full, PostgreSQL is not restarted, and no
+    node fences or promotes meanwhile."""
+    primary = lab3.primary()
+    node = lab3.lab.lab_spec.member(primary)
+    secrets = lab3.lab.repo / "secrets"
+    started = lab3.sql(primary, "SELECT pg_postmaster_start_time()")
+    old_app, cert = (secrets / "passwords" / "app").read_text().strip(), secrets / "tls" / f"{primary}.crt"
+    old_cert = cert.read_bytes()
+    since = datetime.now(UTC).isoformat(timespec="milliseconds")
+    result = subprocess.run([sys.executable, "-m", "generator", "rotate", "-f", str(lab3.spec_path), "--lab",
+                             "--password", "app", "--password", "repmgr", "--certificates"],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    new_app = (secrets / "passwords" / "app").read_text().strip()
+    assert new_app != old_app and cert.read_bytes() != old_cert
+    assert new_app not in result.stdout + result.stderr
+    subprocess.run(["docker", "cp", str(secrets / "tls" / "ca.crt"), f"{outsider.name}:/tmp/ca.crt"], check=True)
+
+    def login(password: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", "exec", "-e", f"PGPASSWORD={password}", outsider.name, "psql", "-w", "-Atc",
+                               "SELECT 1", f"host={node.address} port={node.port} user=app dbname=app "
+                               "sslmode=verify-full sslrootcert=/tmp/ca.crt"], capture_output=True, text=True)
+
+    assert login(new_app).returncode == 0, login(new_app).stderr
+    assert "password authentication failed" in login(old_app).stderr
+    assert lab3.sql(primary, "SELECT pg_postmaster_start_time()") == started
+    served = docker.execute(f"{lab3.spec.cluster}-{primary}", ["cat", "/var/lib/postgresql/tls/server.crt"])
+    assert served.strip() == cert.read_text().strip()  # the agent installed the new certificate
+    lab3.wait_healthy()
+    time.sleep(6)  # longer than a fence window: a node that lost its peers would have fenced by now
+    assert lab3.primary() == primary
+    changes = [e for e in events.collect(lab3.running) if e["time"] >= since and e["event"] in (
+        contract.EVENT_FENCED, *contract.PROMOTION_EVENTS, contract.EVENT_STEP_DOWN)]
+    assert not changes, changes

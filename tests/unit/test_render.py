@@ -554,3 +554,29 @@ def test_shm_size_comes_from_the_spec_and_is_checked(tmp_path: Path) -> None:
     assert "shm_size: 1g" in (out / "nodes" / "n1" / "compose.yaml").read_text()
     with pytest.raises(spec.SpecError, match="postgres.shm_size"):
         spec.parse(MINIMAL_SPEC.replace("  version: 17\n", "  version: 17\n  shm_size: 1g; rm -rf /\n"))
+
+
+def test_rotation_writes_new_passwords_whole_and_reissues_certificates_under_the_same_ca(
+        tmp_path: Path, shop_spec_text: str) -> None:
+    from generator import credentials
+
+    out = tmp_path / "repo"
+    render_spec(shop_spec_text, out)
+    secrets, parsed = out / "secrets", spec.parse(shop_spec_text)
+    old_app, old_cert = password(secrets, "app"), (secrets / "tls" / "n1.crt").read_bytes()
+    credentials.write_password(secrets, "app", "fresh-value")
+    credentials.reissue_node_certificates(parsed, secrets)
+    assert password(secrets, "app") == "fresh-value" != old_app
+    assert stat.S_IMODE((secrets / "passwords" / "app").stat().st_mode) == 0o600
+    assert not list((secrets / "passwords").glob(".*"))
+    ca = x509.load_pem_x509_certificate((secrets / "tls" / "ca.crt").read_bytes())
+    for node in parsed.members:
+        cert = x509.load_pem_x509_certificate((secrets / "tls" / f"{node.name}.crt").read_bytes())
+        cert.verify_directly_issued_by(ca)
+    assert (secrets / "tls" / "n1.crt").read_bytes() != old_cert
+
+
+def test_rotate_needs_something_to_rotate(tmp_path: Path, shop_spec_text: str, run_cli) -> None:
+    (tmp_path / "cluster.yaml").write_text(shop_spec_text)
+    result = run_cli("rotate", "-f", tmp_path / "cluster.yaml")
+    assert result.exit_code == 2 and "nothing to rotate" in result.stderr and "Traceback" not in result.stderr

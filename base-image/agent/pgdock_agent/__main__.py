@@ -108,7 +108,10 @@ def _service(command: str) -> int:
         postgres.start()
     elif command == "pg-reload":
         postgres.pg_ctl("reload")
-    else:  # after a config deploy: PostgreSQL and repmgrd reread their files
+    else:  # after a deploy or a rotation: new secrets where programs read them, then PostgreSQL and repmgrd reread
+        from .files import install_secrets
+
+        install_secrets()
         postgres.pg_ctl("reload", capture=True)
         signal_named("repmgrd", signal.SIGHUP)
     return 0
