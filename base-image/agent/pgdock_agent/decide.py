@@ -322,15 +322,17 @@ def after_failed_rejoin(primary: str, timeline: int, mine: int | None, failures:
 
 
 def failover_verdict(now: float, begun: float, promote_after: float, members: tuple[str, ...],
-                     views: dict[str, PeerView]) -> Action:
+                     views: dict[str, PeerView], fresh_within: float = 4.5) -> Action:
     """repmgrd's failover_validation_command, decided: may this elected standby promote now?
 
     PROMOTE only when (1) no peer answered as primary since the election began (else the failover was
     false: REFUSE, and repmgrd holds a new election after election_rerun_interval); (2) the primary has
     been silent to this node for `promote_after` (the isolated primary fenced itself before that; WAIT);
-    (3) every member finished a probe sent after the election began, so a former primary that started
-    again meanwhile is not missed because its last answer was old (WAIT); (4) no peer heard the primary
-    within SIGHTING_VETO seconds (REFUSE: a partition around this node only)."""
+    (3) every member finished a probe sent in the last `fresh_within` seconds (the prober's worst case
+    for a peer that does not answer: a hung query cut, then a connect timeout), so a member that came
+    back is seen and a prober that stopped is noticed (WAIT); (4) no peer heard the primary within
+    SIGHTING_VETO seconds (REFUSE: a partition around this node only). A fenced primary stays down
+    far longer than `fresh_within` (its hold-down), and a restarted one needs longer than that to start."""
     primary_at = max((v.primary_at for v in views.values() if v.primary_at is not None), default=None)
     if primary_at is not None and primary_at >= begun:
         who = next(v.name for v in views.values() if v.primary_at == primary_at)
@@ -339,9 +341,9 @@ def failover_verdict(now: float, begun: float, promote_after: float, members: tu
     silent = now - (begun if primary_at is None else primary_at)
     if silent < promote_after:
         return Action(Act.WAIT, f"the primary has been silent for {silent:.1f} s of {promote_after:g} s")
-    stale = sorted(m for m in members if m not in views or views[m].asked < begun)
+    stale = sorted(m for m in members if m not in views or now - views[m].asked > fresh_within)
     if stale:
-        return Action(Act.WAIT, f"waiting for a probe of {', '.join(stale)} sent after the election began")
+        return Action(Act.WAIT, f"waiting for a probe of {', '.join(stale)} sent in the last {fresh_within:g} s")
     seers = sorted(v.name for v in views.values()
                    if v.saw_primary_at is not None and now - v.saw_primary_at < SIGHTING_VETO)
     if seers:

@@ -21,11 +21,14 @@ from dataclasses import asdict
 from . import contract, decide, events
 from .decide import Act, PeerView
 from .node import RUN, env, log
+from .peers import CONNECT_TIMEOUT, PROBE_INTERVAL, QUERY_TIMEOUT
 from .postgres import local_conn
 
 CONTACTS = RUN / "contacts.json"
 """Written by the supervisor's prober after every probe: what it knows of each peer (decide.PeerView)."""
 DEFAULT_PROMOTE_SECONDS = 5.0
+FRESH_WITHIN = CONNECT_TIMEOUT + QUERY_TIMEOUT + PROBE_INTERVAL
+"""A member's latest finished probe is at most this old while the prober runs (decide.failover_verdict)."""
 GATE_SLACK = 6.0
 """The gate answers no if it has not decided within the promotion delay plus this (a probe thread that
 stopped publishing, say): repmgrd then holds a new election."""
@@ -49,7 +52,7 @@ def gate(promote_after: float, members: tuple[str, ...], poll: float = 0.05) -> 
     """Waits for `decide.failover_verdict` to say PROMOTE or REFUSE (or gives up, REFUSE)."""
     begun = time.monotonic()
     while True:
-        verdict = decide.failover_verdict(time.monotonic(), begun, promote_after, members, views())
+        verdict = decide.failover_verdict(time.monotonic(), begun, promote_after, members, views(), FRESH_WITHIN)
         if verdict.act != Act.WAIT:
             return verdict
         if time.monotonic() - begun > promote_after + GATE_SLACK:
