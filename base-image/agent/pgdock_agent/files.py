@@ -120,9 +120,9 @@ def install_version(source: Path, store: Path, keep: int = contract.CONFIG_VERSI
 
 
 def install_config(source: Path, target: Path) -> None:
-    """Config carrier's job: make `target` hold exactly `source`'s files, in place (pg-dock's update_config.sh,
-    but files gone from the source are removed too, so a rollback is exact). Each file is swapped in whole
-    (write beside it, then rename), so a running node reading it never finds it empty or half written."""
+    """The secrets volume's update: make `target` hold exactly `source`'s files, in place (files gone from
+    the source are removed too). Each file is swapped in whole (write beside it, then rename), so a running
+    node reading one never finds it empty or half written; config uses `install_version` instead."""
     wanted = {p.relative_to(source) for p in source.rglob("*") if p.is_file()}
     for rel in sorted(wanted):
         dest, origin = target / rel, (source / rel).stat()
