@@ -126,7 +126,7 @@ def test_a_long_s3_outage_gives_wal_up_past_the_bound_and_warns_until_a_base_bac
 
         def wal_mb() -> int:
             bk.sql(primary, "CHECKPOINT")
-            return int(bk.sql(primary, "SELECT sum(size) / 1048576 FROM pg_ls_waldir()"))
+            return int(bk.sql(primary, "SELECT (sum(size) / 1048576)::int FROM pg_ls_waldir()"))
 
         wait_until(lambda: wal_mb() <= limit_mb, 120, f"pg_wal to shrink under {limit_mb} MB")
         assert bk.sql(primary, "SELECT pg_is_in_recovery()") == "f"

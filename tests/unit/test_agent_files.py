@@ -136,6 +136,7 @@ def test_install_secrets_installs_what_the_node_received(
     monkeypatch.setattr(agent, "TLS", home / "tls")
     monkeypatch.setattr(os, "getuid", lambda: 999)  # not root: no chown, no /etc/ssh on this machine
     monkeypatch.setenv(contract.ENV_DATA_NODES, "n1,n2")
+    monkeypatch.setenv(contract.ENV_ADDRESS, parsed.member(node).address)
     monkeypatch.setenv(contract.ENV_PEERS, ",".join(f"{m.name}={m.address}:{m.port}:{m.ssh_port}"
                                                     for m in parsed.members if m.name != node))
     agent.install_secrets()
@@ -144,7 +145,7 @@ def test_install_secrets_installs_what_the_node_received(
     ssh = home / ".ssh"
     options, key = (ssh / "authorized_keys").read_text().split(" ", 1)
     assert key == (secrets / contract.SECRET_SSH_PUB).read_text()
-    peers = [m.address for m in parsed.members if m.name != node]
+    peers = [m.address for m in parsed.members if m.name != node] + [parsed.member(node).address]
     assert options == f'restrict,from="{",".join(peers)},127.0.0.1,::1"'  # the key works from members only
     assert sorted(p.name for p in ssh.iterdir()) == (
         ["authorized_keys", "config", "id_ed25519", "known_hosts"] if ssh_client else ["authorized_keys"])

@@ -56,9 +56,10 @@ def install_secrets() -> None:
 
 
 def authorized_key(public_key: str) -> str:
-    """The cluster key, usable only from members (nodes sharing a server reach each other over loopback)
-    and only to run commands: `restrict` turns off forwarding, agents and terminals."""
-    sources = ",".join([p.address for p in peers()] + ["127.0.0.1", "::1"])
+    """The cluster key, usable only from members and only to run commands (`restrict` turns off forwarding,
+    agents and terminals). This node's own address and loopback are members too: nodes sharing a server
+    reach each other from the address they connect to (the kernel picks it as the source)."""
+    sources = ",".join([p.address for p in peers()] + [env(contract.ENV_ADDRESS), "127.0.0.1", "::1"])
     return f'restrict,from="{sources}" {public_key.strip()}\n'
 
 
