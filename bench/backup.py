@@ -6,12 +6,12 @@
 One lab cluster `bench-bk` (bench/specs/bk.yaml: one data node, backups to the lab's own S3-protocol
 server, as `lab up --s3`). pgbench -i fills the app database; once the archive has caught up, the
 timed steps are:
-1. pgdock's base backup: `backup now` (generator.backup.run_now: barman-cloud-backup --gzip in the
+1. pgdock's base backup: `backup now` (pgdock_gen.backup.run_now: barman-cloud-backup --gzip in the
    node's backup sidecar, then retention) — time, size read, size stored, throughput.
 2. pg-dock's method (gen 1, schickling/postgres-backup-s3): `pg_dump app | gzip` in the node, then the
    file uploaded with boto3 to the same bucket.
 3. pgdock's point-in-time restore: after `pgbench -T` writes WAL on top of the backup, a marker row and
-   a target time, generator.restore.restore(to=<target>) into a new lab cluster `bench-bk-r`: fetch the
+   a target time, pgdock_gen.restore.restore(to=<target>) into a new lab cluster `bench-bk-r`: fetch the
    base backup, replay archived WAL to the target, promote, until the cluster is healthy; then checked.
 4. pg-dock's restore: download the dump, `gunzip | psql` into a fresh database on the node; checked.
 Both clusters are taken down with their volumes at the end, even on failure.
@@ -107,7 +107,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=70, help="pgbench scale (default 70 ≈ 1 GB)")
     args = parser.parse_args()
 
-    from generator import backup, cluster, lab, restore, spec
+    from pgdock_gen import backup, cluster, lab, restore, spec
 
     quiet = lambda message: None  # noqa: E731
     r: dict[str, object] = {"scale": args.scale}

@@ -34,7 +34,7 @@ def main() -> None:
         files = sum(1 for p in (Path(tmp) / "out0").rglob("*") if p.is_file())
 
     # In-process: the same steps as `pgdock-gen render`, timed apart (imports paid once, before).
-    from generator import render, spec
+    from pgdock_gen import render, spec
 
     plan_times, write_times, total_times = [], [], []
     with tempfile.TemporaryDirectory(prefix="pgdock-bench-") as tmp:

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 from common import REPO, metric, save, timed
 
-from generator import deploy, spec
+from pgdock_gen import deploy, spec
 
 CLUSTER = "bench-dp"
 NODES = (("p1", "127.0.2.1", 5451, 2251), ("p2", "127.0.2.2", 5452, 2252))
@@ -42,7 +42,7 @@ def spec_text(work_mem: int) -> str:
 
 def pgdock(repo: Path, *args: str) -> float:
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "generator", *args, "-f", str(repo / "cluster.yaml")], check=True,
+    subprocess.run([sys.executable, "-m", "pgdock_gen", *args, "-f", str(repo / "cluster.yaml")], check=True,
                    capture_output=True, text=True)
     return time.perf_counter() - started
 
@@ -102,7 +102,7 @@ def ship_to_an_empty_engine(loaded: spec.Spec, repo: Path) -> list[dict]:
     """`push` to a fresh engine over ssh, against building the base image there through its context."""
     from python_on_whales import DockerClient, docker
 
-    from generator import images, ship
+    from pgdock_gen import images, ship
     from tests.e2e import remote_host
 
     context = f"{CLUSTER}-remote"

@@ -9,7 +9,7 @@ Clusters: bench/specs/ha.yaml (`bench-ha`, three data nodes + witness, async, th
 detection_seconds) gets kill-primary, isolate-primary with packets dropped and with connections
 reset, and switchover; bench/specs/ha5.yaml (`bench-ha5`, five data nodes + witness) gets
 isolate-primary with packets dropped; bench/specs/hasync.yaml (`bench-hasync`, two data nodes +
-witness, replication.mode sync) gets kill-primary. Each run is generator.drill.run: a writer
+witness, replication.mode sync) gets kill-primary. Each run is pgdock_gen.drill.run: a writer
 commits numbered rows to whichever node takes writes and a sampler asks every data node whether it
 accepts writes; the report gives the time from the fault to the first commit acknowledged by the
 new primary and its phases (detection, election, promotion, first write, and when the isolated
@@ -77,8 +77,8 @@ def evidence(container: str, since: str) -> str:
 
 def repair(the_lab, loaded, spec_path: Path, quiet) -> None:
     """After a failed run: heal and start every node; if the cluster is still not healthy, a fresh one."""
-    from generator import cluster, lab
-    from generator.errors import PgdockError
+    from pgdock_gen import cluster, lab
+    from pgdock_gen.errors import PgdockError
 
     for node in the_lab.lab_spec.members:
         for action in ("heal", "start"):
@@ -96,8 +96,8 @@ def repair(the_lab, loaded, spec_path: Path, quiet) -> None:
 
 def run_cluster(spec_file: str, scenarios: tuple[tuple[str, str], ...], runs: int,
                 tmp: Path) -> dict[str, list[dict]]:
-    from generator import cluster, drill, lab, spec
-    from generator.errors import PgdockError
+    from pgdock_gen import cluster, drill, lab, spec
+    from pgdock_gen.errors import PgdockError
 
     quiet = lambda message: None  # noqa: E731
     spec_path = tmp / spec_file.replace(".yaml", "") / "cluster.yaml"

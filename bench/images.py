@@ -71,7 +71,7 @@ def build_base(context: Path, no_cache: bool) -> float:
 
 def carrier_own_size() -> tuple[int, int, list[dict[str, str]]]:
     """Builds one node's config carrier of a shop-like spec; returns (carrier size, base size, own layers)."""
-    from generator import images, render, spec
+    from pgdock_gen import images, render, spec
 
     with tempfile.TemporaryDirectory(prefix="pgdock-bench-") as tmp:
         spec_path = Path(tmp) / "cluster.yaml"
@@ -131,7 +131,7 @@ def main() -> None:
             remove_tag(BENCH_BASE)
 
     if not args.skip_bootstrap:
-        from generator import images
+        from pgdock_gen import images
 
         try:
             start = time.perf_counter()

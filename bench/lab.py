@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
 
-    from generator import images, lab, spec
+    from pgdock_gen import images, lab, spec
 
     quiet = lambda message: None  # noqa: E731
     runs, peak = [], {}

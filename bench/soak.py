@@ -38,7 +38,7 @@ def ensure_stress_ng() -> str:
 
 
 def main() -> None:
-    from generator import contract, events, lab, spec
+    from pgdock_gen import contract, events, lab, spec
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0)

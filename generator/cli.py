@@ -28,7 +28,7 @@ def _load(spec_path: Path):
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.version_option(package_name="pgdock")
+@click.version_option(package_name="pgdock-gen")
 def cli() -> None:
     """pgdock: highly available PostgreSQL on your own servers with Docker and repmgr.
 

@@ -18,7 +18,7 @@ from . import credentials
 from .errors import OutOfDate, UsageError
 from .images import names
 from .spec import Spec
-from .template import IMAGE_CONTEXTS, REPO_ROOT, TEMPLATES, environment, files_under, output_name
+from .template import IMAGE_CONTEXTS, TEMPLATES, environment, files_under, image_context, output_name
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def plan(spec: Spec, spec_text: str) -> dict[str, File]:
         peers = [n for n in spec.nodes if n.name != node.name]
         add("node", Path("nodes") / node.name, node=node, node_peers=peers)
     for context_dir in IMAGE_CONTEXTS:
-        root = REPO_ROOT / context_dir
+        root = image_context(context_dir)
         for source in files_under(root):
             files[f"{context_dir}/{source.relative_to(root).as_posix()}"] = File(source.read_bytes(), _mode(source))
     return dict(sorted(files.items()))

@@ -10,20 +10,36 @@ ask the same questions with the same defaults.
 from __future__ import annotations
 
 import json
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
 from . import contract
+from .errors import PgdockError
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+# pip and pipx install a package as a plain folder, so its resources are real paths
+# (Jinja's loader and the image build need those). In a checkout `assets/` holds
+# symlinks to the top-level folders, which keep the template repo's layout; a wheel
+# holds copies of them.
+PACKAGE_DIR = Path(str(resources.files(__package__)))
 TEMPLATES = PACKAGE_DIR / "templates"
-REPO_ROOT = PACKAGE_DIR.parent
-COOKIECUTTER_JSON = REPO_ROOT / "cookiecutter.json"
-STARTER_SPEC = REPO_ROOT / "{{cookiecutter.cluster}}" / "cluster.yaml"
+ASSETS = PACKAGE_DIR / "assets"
+COOKIECUTTER_JSON = ASSETS / "cookiecutter.json"
+STARTER_SPEC = ASSETS / "starter" / "cluster.yaml"
 IMAGE_CONTEXTS = ("base-image", "backup-image")
 """Build contexts copied verbatim into every cluster repo, so a fork builds on its own."""
+
+
+def image_context(name: str) -> Path:
+    """The folder of one image context; refuses loudly when the installation lacks it."""
+    folder = ASSETS / name
+    if not (folder / "Dockerfile").is_file():
+        raise PgdockError(
+            f"this pgdock-gen installation lacks its {name}/ folder ({folder}); reinstall the package"
+        )
+    return folder
 
 
 def _pg_value(value: Any) -> str:

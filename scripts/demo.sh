@@ -4,4 +4,4 @@
 set -eu
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-python3 -m generator lab up -f examples/shop.yaml
+python3 -m pgdock_gen lab up -f examples/shop.yaml

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from generator import cluster, lab, render, spec
+from pgdock_gen import cluster, lab, render, spec
 
 SPECS = Path(__file__).parent / "specs"
 

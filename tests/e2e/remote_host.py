@@ -14,7 +14,7 @@ from pathlib import Path
 
 from python_on_whales import docker
 
-from generator import images
+from pgdock_gen import images
 
 NAME = "pgdock-test-host"
 IMAGE = "pgdock/test-host:latest"

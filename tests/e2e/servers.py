@@ -6,12 +6,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from generator import cluster, spec
+from pgdock_gen import cluster, spec
 
 
 def pgdock(repo: Path, *args: str) -> subprocess.CompletedProcess:
     """`pgdock-gen ARGS -f REPO/cluster.yaml` as a user runs it; its output is printed for the test log."""
-    result = subprocess.run([sys.executable, "-m", "generator", *args, "-f", str(repo / "cluster.yaml")],
+    result = subprocess.run([sys.executable, "-m", "pgdock_gen", *args, "-f", str(repo / "cluster.yaml")],
                             capture_output=True, text=True)
     print(result.stdout, result.stderr)
     return result

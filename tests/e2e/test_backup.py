@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from python_on_whales import docker
 
-from generator import backup, contract, events, lab, restore, spec
+from pgdock_gen import backup, contract, events, lab, restore, spec
 
 from .conftest import LabCluster, bring_up, wait_until
 
@@ -29,7 +29,7 @@ def restored_spec(bk: LabCluster, name: str) -> spec.Spec:
 
 
 def cli(bk: LabCluster, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "generator", *args, "-f", str(bk.spec_path), "--lab"],
+    return subprocess.run([sys.executable, "-m", "pgdock_gen", *args, "-f", str(bk.spec_path), "--lab"],
                           capture_output=True, text=True)
 
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from python_on_whales import docker
 
-from generator import cluster, contract, deploy, images, lock, spec
-from generator.errors import UsageError
+from pgdock_gen import cluster, contract, deploy, images, lock, spec
+from pgdock_gen.errors import UsageError
 
 from .conftest import wait_until
 from .servers import edit_parameter, pgdock, sql
@@ -148,7 +148,7 @@ def test_dry_run_changes_nothing(repo: Path) -> None:
 
 
 def deploy_in_background(repo: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "generator", "deploy", *args, "-f", str(repo / "cluster.yaml")],
+    return subprocess.Popen([sys.executable, "-m", "pgdock_gen", "deploy", *args, "-f", str(repo / "cluster.yaml")],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 

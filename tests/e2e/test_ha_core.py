@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from generator import contract, drill, events, lab, spec
+from pgdock_gen import contract, drill, events, lab, spec
 
 from .conftest import LabCluster, bring_up, render_fork, wait_until
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 import pytest
 from python_on_whales import docker
 
-from generator import contract, events, images
+from pgdock_gen import contract, events, images
 
 from .conftest import LabCluster, wait_until
 
@@ -24,7 +24,7 @@ def repmgr_cluster_show(lab3: LabCluster, node: str) -> dict[str, dict[str, str]
 
 
 def test_three_nodes_and_witness_come_up_as_one_primary_two_standbys(lab3: LabCluster) -> None:
-    result = subprocess.run([sys.executable, "-m", "generator", "status", "-f", str(lab3.spec_path), "--lab",
+    result = subprocess.run([sys.executable, "-m", "pgdock_gen", "status", "-f", str(lab3.spec_path), "--lab",
                              "--json"], capture_output=True, text=True, check=True)
     report = json.loads(result.stdout)
     assert report["cluster"] == "pgdock-e2e"
@@ -226,7 +226,7 @@ def test_rotate_passwords_and_certificates_without_a_restart_or_a_failover(lab3:
     old_app, cert = (secrets / "passwords" / "app").read_text().strip(), secrets / "tls" / f"{primary}.crt"
     old_cert = cert.read_bytes()
     since = datetime.now(UTC).isoformat(timespec="milliseconds")
-    result = subprocess.run([sys.executable, "-m", "generator", "rotate", "-f", str(lab3.spec_path), "--lab",
+    result = subprocess.run([sys.executable, "-m", "pgdock_gen", "rotate", "-f", str(lab3.spec_path), "--lab",
                              "--password", "app", "--password", "repmgr", "--certificates"],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

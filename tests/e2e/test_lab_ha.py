@@ -13,7 +13,7 @@ import time
 import pytest
 from python_on_whales import docker
 
-from generator import drill, events, images, lab, switchover
+from pgdock_gen import drill, events, images, lab, switchover
 
 from .conftest import LabCluster, wait_until
 
@@ -150,7 +150,7 @@ def test_switchover_there_and_back(lab2: LabCluster) -> None:
 
 
 def test_switchover_refuses_the_witness_and_the_primary(lab2: LabCluster) -> None:
-    from generator.errors import UsageError
+    from pgdock_gen.errors import UsageError
 
     with pytest.raises(UsageError, match="witness"):
         switchover.switchover(lab2.running, "sw", force=False, progress=print)

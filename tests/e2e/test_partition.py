@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 from python_on_whales import docker
 
-from generator import lab
+from pgdock_gen import lab
 
 from .conftest import LabCluster, wait_until
 
@@ -46,7 +46,7 @@ def probe(cluster: LabCluster, source: str, target: str, address: str | None = N
 
 
 def pgdock(cluster: LabCluster, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "generator", *args[:2], "-f", str(cluster.spec_path), *args[2:]],
+    return subprocess.run([sys.executable, "-m", "pgdock_gen", *args[:2], "-f", str(cluster.spec_path), *args[2:]],
                           capture_output=True, text=True, check=False)
 
 

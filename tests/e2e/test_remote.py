@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from python_on_whales import DockerClient, docker
 
-from generator import cluster, contexts, deploy, images, spec
+from pgdock_gen import cluster, contexts, deploy, images, spec
 
 from . import remote_host
 from .conftest import wait_until

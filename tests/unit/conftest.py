@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from generator import render, spec
-from generator.render import Changes
+from pgdock_gen import render, spec
+from pgdock_gen.render import Changes
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "base-image" / "agent"))  # the agent package, as the image carries it
@@ -54,8 +54,8 @@ class CliResult:
 
 @pytest.fixture
 def run_cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
-    """Runs the real entry point `generator.cli.main` in process: its exit code mapping included."""
-    from generator.cli import main
+    """Runs the real entry point `pgdock_gen.cli.main` in process: its exit code mapping included."""
+    from pgdock_gen.cli import main
 
     def run(*args: str | os.PathLike[str]) -> CliResult:
         capsys.readouterr()

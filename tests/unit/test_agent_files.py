@@ -120,7 +120,7 @@ def test_install_secrets_installs_what_the_node_received(
     from pgdock_agent import contract
     from pgdock_agent import node as agent_node
 
-    from generator import credentials, spec
+    from pgdock_gen import credentials, spec
 
     from .conftest import render_spec
 

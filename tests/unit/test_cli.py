@@ -1,4 +1,4 @@
-"""`pgdock-gen` commands through the real entry point (`generator.cli:main`) and its exit codes."""
+"""`pgdock-gen` commands through the real entry point (`pgdock_gen.cli:main`) and its exit codes."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from generator import spec as specs
-from generator.cli import cli
+from pgdock_gen import spec as specs
+from pgdock_gen.cli import cli
 
 from .conftest import EXAMPLES, GOLDEN, REPO_ROOT, tree
 
@@ -71,10 +71,10 @@ def test_every_help_shows_an_example(run_cli, command: tuple[str, ...]) -> None:
 
 
 def test_real_entry_points_run(tmp_path: Path) -> None:
-    """The console script and `python -m generator` both reach main() and map errors to exit codes."""
+    """The console script and `python -m pgdock_gen` both reach main() and map errors to exit codes."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     ok = subprocess.run(
-        [sys.executable, "-m", "generator", "validate", "-f", EXAMPLES / "shop.yaml"],
+        [sys.executable, "-m", "pgdock_gen", "validate", "-f", EXAMPLES / "shop.yaml"],
         capture_output=True,
         text=True,
         env=env,
@@ -427,7 +427,7 @@ GOOD_DEPLOY = ('{"version": "v1", "config": "abc", "spec": "def", "compose": "12
 @pytest.mark.parametrize("command", [("events",), ("history", "n1")], ids=["events", "history"])
 def test_a_garbled_line_in_a_nodes_log_is_named(run_cli, monkeypatch: pytest.MonkeyPatch, spec_file: Path,
                                                   command: tuple[str, ...], garbage: str) -> None:
-    from generator import docker
+    from pgdock_gen import docker
 
     good = GOOD_EVENT if command[0] == "events" else GOOD_DEPLOY
     monkeypatch.setattr(docker, "client", lambda context=None: FakeEngine(f"{good}\n{garbage}\n"))
@@ -436,14 +436,14 @@ def test_a_garbled_line_in_a_nodes_log_is_named(run_cli, monkeypatch: pytest.Mon
 
 def test_a_history_entry_without_its_fields_is_named(run_cli, monkeypatch: pytest.MonkeyPatch,
                                                      spec_file: Path) -> None:
-    from generator import docker
+    from pgdock_gen import docker
 
     monkeypatch.setattr(docker, "client", lambda context=None: FakeEngine(f'{GOOD_DEPLOY}\n{{"version": "v2"}}\n'))
     one_line_error(run_cli("history", "-f", spec_file, "n1"), 1, "n1", "line 2", "config")
 
 
 def test_readable_logs_still_show(run_cli, monkeypatch: pytest.MonkeyPatch, spec_file: Path) -> None:
-    from generator import docker
+    from pgdock_gen import docker
 
     monkeypatch.setattr(docker, "client", lambda context=None: FakeEngine(f"{GOOD_DEPLOY}\n"))
     result = run_cli("history", "-f", spec_file, "n1")

@@ -8,8 +8,8 @@ import pytest
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
 
-from generator import spec as specs
-from generator.template import starter_spec
+from pgdock_gen import spec as specs
+from pgdock_gen.template import starter_spec
 
 from .conftest import REPO_ROOT, render_spec, tree
 

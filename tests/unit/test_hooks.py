@@ -22,7 +22,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from generator import contract
+from pgdock_gen import contract
 
 from .conftest import MINIMAL_SPEC, render_spec
 

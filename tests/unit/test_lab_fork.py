@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from generator import images, lab, spec
+from pgdock_gen import images, lab, spec
 
 from .conftest import render_spec, tree
 

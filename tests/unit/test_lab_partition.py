@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from generator import docker, lab
-from generator.errors import DockerError, UsageError
+from pgdock_gen import docker, lab
+from pgdock_gen.errors import DockerError, UsageError
 
 CHAIN = lab.PARTITION_CHAIN
 IN_HOOK = ("INPUT", "!", "-i", "lo", "-j", CHAIN)
@@ -202,7 +202,7 @@ class FakeClient:
 
 @pytest.fixture
 def shop(shop_spec_text: str):
-    from generator import spec
+    from pgdock_gen import spec
 
     return spec.parse(shop_spec_text, "cluster.yaml")
 
@@ -324,7 +324,7 @@ def test_help_shows_the_partition_option_with_an_example(run_cli, command: tuple
 
 
 def test_drill_report_names_the_partition() -> None:
-    from generator import drill
+    from pgdock_gen import drill
 
     assert "partition" in drill.Report.__dataclass_fields__
     with pytest.raises(UsageError, match="unknown partition mode"):

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from generator import contexts, deploy, dsn, restore
-from generator.errors import UsageError
-from generator.spec import parse
+from pgdock_gen import contexts, deploy, dsn, restore
+from pgdock_gen.errors import UsageError
+from pgdock_gen.spec import parse
 
 SPEC = """
 cluster: shop

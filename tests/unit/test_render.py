@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from generator import render, spec
-from generator.credentials import PASSWORDS, password
+from pgdock_gen import render, spec
+from pgdock_gen.credentials import PASSWORDS, password
 
 from .conftest import MINIMAL_SPEC, render_spec, tree
 
@@ -388,7 +388,7 @@ def test_each_node_gets_only_the_secrets_its_role_uses(shop_repo: Path) -> None:
     """The witness runs no replication, archiving or failover IP and never opens an ssh connection (it is
     only reached, by a switchover's --siblings-follow): no replication or app password, no client key, no
     Hetzner or S3 credentials. Data nodes get everything."""
-    from generator.credentials import node_bundle
+    from pgdock_gen.credentials import node_bundle
 
     secrets = shop_repo / "secrets"
     for name in ("hetzner.env", "webhook.env", "s3.env", "s3-ca.crt"):
@@ -558,7 +558,7 @@ def test_shm_size_comes_from_the_spec_and_is_checked(tmp_path: Path) -> None:
 
 def test_rotation_writes_new_passwords_whole_and_reissues_certificates_under_the_same_ca(
         tmp_path: Path, shop_spec_text: str) -> None:
-    from generator import credentials
+    from pgdock_gen import credentials
 
     out = tmp_path / "repo"
     render_spec(shop_spec_text, out)

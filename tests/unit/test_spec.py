@@ -1,4 +1,4 @@
-"""Validation rules of cluster.yaml, through `generator.spec.parse` / `load`."""
+"""Validation rules of cluster.yaml, through `pgdock_gen.spec.parse` / `load`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from generator.errors import SpecError
-from generator.spec import WITNESS_DEFAULT_ID, load, parse
+from pgdock_gen.errors import SpecError
+from pgdock_gen.spec import WITNESS_DEFAULT_ID, load, parse
 
 from .conftest import MINIMAL_SPEC
 

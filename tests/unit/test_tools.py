@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.template import starter_spec
+from pgdock_gen.template import starter_spec
 
 from .conftest import render_spec
 

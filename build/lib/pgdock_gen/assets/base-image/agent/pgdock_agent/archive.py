@@ -1,0 +1,88 @@
+"""archive_command: WAL to S3 with barman-cloud, and a bound on what an outage may keep on disk.
+
+PostgreSQL keeps every WAL file its archive_command has not stored; during an S3 outage that fills
+the disk and PostgreSQL stops (PANIC). pgdock bounds it instead: once pg_wal holds more than
+postgres.max_wal_keep and storing failed, the file is given up (reported stored), the gap is recorded
+(ARCHIVE_GAP, event `pgdock_wal_dropped`, `status` says so) and point-in-time recovery into the gap
+is impossible until the next base backup, after which the backup sidecar clears the record. Losing
+recovery points is bad; a primary that stops taking writes is worse.
+
+The values reach barman-cloud as an argument list, never through a shell: archive_command itself
+carries no spec value.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+from pathlib import Path
+
+from . import contract, events
+from .node import env, log
+
+ARCHIVE_TIMEOUT = 300
+"""A store that accepts the connection and then stalls must not hold the archiver forever."""
+
+
+def barman_cloud_args() -> list[str]:
+    endpoint = os.environ.get(contract.ENV_S3_ENDPOINT)
+    return ["--cloud-provider", "aws-s3"] + (["--endpoint-url", endpoint] if endpoint else [])
+
+
+def wal_bytes(pg_wal: Path) -> int:
+    """The WAL pg_wal holds for the archive: every file but those already stored or given up (marked done,
+    which the next checkpoint recycles). Counting those too would give up the newest files as well."""
+    done = {marker.name.removesuffix(".done") for marker in (pg_wal / "archive_status").glob("*.done")}
+    return sum(entry.stat().st_size for entry in pg_wal.iterdir() if entry.is_file() and entry.name not in done)
+
+
+def give_up(stored: bool, held: int, bound: int) -> bool:
+    """Whether a WAL file is reported stored although it was not: only when pg_wal holds more than the bound."""
+    return not stored and held > bound
+
+
+def _store(path: str) -> bool:
+    command = ["barman-cloud-wal-archive", *barman_cloud_args(), "--gzip", env(contract.ENV_BACKUP_URL),
+               env(contract.ENV_CLUSTER), path]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=ARCHIVE_TIMEOUT, check=False)
+    except subprocess.TimeoutExpired:
+        log(f"archive: storing {Path(path).name} took over {ARCHIVE_TIMEOUT} s; PostgreSQL retries it")
+        return False
+    if result.returncode != 0:
+        log(f"archive: storing {Path(path).name} failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
+    return result.returncode == 0
+
+
+def archive(path: str) -> int:
+    """archive_command %p (relative to the data directory): 0 when stored, or given up past the bound."""
+    gap = Path(contract.ARCHIVE_GAP)
+    bound = int(env(contract.ENV_MAX_WAL_KEEP_MB)) * 1024 * 1024
+    pg_wal = Path(contract.PGDATA) / "pg_wal"
+    # once a gap is open (the store is known to be down) the excess goes without another slow attempt
+    stored = False if gap.exists() and wal_bytes(pg_wal) > bound else _store(path)
+    if stored:
+        return 0
+    held = wal_bytes(pg_wal)
+    if not give_up(stored, held, bound):
+        return 1
+    if not gap.exists():
+        since = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        gap.write_text(json.dumps({"since": since, "first": Path(path).name}))
+        events.record(contract.EVENT_WAL_DROPPED, f"archiving failed with {held // 2**20} MB in pg_wal (bound "
+                      f"{bound // 2**20} MB): WAL from {Path(path).name} on is given up; point-in-time recovery "
+                      "into this gap is impossible until the next base backup")
+    log(f"archive: gave up {Path(path).name} ({held // 2**20} MB in pg_wal, bound {bound // 2**20} MB)")
+    return 0
+
+
+def gap_note() -> str | None:
+    """What status shows while the archive has a gap (None: it has none)."""
+    try:
+        gap = json.loads(Path(contract.ARCHIVE_GAP).read_text())
+    except (OSError, ValueError):
+        return None
+    return (f"gap since {gap.get('since', '?')} (WAL from {gap.get('first', '?')} given up past max_wal_keep): "
+            "take a base backup")

@@ -1,0 +1,191 @@
+"""The names that cross a boundary between pgdock's parts, spelled once.
+
+The generator writes them into env files and compose files, the agent and the
+backup sidecar read them inside the containers, and the operator's commands
+reach into containers by them. This module is the only place they are spelled.
+It uses nothing but the standard library: the base image carries it as
+`pgdock_agent/contract.py` (a symlink in the source tree, a plain file in a
+rendered repo), so the generator and the agent import the same file.
+"""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+
+# ---------------------------------------------------------------- paths inside a node's containers
+
+CONFIG_STORE = PurePosixPath("/etc/pgdock-store")
+"""Where the node's config volume is mounted (read-only): one folder per config version under
+CONFIG_VERSIONS, and CONFIG_CURRENT, a symlink to one of them, which a deploy switches in one rename."""
+CONFIG_VERSIONS = "versions"
+CONFIG_CURRENT = "current"
+CONFIG_VERSIONS_KEPT = 5
+"""Config versions kept in the volume besides the current one (older ones are removed by the next deploy)."""
+CONFIG = PurePosixPath("/etc/pgdock")
+"""The node's config as every program reads it: in the base image a symlink to CONFIG_STORE/current."""
+REPMGR_CONF = CONFIG / "repmgr.conf"
+SHARED = CONFIG / "shared"
+FAILOVER_HOOKS = SHARED / "failover"
+INITDB_SQL = SHARED / "initdb" / "initdb.sql"
+SECRETS = PurePosixPath("/run/pgdock/secrets")
+"""The node's secrets volume (read-only): never part of an image."""
+RUN = PurePosixPath("/run/pgdock")
+"""Scratch state of one container's life: markers, the status line, the log FIFO."""
+STATE = PurePosixPath("/var/lib/pgdock")
+"""The node's data volume: PostgreSQL's data directory and the logs that must survive restarts."""
+PGDATA = STATE / "data"
+EVENTS = STATE / "events.jsonl"
+HISTORY = STATE / "history.jsonl"
+BACKUP_LOG = STATE / "backups.log"
+BOOTSTRAPPING = STATE / "bootstrapping"
+ARCHIVE_GAP = STATE / "archive-gap.json"
+"""Written by `pgdock-agent archive` when it gave WAL up (past postgres.max_wal_keep during an archive outage);
+removed by the backup sidecar after the next base backup, which makes point-in-time recovery whole again."""
+"""Present from the first initdb until the last bootstrap step: a start that finds it redoes the bootstrap."""
+FORCE_PRIMARY = STATE / "force-primary"
+"""Written by `pgdock-agent unfence`: the operator vouches that this node may start as primary alone."""
+SOCKET_DIR = PurePosixPath("/var/run/postgresql")
+"""Shared with the backup sidecar, which logs in over it as the postgres OS user."""
+HOME = PurePosixPath("/var/lib/postgresql")
+TLS = HOME / "tls"
+CA_CERT = TLS / "ca.crt"
+
+# ---------------------------------------------------------------- the secrets volume's layout
+
+SECRET_PASSWORDS = "passwords"
+"""One file per password: superuser, repmgr, replication, app (the witness gets the first two)."""
+PASSWORD_FILES = ("superuser", "app", "repmgr", "replication")
+"""One password per role: superuser, application owner, repmgr metadata, streaming replication."""
+SECRET_CA_CERT = "tls/ca.crt"
+SECRET_CA_KEY = "tls/ca.key"
+SECRET_NODE_CERT = "tls/node.crt"
+SECRET_NODE_KEY = "tls/node.key"
+SECRET_SSH_KEY = "ssh/id_ed25519"
+SECRET_SSH_PUB = "ssh/id_ed25519.pub"
+SECRET_SSH_HOST_KEY = "ssh/host_ed25519"
+SECRET_KNOWN_HOSTS = "ssh/known_hosts"
+SECRET_S3_ENV = "s3.env"
+SECRET_S3_CA = "s3-ca.crt"
+SECRET_HETZNER_ENV = "hetzner.env"
+"""The Hetzner robot account and failover IP of shared/failover/hetzner.sh."""
+SECRET_WEBHOOK_ENV = "webhook.env"
+"""PGDOCK_WEBHOOK_URL of shared/failover/hook.sh."""
+
+# ---------------------------------------------------------------- environment variables of a node
+
+ENV_CLUSTER = "PGDOCK_CLUSTER"
+ENV_NODE = "PGDOCK_NODE"
+ENV_ADDRESS = "PGDOCK_ADDRESS"
+ENV_NODE_ID = "PGDOCK_NODE_ID"
+ENV_ROLE = "PGDOCK_ROLE"
+"""primary (the initial one), standby or witness: where the node starts, not what it is now."""
+ENV_PG_VERSION = "PGDOCK_PG_VERSION"
+ENV_PORT = "PGDOCK_PORT"
+ENV_SSH_PORT = "PGDOCK_SSH_PORT"
+ENV_DATABASE = "PGDOCK_DATABASE"
+ENV_USER = "PGDOCK_USER"
+ENV_PEERS = "PGDOCK_PEERS"
+"""Other members: name=address:port:ssh_port, comma-separated."""
+ENV_DATA_NODES = "PGDOCK_DATA_NODES"
+ENV_REPLICATION_MODE = "PGDOCK_REPLICATION_MODE"
+ENV_FENCE_SECONDS = "PGDOCK_FENCE_SECONDS"
+ENV_PROMOTE_SECONDS = "PGDOCK_PROMOTE_SECONDS"
+"""A standby promotes only after the primary has not answered it for this long."""
+ENV_HOOK_SECONDS = "PGDOCK_HOOK_SECONDS"
+"""Each failover hook's time budget."""
+ENV_BACKUP_URL = "PGDOCK_BACKUP_URL"
+ENV_BACKUP_SCHEDULE = "PGDOCK_BACKUP_SCHEDULE"
+ENV_BACKUP_RETENTION_DAYS = "PGDOCK_BACKUP_RETENTION_DAYS"
+ENV_S3_REGION = "PGDOCK_S3_REGION"
+ENV_S3_PATH_STYLE = "PGDOCK_S3_PATH_STYLE"
+ENV_S3_ENDPOINT = "PGDOCK_S3_ENDPOINT"
+ENV_MAX_WAL_KEEP_MB = "PGDOCK_MAX_WAL_KEEP_MB"
+"""postgres.max_wal_keep in MB: pg_wal's bound during an archive outage (archive.py)."""
+ENV_RESTORE_SERVER = "PGDOCK_RESTORE_SERVER"
+ENV_RESTORE_TARGET = "PGDOCK_RESTORE_TARGET"
+ENV_SECRETS_DIR = "PGDOCK_SECRETS_DIR"
+"""Where the failover hooks read the node's secrets; SECRETS unless set (the hooks' tests point it elsewhere)."""
+ENV_EVENT_JSON = "PGDOCK_EVENT_JSON"
+"""Handed to the failover hooks: the event as one JSON object."""
+
+# ---------------------------------------------------------------- events (pgdock's own; repmgr adds its own names)
+
+EVENT_FENCED = "pgdock_fenced"
+EVENT_UNFENCED = "pgdock_unfenced"
+EVENT_STEP_DOWN = "pgdock_step_down"
+EVENT_TWIN_PRIMARY = "pgdock_twin_primary"
+EVENT_CLONE = "pgdock_clone"
+EVENT_REJOIN = "pgdock_rejoin"
+EVENT_RESTORE = "pgdock_restore"
+EVENT_BOOTSTRAP_REDONE = "pgdock_bootstrap_redone"
+EVENT_PROMOTE_WAIT = "pgdock_promote_wait"
+"""repmgrd elected this node; the promotion gate (failover_validation_command) waits for the primary's silence."""
+EVENT_WAL_DROPPED = "pgdock_wal_dropped"
+"""Archiving failed and pg_wal grew past postgres.max_wal_keep: WAL was given up, the archive has a gap."""
+EVENT_SLOT_LOST = "pgdock_slot_lost"
+"""A replication slot's standby fell more than max_slot_wal_keep_size behind: it must be cloned again."""
+EVENT_PROMOTE_REFUSED = "pgdock_promote_refused"
+"""The promotion gate said no (the primary answered again, or a member still hears it); repmgrd elects again."""
+EVENT_STANDBY_PROMOTE = "standby_promote"
+"""repmgr's name, kept for the promotions pgdock's promote command performs."""
+EVENT_HOOK_PREFIX = "hook:"
+"""A hook's own result is logged as an event named hook:<script>."""
+PROMOTION_EVENTS = ("repmgrd_failover_promote", EVENT_STANDBY_PROMOTE)
+"""repmgr's names for "this node became primary"."""
+EVENT_UPSTREAM_DISCONNECT = "repmgrd_upstream_disconnect"
+"""repmgr's: a standby or the witness lost its connection to the primary (failure detected)."""
+
+# ---------------------------------------------------------------- `pgdock-agent state`: what status shows per node
+
+STATUS_KEYS = ("node", "role", "timeline", "upstream", "lag_bytes", "lag_seconds", "replicas", "status",
+               "repmgrd", "registered", "archiving")
+
+# ---------------------------------------------------------------- Docker names
+
+VOLUME_KINDS = ("config", "secrets", "data", "socket")
+LABEL_CLUSTER = "org.pgdock.cluster"
+LABEL_LAB_ID = "org.pgdock.lab-id"
+
+
+def container(cluster: str, node: str) -> str:
+    """The node's database container, and its compose project."""
+    return f"{cluster}-{node}"
+
+
+LOCK_SUFFIX = "-deploy-lock"
+LABEL_LOCK_HOLDER = "org.pgdock.lock-holder"
+LABEL_LOCK_SINCE = "org.pgdock.lock-since"
+
+
+def lock_container(cluster: str, node: str) -> str:
+    """A stopped container whose existence is a node's deploy lock (creating a named container is atomic)."""
+    return f"{cluster}-{node}{LOCK_SUFFIX}"
+
+
+BACKUP_SUFFIX = "-backup"
+
+
+def backup_container(cluster: str, node: str) -> str:
+    """The node's backup sidecar: its database container's name plus BACKUP_SUFFIX."""
+    return container(cluster, node) + BACKUP_SUFFIX
+
+
+def lab_s3_container(cluster: str) -> str:
+    """The lab's S3-protocol server of a cluster."""
+    return f"{cluster}-s3"
+
+
+def volume(cluster: str, node: str, kind: str) -> str:
+    """A node's named volume; `kind` is one of VOLUME_KINDS."""
+    if kind not in VOLUME_KINDS:
+        raise ValueError(f"unknown volume kind {kind!r}")
+    return f"{cluster}-{node}-{kind}"
+
+
+# ---------------------------------------------------------------- values in PostgreSQL's config files
+
+
+def conf_string(value: str) -> str:
+    """`value` as a quoted string of postgresql.conf (and postgresql.auto.conf): both the generator's
+    templates and the agent's restore settings write strings this way."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"

@@ -1,0 +1,105 @@
+"""What `pgdock-gen status` shows for this node (`pgdock-agent state`), and the container's healthcheck."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import psycopg
+
+from . import contract
+from .archive import gap_note
+from .node import STATUS, env
+from .peers import peers
+from .postgres import PG_BIN, is_standby, local_conn, running
+
+NODE_STATE_SQL = """
+SELECT pg_is_in_recovery(),
+       CASE WHEN pg_is_in_recovery() THEN (SELECT received_tli FROM pg_stat_wal_receiver)
+            ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END,
+       (SELECT sender_host FROM pg_stat_wal_receiver WHERE status = 'streaming'),
+       CASE WHEN pg_is_in_recovery()
+            THEN pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint END,
+       CASE WHEN pg_is_in_recovery() AND pg_last_wal_receive_lsn() IS DISTINCT FROM pg_last_wal_replay_lsn()
+            THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
+            WHEN pg_is_in_recovery() THEN 0.0 END
+"""
+REPLICAS_SQL = """
+SELECT application_name, state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint,
+       coalesce(extract(epoch FROM replay_lag), 0)::float8, sync_state
+FROM pg_stat_replication
+"""
+
+
+def archiving(conn: psycopg.Connection) -> str:
+    """`ok`, `off`, or why WAL is not reaching the archive (shown by status)."""
+    if conn.execute("SHOW archive_mode").fetchone()[0] == "off":
+        return "off"
+    failed, last_ok, last_failed, ready = conn.execute(
+        "SELECT failed_count, last_archived_time, last_failed_time, "
+        "(SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready') FROM pg_stat_archiver"
+    ).fetchone()
+    gap = gap_note()
+    if last_failed and (last_ok is None or last_failed > last_ok):
+        failing = f"failing since {last_failed:%H:%M:%S} ({ready} WAL files waiting)"
+        return f"{failing}; {gap}" if gap else failing
+    return gap or "ok"
+
+
+def node_state() -> dict:
+    """What `pgdock-gen status` shows for this node, as JSON-ready data."""
+    by_address = {p.address: p.name for p in peers()}
+    state: dict = dict.fromkeys(contract.STATUS_KEYS) | {
+        "node": env(contract.ENV_NODE), "role": "down", "replicas": {},
+        "status": STATUS.read_text().strip() if STATUS.exists() else "starting",
+        "repmgrd": any(c.read_text().strip() == "repmgrd" for c in Path("/proc").glob("[0-9]*/comm")),
+        "registered": False}
+    if not running():
+        return state
+    try:
+        with local_conn() as conn:
+            in_recovery, timeline, sender, lag_bytes, lag_seconds = conn.execute(NODE_STATE_SQL).fetchone()
+            if env(contract.ENV_ROLE) == "witness":
+                state["role"] = "witness"
+            else:
+                state |= {"role": "standby" if in_recovery else "primary", "timeline": timeline,
+                          "upstream": by_address.get(sender, sender), "lag_bytes": lag_bytes,
+                          "lag_seconds": lag_seconds}
+                if not in_recovery:
+                    state["archiving"] = archiving(conn)
+                    state["replicas"] = {name: {"state": st, "lag_bytes": lb, "lag_seconds": ls, "sync": sync}
+                                         for name, st, lb, ls, sync in conn.execute(REPLICAS_SQL).fetchall()}
+    except psycopg.Error as exc:
+        state["status"] = f"cannot query PostgreSQL: {exc}".strip()
+    state["registered"] = registered()
+    return state
+
+
+def health() -> int:
+    """Healthy = PostgreSQL accepts connections (the container's healthcheck)."""
+    ready = subprocess.run([str(PG_BIN / "pg_isready"), "-q", "-h", str(contract.SOCKET_DIR),
+                            "-p", env(contract.ENV_PORT, "5432")], check=False)
+    return ready.returncode
+
+
+def registration() -> str | None:
+    """The type (primary, standby, witness) of this node's repmgr record, when the record describes this
+    node (a restored database carries the source's records); None without one."""
+    try:
+        with local_conn("repmgr", "repmgr") as conn:
+            row = conn.execute("SELECT type, conninfo FROM repmgr.nodes WHERE node_id = %s",
+                               (int(env(contract.ENV_NODE_ID)),)).fetchone()
+    except psycopg.Error:
+        return None
+    return row[0] if row is not None and f"host={env(contract.ENV_ADDRESS)} " in row[1] else None
+
+
+def expected_registration() -> str:
+    if env(contract.ENV_ROLE) == "witness":
+        return "witness"
+    return "standby" if is_standby() else "primary"
+
+
+def registered() -> bool:
+    """repmgr's record of this node says what the node is (repmgrd refuses to run otherwise)."""
+    return registration() == expected_registration()

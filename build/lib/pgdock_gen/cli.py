@@ -1,0 +1,799 @@
+"""`pgdock-gen`: the command line. Each command parses options and calls one module.
+
+Heavy modules (jsonschema, cryptography, python-on-whales, psycopg) are imported
+inside the commands, so `pgdock-gen --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from . import contract
+from .errors import PgdockError, user_error
+
+SPEC_OPTION = click.option(
+    "-f", "--file", "spec_path", type=click.Path(path_type=Path), default=Path("cluster.yaml"),
+    show_default=True, help="Cluster spec.",
+)
+
+
+def _load(spec_path: Path):
+    from . import spec
+
+    return spec.load(spec_path)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="pgdock-gen")
+def cli() -> None:
+    """pgdock: highly available PostgreSQL on your own servers with Docker and repmgr.
+
+    \b
+    Example, from nothing to a cluster repo:
+      pgdock-gen init cluster.yaml
+      pgdock-gen render -f cluster.yaml -o shop/
+    """
+
+
+@cli.command()
+@click.argument("path", type=click.Path(path_type=Path), default=Path("cluster.yaml"))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(path: Path, force: bool) -> None:
+    """Write a commented starter spec to PATH.
+
+    \b
+    Example:
+      pgdock-gen init prod/cluster.yaml
+    """
+    from .render import write_file
+    from .template import starter_spec
+
+    if path.exists() and not force:
+        raise click.UsageError(f"{path} exists; pass --force to overwrite it")
+    write_file(path, starter_spec())
+    click.echo(f"wrote {path}; edit it, then: pgdock-gen render -f {path} -o {path.parent}")
+
+
+@cli.command()
+@SPEC_OPTION
+def validate(spec_path: Path) -> None:
+    """Check a spec; print every problem with its line and field.
+
+    Warnings (e.g. a primary alone in its location, which repmgr never
+    fails over) go to stderr too but do not fail the check.
+
+    \b
+    Example:
+      pgdock-gen validate -f cluster.yaml
+    """
+    spec = _load(spec_path)
+    for warning in spec.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    click.echo(f"{spec_path}: cluster {spec.cluster!r} is valid: {len(spec.nodes)} data node(s)"
+               f"{', 1 witness' if spec.witness else ''}, PostgreSQL {spec.pg_version}, {spec.replication_mode}")
+
+
+@cli.command()
+@SPEC_OPTION
+@click.option("-o", "--output", "out", type=click.Path(path_type=Path),
+              help="Folder of the cluster repo (default: the spec's folder).")
+@click.option("--diff", "show_diff", is_flag=True, help="Show what would change; write nothing.")
+@click.option("--check", is_flag=True, help="Exit 1 when the folder is out of date with the spec; write nothing.")
+@click.option("--force", is_flag=True, help="Overwrite files that differ from what the spec renders.")
+def render(spec_path: Path, out: Path | None, show_diff: bool, check: bool, force: bool) -> None:
+    """Write the cluster repo for a spec.
+
+    Existing secrets are kept; files that differ from the rendering are only
+    replaced with --force.
+
+    \b
+    Examples:
+      pgdock-gen render -f cluster.yaml -o shop/
+      pgdock-gen render -f shop/cluster.yaml --diff
+      pgdock-gen render -f shop/cluster.yaml --check   # in the fork's CI
+    """
+    from . import render as renderer
+
+    spec = _load(spec_path)
+    out = out if out is not None else spec_path.parent
+    files = renderer.plan(spec, spec_path.read_text(encoding="utf-8"))
+    if check:
+        renderer.check(files, out)
+        click.echo(f"{out} is up to date with {spec_path}")
+        return
+    if show_diff:
+        changes = renderer.compare(files, out)
+        click.echo(renderer.diff(files, out, changes), nl=False)
+        click.echo(f"{len(changes.new)} new, {len(changes.changed)} changed, {len(changes.stale)} stale", err=True)
+        return
+    changes = renderer.write(spec, files, out, force=force)
+    click.echo(f"rendered {out}: {len(changes.new)} new, {len(changes.changed)} updated, "
+               f"{len(changes.unchanged)} unchanged")
+    for rel in changes.stale:
+        click.echo(f"note: {rel} is no longer in the spec; remove it when that node is gone", err=True)
+
+
+@cli.command()
+def schema() -> None:
+    """Print the JSON Schema of cluster.yaml, for editors.
+
+    \b
+    Example (VS Code with the YAML extension):
+      pgdock-gen schema > .pgdock.schema.json
+      # first line of cluster.yaml: # yaml-language-server: $schema=.pgdock.schema.json
+    """
+    from .schema import SCHEMA
+
+    click.echo(json.dumps(SCHEMA, indent=2))
+
+
+def _progress(message: str) -> None:
+    from rich.console import Console
+
+    Console(stderr=True, highlight=False, log_path=False).log(message)
+
+
+def _print_status(spec, rows, as_json: bool) -> None:
+    from . import cluster
+
+    if as_json:
+        click.echo(cluster.status_json(spec, rows))
+    else:
+        from rich.console import Console
+
+        Console(width=None if sys.stdout.isatty() else 160).print(cluster.status_table(spec, rows))
+
+
+MIRROR_OPTION = click.option("--mirror", help="Debian mirror URL for debootstrap when no registry image can be "
+                                              "pulled (default: debootstrap's own).")
+
+
+@cli.command()
+@SPEC_OPTION
+@click.option("--repo", type=click.Path(path_type=Path), help="Rendered cluster repo (default: the spec's folder).")
+@click.option("--no-cache", is_flag=True, help="Rebuild every layer.")
+@MIRROR_OPTION
+def build(spec_path: Path, repo: Path | None, no_cache: bool, mirror: str | None) -> None:
+    """Build the base, backup and per-node config images of a rendered cluster repo.
+
+    \b
+    Example:
+      pgdock-gen render -f cluster.yaml && pgdock-gen build -f cluster.yaml
+    """
+    from . import images
+
+    spec = _load(spec_path)
+    tags = images.build_all(spec, repo or spec_path.parent, no_cache=no_cache, mirror=mirror, progress=_progress)
+    for what, tag in tags.items():
+        click.echo(f"{what:>10}  {tag}")
+
+
+@cli.group("images")
+def images_group() -> None:
+    """Base OS images for air-gapped builds.
+
+    \b
+    Example:
+      sudo pgdock-gen images bootstrap --suite trixie
+    """
+
+
+@images_group.command("bootstrap")
+@click.option("--suite", default="trixie", show_default=True, help="Debian release.")
+@MIRROR_OPTION
+def images_bootstrap(suite: str, mirror: str | None) -> None:
+    """Create pgdock/debian:SUITE with debootstrap + docker import (needs root).
+
+    `build` does this by itself when `debian:SUITE-slim` cannot be pulled.
+
+    \b
+    Example:
+      sudo pgdock-gen images bootstrap --suite trixie
+    """
+    from . import images
+
+    click.echo(images.bootstrap(suite, f"pgdock/debian:{suite}", mirror=mirror, progress=_progress))
+
+
+@cli.group()
+def lab() -> None:
+    """Run the spec's cluster as containers on this machine.
+
+    \b
+    Example:
+      pgdock-gen lab up -f cluster.yaml
+      pgdock-gen lab kill -f cluster.yaml n1      # rehearse a failover
+      pgdock-gen lab down -f cluster.yaml --volumes
+    """
+
+
+@lab.command("up")
+@SPEC_OPTION
+@click.option("--timeout", default=300, show_default=True, help="Seconds to wait for a healthy cluster.")
+@click.option("--no-cache", is_flag=True, help="Rebuild images from scratch.")
+@MIRROR_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
+@click.option("--s3", is_flag=True, help="Also run an S3-protocol server and send the cluster's backups to it.")
+def lab_up(spec_path: Path, timeout: int, no_cache: bool, mirror: str | None, as_json: bool, s3: bool) -> None:
+    """Render, build and start every node; wait until healthy; print the status.
+
+    \b
+    Example:
+      pgdock-gen lab up -f examples/shop.yaml
+    """
+    from . import lab as labs
+
+    spec = _load(spec_path)
+    _, rows = labs.up(spec_path, spec, timeout=timeout, no_cache=no_cache, mirror=mirror, s3=s3, progress=_progress)
+    _print_status(spec, rows, as_json)
+
+
+@lab.command("down")
+@SPEC_OPTION
+@click.option("--volumes", "remove_volumes", is_flag=True, help="Also delete the nodes' data.")
+@click.option("--as", "name", help="A lab cluster made from this spec under another name (e.g. by restore).")
+def lab_down(spec_path: Path, remove_volumes: bool, name: str | None) -> None:
+    """Stop and remove the lab's containers (and with --volumes its data).
+
+    \b
+    Examples:
+      pgdock-gen lab down -f cluster.yaml --volumes
+      pgdock-gen lab down -f cluster.yaml --as shop-restore --volumes
+    """
+    from . import lab as labs
+    from .spec import parse
+
+    spec = _load(spec_path)
+    if name:
+        spec = parse(json.dumps(dict(spec.raw, cluster=name)), f"{spec_path} (as {name})")
+    labs.down(spec_path, spec, remove_volumes=remove_volumes, progress=_progress)
+
+
+def _lab_node_command(action: str, doc: str) -> None:
+    @lab.command(action, help=f"{doc}\n\n\b\nExample:\n  pgdock-gen lab {action} -f cluster.yaml n1")
+    @SPEC_OPTION
+    @click.argument("node")
+    def command(spec_path: Path, node: str) -> None:
+        from . import lab as labs
+
+        labs.container_action(_load(spec_path), node, action)
+        click.echo(f"{action}: {node}")
+
+
+for _action, _doc in (("stop", "Stop a node's container cleanly (SIGTERM, fast shutdown)."),
+                      ("start", "Start a stopped node's container."),
+                      ("kill", "Kill a node's container (SIGKILL), as a crash would."),
+                      ("heal", "End a node's isolation, whichever --partition made it.")):
+    _lab_node_command(_action, _doc)
+
+
+PARTITION_OPTION = click.option(
+    "--partition", type=click.Choice(["drop", "reject", "disconnect"]), default="drop", show_default=True,
+    help="How the node is cut off: drop = its packets vanish both ways, so connects hang until their timeout "
+         "(a real network failure); reject = connects are refused at once (TCP reset); disconnect = its "
+         "container leaves the lab network. drop and reject filter inside the node's network namespace "
+         "(iptables via nsenter; needs root on the Docker host).")
+
+
+@lab.command("isolate")
+@SPEC_OPTION
+@PARTITION_OPTION
+@click.argument("node")
+def lab_isolate(spec_path: Path, partition: str, node: str) -> None:
+    """Cut a node off from every other node; it keeps running. `lab heal` ends it.
+
+    Isolating again replaces the partition (e.g. drop by reject); a restart of
+    the node's container ends a drop or reject partition.
+
+    \b
+    Examples:
+      pgdock-gen lab isolate -f cluster.yaml n1                     # packets vanish
+      pgdock-gen lab isolate -f cluster.yaml --partition reject n2  # connects refused
+      pgdock-gen lab heal -f cluster.yaml n1
+    """
+    from . import lab as labs
+
+    labs.container_action(_load(spec_path), node, "isolate", partition)
+    click.echo(f"isolate ({partition}): {node}")
+
+
+LAB_OPTION = click.option("--lab", "in_lab", is_flag=True,
+                          help="The cluster runs in the local lab (default: on its nodes' docker contexts).")
+
+
+@cli.command()
+@SPEC_OPTION
+@LAB_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(spec_path: Path, in_lab: bool, as_json: bool) -> None:
+    """Role, upstream, timeline, lag and health of every node.
+
+    \b
+    Examples:
+      pgdock-gen status -f cluster.yaml
+      pgdock-gen status -f cluster.yaml --lab --json
+    """
+    from . import cluster
+
+    spec = _load(spec_path)
+    _print_status(spec, cluster.Running(spec, in_lab).status(), as_json)
+
+
+@cli.command()
+@SPEC_OPTION
+@LAB_OPTION
+@click.argument("node")
+@click.option("-c", "--command", "sql", help="Run one statement and print its result.")
+@click.option("-d", "--dbname", help="Database (default: the application database).")
+def psql(spec_path: Path, in_lab: bool, node: str, sql: str | None, dbname: str | None) -> None:
+    """psql on NODE as the superuser.
+
+    \b
+    Examples:
+      pgdock-gen psql -f cluster.yaml --lab n1 -c 'select pg_is_in_recovery()'
+      pgdock-gen psql -f cluster.yaml n2
+    """
+    from . import cluster
+
+    spec = _load(spec_path)
+    target = cluster.Running(spec, in_lab).target(spec.member(node).name)
+    click.echo(cluster.psql(spec, target, sql, dbname), nl=False)
+
+
+@cli.command()
+@SPEC_OPTION
+@LAB_OPTION
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def events(spec_path: Path, in_lab: bool, as_json: bool) -> None:
+    """Every node's events (failovers, switchovers, rejoins, hooks, fencing), oldest first.
+
+    \b
+    Example:
+      pgdock-gen events -f cluster.yaml --lab
+    """
+    from . import cluster
+    from . import events as event_log
+
+    spec = _load(spec_path)
+    found = event_log.collect(cluster.Running(spec, in_lab))
+    if as_json:
+        for event in found:
+            click.echo(json.dumps(event))
+        return
+    from rich.console import Console
+
+    Console(width=None if sys.stdout.isatty() else 200).print(event_log.table(spec, found))
+
+
+@cli.command()
+@SPEC_OPTION
+@LAB_OPTION
+@click.argument("node")
+@click.option("--force", is_flag=True, help="Switch over even when NODE lags or the checks fail.")
+def switchover(spec_path: Path, in_lab: bool, node: str, force: bool) -> None:
+    """Make NODE the primary, gracefully: the old primary rejoins as a standby by pg_rewind.
+
+    \b
+    Example:
+      pgdock-gen switchover -f cluster.yaml n2
+    """
+    from . import cluster
+    from . import switchover as planned
+
+    spec = _load(spec_path)
+    rows = planned.switchover(cluster.Running(spec, in_lab), node, force=force, progress=_progress)
+    _print_status(spec, rows, False)
+
+
+@cli.command()
+@SPEC_OPTION
+@click.option("--readonly", is_flag=True, help="For readers: prefer standbys, spread over them.")
+def dsn(spec_path: Path, readonly: bool) -> None:
+    """Print a libpq multi-host URI that always reaches the primary (or a standby with --readonly).
+
+    \b
+    Example:
+      psql "$(pgdock-gen dsn -f cluster.yaml)"
+    """
+    from . import dsn as uris
+
+    click.echo(uris.uri(_load(spec_path), readonly=readonly))
+
+
+@cli.command()
+@SPEC_OPTION
+@click.option("--scenario", type=click.Choice(["kill-primary", "isolate-primary", "kill-standby", "restart-all",
+                                               "switchover"]), default="kill-primary", show_default=True)
+@PARTITION_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+def drill(spec_path: Path, scenario: str, partition: str, as_json: bool) -> None:
+    """Rehearse a failure on the lab cluster under a write load and report what it cost.
+
+    Reports the time until writes succeed again, acknowledged commits lost, and
+    whether two nodes ever accepted writes at the same moment. --partition is
+    how isolate-primary cuts the primary off (see `lab isolate --help`).
+
+    \b
+    Examples:
+      pgdock-gen lab up -f cluster.yaml && pgdock-gen drill -f cluster.yaml --scenario isolate-primary
+      pgdock-gen drill -f cluster.yaml --scenario isolate-primary --partition reject --json
+    """
+    from . import drill as drills
+    from . import lab as labs
+
+    spec = _load(spec_path)
+    report = drills.run(labs.prepare(spec_path, spec), scenario, partition=partition, progress=_progress)
+    if as_json:
+        click.echo(json.dumps(report.as_dict(), indent=2))
+        return
+    for key, value in report.as_dict().items():
+        click.echo(f"{key:>24}: {value}")
+
+
+def _cluster_secrets(spec_path: Path, in_lab: bool):
+    """The spec and secrets folder of this cluster (the lab's when --lab): backups and rotations use them."""
+    spec = _load(spec_path)
+    if not in_lab:
+        return spec, spec_path.parent / "secrets"
+    from . import docker
+    from . import lab as labs
+
+    with_s3 = docker.client().container.exists(contract.lab_s3_container(spec.cluster))
+    the_lab = labs.prepare(spec_path, spec, s3=with_s3)
+    return the_lab.lab_spec, the_lab.repo / "secrets"
+
+
+@cli.command()
+@SPEC_OPTION
+@LAB_OPTION
+@click.option("--password", "passwords", multiple=True, type=click.Choice(contract.PASSWORD_FILES),
+              help="A password to replace (repeatable).")
+@click.option("--certificates", is_flag=True, help="New keys and certificates for every node (the CA stays).")
+def rotate(spec_path: Path, in_lab: bool, passwords: tuple[str, ...], certificates: bool) -> None:
+    """Replace passwords and node certificates of the running cluster, without a restart.
+
+    The new values go to secrets/ first, then into the database, then to every node.
+
+    \b
+    Example:
+      pgdock-gen rotate -f cluster.yaml --password repmgr --password app --certificates
+    """
+    from . import cluster
+    from . import rotate as rotation
+
+    spec, secrets = _cluster_secrets(spec_path, in_lab)
+    for note in rotation.rotate(cluster.Running(spec, in_lab), secrets, passwords=passwords,
+                                certificates=certificates, progress=_progress):
+        click.echo(note)
+    click.echo("rotated: " + ", ".join([*passwords, *(["certificates"] if certificates else [])]))
+
+
+@cli.group("backup")
+def backup_group() -> None:
+    """Base backups and WAL in S3 (barman-cloud).
+
+    \b
+    Examples:
+      pgdock-gen backup now -f cluster.yaml
+      pgdock-gen backup list -f cluster.yaml
+      pgdock-gen backup check -f cluster.yaml --max-backup-age 26h --max-wal-age 10m
+    """
+
+
+@backup_group.command("now")
+@SPEC_OPTION
+@LAB_OPTION
+def backup_now(spec_path: Path, in_lab: bool) -> None:
+    """Take a base backup on the primary now (then apply retention).
+
+    \b
+    Example:
+      pgdock-gen backup now -f cluster.yaml
+    """
+    from . import backup, cluster
+
+    spec, _ = _cluster_secrets(spec_path, in_lab)
+    click.echo(backup.run_on_primary(cluster.Running(spec, in_lab), _progress))
+
+
+@backup_group.command("list")
+@SPEC_OPTION
+@LAB_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def backup_list(spec_path: Path, in_lab: bool, as_json: bool) -> None:
+    """Base backups (time, size, WAL range) and the newest archived WAL.
+
+    \b
+    Example:
+      pgdock-gen backup list -f cluster.yaml
+    """
+    from dataclasses import asdict
+
+    from . import backup
+
+    spec, secrets = _cluster_secrets(spec_path, in_lab)
+    loc = backup.location(spec)
+    s3 = backup.client(loc, backup.credentials(secrets))
+    backups, wal = backup.list_backups(s3, loc), backup.newest_wal(s3, loc)
+    if as_json:
+        click.echo(json.dumps({"backups": [asdict(b) for b in backups],
+                               "newest_wal": wal and {"name": wal[0], "stored": wal[1].isoformat()}}, indent=2))
+        return
+    from rich.console import Console
+
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    console.print(backup.table(loc, backups))
+    console.print(f"newest WAL: {wal[0]} stored {wal[1]:%Y-%m-%d %H:%M:%S} UTC" if wal else "no archived WAL yet")
+
+
+def _duration(text: str) -> object:
+    import datetime as dt
+
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    try:
+        return dt.timedelta(seconds=float(text[:-1]) * units[text[-1]])
+    except (KeyError, ValueError, IndexError):
+        raise click.BadParameter(f"{text!r}: use a number with s, m, h or d, e.g. 26h") from None
+
+
+@backup_group.command("check")
+@SPEC_OPTION
+@LAB_OPTION
+@click.option("--max-backup-age", default="26h", show_default=True, help="Newest base backup may be this old.")
+@click.option("--max-wal-age", default="10m", show_default=True, help="Newest archived WAL may be this old.")
+def backup_check(spec_path: Path, in_lab: bool, max_backup_age: str, max_wal_age: str) -> None:
+    """Exit 1 with the reason when backups are stale or missing (for monitoring).
+
+    \b
+    Example:
+      pgdock-gen backup check -f cluster.yaml --max-wal-age 5m || alert
+    """
+    from . import backup
+
+    spec, secrets = _cluster_secrets(spec_path, in_lab)
+    loc = backup.location(spec)
+    found = backup.problems(backup.client(loc, backup.credentials(secrets)), loc,
+                            max_backup_age=_duration(max_backup_age), max_wal_age=_duration(max_wal_age))
+    if found:
+        raise PgdockError("backup check failed: " + "; ".join(found))
+    click.echo(f"backups of {spec.cluster} in {loc.url} are fresh")
+
+
+@cli.command()
+@SPEC_OPTION
+@click.option("--to", "to", help="Point in time to restore to, e.g. '2026-11-25 17:03:00+00' (UTC if no zone).")
+@click.option("--latest", is_flag=True, help="Restore everything archived.")
+@click.option("--as", "name", help="Name of the new lab cluster (default: <cluster>-restore).")
+@click.option("--timeout", default=900, show_default=True, help="Seconds to wait for the restored cluster.")
+def restore(spec_path: Path, to: str | None, latest: bool, name: str | None, timeout: int) -> None:
+    """Restore the cluster's backups into a NEW lab cluster and verify it reached the target.
+
+    \b
+    Examples:
+      pgdock-gen restore -f cluster.yaml --latest
+      pgdock-gen restore -f cluster.yaml --to '2026-11-25 17:03:00+00' --as shop-check
+    """
+    from . import restore as restores
+
+    spec = _load(spec_path)
+    result = restores.restore(spec_path, spec, to=to, latest=latest, name=name, timeout=timeout,
+                              progress=_progress)
+    click.echo(f"restored into lab cluster {result.lab.spec.cluster}: target {result.target}, "
+               f"last replayed commit {result.recovered_to}")
+    _print_status(result.lab.lab_spec, result.lab.running.status(), False)
+
+
+def _nodes(spec, node: str | None, context: str | None, every: bool) -> list:
+    """The members a deploy-like command acts on: --node, --context or --all (exactly one)."""
+    if sum(map(bool, (node, context, every))) != 1:
+        raise click.UsageError("choose the nodes with exactly one of --node NAME, --context NAME or --all")
+    if every:
+        return list(spec.members)
+    if node:
+        return [spec.member(node)]
+    chosen = [n for n in spec.members if n.context == context]
+    if not chosen:
+        raise click.UsageError(f"no node of {spec.cluster!r} uses context {context!r}; contexts: "
+                               f"{', '.join(sorted({n.context for n in spec.members}))}")
+    return chosen
+
+
+NODE_OPTIONS = [
+    click.option("--node", help="One node by name."),
+    click.option("--context", "context_name", help="The node(s) deployed through this docker context."),
+    click.option("--all", "every", is_flag=True, help="Every node and the witness."),
+]
+
+
+def _with_node_options(fn):
+    for option in reversed(NODE_OPTIONS):
+        fn = option(fn)
+    return fn
+
+
+@cli.command()
+@SPEC_OPTION
+@click.option("--user", default="root", show_default=True, help="ssh user for contexts that do not exist yet.")
+def contexts(spec_path: Path, user: str) -> None:
+    """Create missing Docker contexts (ssh://USER@ADDRESS) and test every node's engine.
+
+    \b
+    Example:
+      pgdock-gen contexts -f cluster.yaml --user deploy
+    """
+    from . import contexts as ctx
+
+    spec = _load(spec_path)
+    checks = ctx.check_all(spec, user)
+    for c in checks:
+        state = f"ok, Docker {c.engine}" if c.problem is None else f"FAILED: {c.problem}"
+        click.echo(f"{c.node:>12}  context {c.context}{' (created)' if c.created else ''} -> {c.endpoint}: {state}")
+    bad = [c.node for c in checks if c.problem]
+    if bad:
+        raise PgdockError(f"{len(bad)} node(s) not reachable through Docker: {', '.join(bad)}")
+
+
+@cli.command()
+@SPEC_OPTION
+@click.option("--registry", help="Push through this registry instead of streaming (docker save | load).")
+def push(spec_path: Path, registry: str | None) -> None:
+    """Send the built images to every node's engine, skipping what a node already has.
+
+    \b
+    Examples:
+      pgdock-gen push -f cluster.yaml
+      pgdock-gen push -f cluster.yaml --registry registry.example.net:5000
+    """
+    from . import docker, images, ship
+
+    spec = _load(spec_path)
+    repo = spec_path.parent
+    names = images.names(spec)
+    for node in spec.members:
+        tags = [names.base, f"{names.config_repo(node)}:{images.config_version(repo, node)}"]
+        tags += [names.backup] if spec.backup and not node.witness else []
+        sent = ship.ship(docker.client(node.context), tags, node=node.name, registry=registry, progress=_progress)
+        click.echo(f"{node.name}: {len(sent)} image(s) sent, {len(tags) - len(sent)} already there")
+
+
+@cli.command()
+@SPEC_OPTION
+@_with_node_options
+@click.option("--version", "version", help="Put back a recorded config version (vN), e.g. to roll back.")
+@click.option("--restart", "allow_restart", is_flag=True,
+              help="Restart where a change needs it (standbys first; the primary after a switchover).")
+@click.option("--force", is_flag=True, help="Deploy even if the node runs a version this repo does not know.")
+@click.option("--registry", help="Ship images through this registry.")
+@click.option("--dry-run", is_flag=True, help="Print what would be done on which context; change nothing.")
+def deploy(spec_path: Path, node: str | None, context_name: str | None, every: bool, version: str | None,
+           allow_restart: bool, force: bool, registry: str | None, dry_run: bool) -> None:
+    """Install the rendered config on nodes and apply it with the least disruption.
+
+    \b
+    Examples:
+      pgdock-gen deploy -f cluster.yaml --context n2
+      pgdock-gen deploy -f cluster.yaml --all --restart
+      pgdock-gen deploy -f cluster.yaml --node n1 --version v3     # roll back
+    """
+    from . import deploy as deploys
+
+    spec = _load(spec_path)
+    repo = spec_path.parent
+    chosen = _nodes(spec, node, context_name, every)
+    if dry_run:
+        for target in chosen:
+            the_plan = deploys.plan(spec, repo, target, version=version, force=force)
+            click.echo(f"{target.name} (context {the_plan.context}), config {the_plan.version}:")
+            for step in the_plan.steps:
+                click.echo(f"  - {step}")
+        return
+    sequence = deploys.order(spec, chosen) if len(chosen) > 1 else chosen
+    if not version and any(deploys.plan(spec, repo, n, version=None, force=force).first for n in chosen):
+        # a new member: the running nodes must first accept it (pg_hba, peers), by a reload
+        running = [n for n in spec.members if n not in chosen and deploys.history(spec, n)]
+        sequence = deploys.order(spec, running) + chosen
+    for target in sequence:
+        pending = deploys.deploy_node(spec, repo, target, version=version, force=force,
+                                      allow_restart=allow_restart, registry=registry, progress=_progress)
+        if pending:
+            click.echo(f"{target.name}: applied, but {', '.join(pending)} take effect only after a restart: "
+                       "re-run with --restart")
+        else:
+            click.echo(f"{target.name}: applied")
+
+
+@cli.command()
+@SPEC_OPTION
+@click.option("--registry", help="Ship images through this registry.")
+def up(spec_path: Path, registry: str | None) -> None:
+    """Bring a whole new cluster up across its contexts: primary first, then the others.
+
+    \b
+    Example:
+      pgdock-gen render -f cluster.yaml && pgdock-gen build -f cluster.yaml && pgdock-gen up -f cluster.yaml
+    """
+    from . import cluster
+    from . import deploy as deploys
+
+    spec = _load(spec_path)
+    deploys.up(spec, spec_path.parent, registry=registry, progress=_progress)
+    _print_status(spec, cluster.Running(spec, False).status(), False)
+
+
+@cli.command()
+@SPEC_OPTION
+@click.option("--node", help="Only this node (default: every node).")
+@click.option("--volumes", "remove_volumes", is_flag=True, help="Also delete the data (asks first).")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def down(spec_path: Path, node: str | None, remove_volumes: bool, yes: bool) -> None:
+    """Stop and remove a node's (or every node's) containers; with --volumes also its data.
+
+    \b
+    Example:
+      pgdock-gen down -f cluster.yaml --node n3 --volumes --yes
+    """
+    from . import deploy as deploys
+
+    spec = _load(spec_path)
+    nodes = [spec.member(node)] if node else list(spec.members)
+    if remove_volumes and not yes:
+        names = ", ".join(n.name for n in nodes)
+        click.confirm(f"Delete the data of {names} for good?", abort=True)
+    deploys.down(spec, nodes, remove_volumes=remove_volumes, progress=_progress)
+
+
+@cli.command("history")
+@SPEC_OPTION
+@click.argument("node")
+def history_command(spec_path: Path, node: str) -> None:
+    """The config versions deployed on NODE: version, time, operator.
+
+    \b
+    Example:
+      pgdock-gen history -f cluster.yaml n1
+    """
+    from . import deploy as deploys
+
+    spec = _load(spec_path)
+    for entry in deploys.history(spec, spec.member(node)):
+        extra = " (rollback)" if entry.get("rollback") else ""
+        waiting = f"; waiting for restart: {', '.join(entry['pending_restart'])}" if entry.get("pending_restart") \
+            else ""
+        click.echo(f"{entry['version']:>5}  {entry['time']}  {entry['operator']}  config {entry['config']}  "
+                   f"spec {entry['spec']}{extra}{waiting}")
+
+
+def render_for_cookiecutter(spec_path: Path) -> int:
+    """Called by the cookiecutter post-gen hook: renders next to the spec it wrote."""
+    from . import render as renderer
+    from . import spec as specs
+
+    try:
+        spec = specs.load(spec_path)
+        renderer.write(spec, renderer.plan(spec, spec_path.read_text(encoding="utf-8")), spec_path.parent)
+    except (PgdockError, OSError) as exc:
+        error = user_error(exc)
+        print(f"pgdock: {error}", file=sys.stderr)
+        return error.exit_code
+    return 0
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(1)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (PgdockError, OSError) as exc:  # an OSError no command expected: still one line, no traceback
+        error = user_error(exc)
+        click.echo(f"error: {error}" if "\n" not in str(error) else str(error), err=True)
+        sys.exit(error.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)

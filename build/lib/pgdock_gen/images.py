@@ -1,0 +1,153 @@
+"""Names and builds of a cluster's images: base, backup and one config carrier per node.
+
+The base image starts FROM a registry's Debian image; where no registry answers
+(air-gapped hosts, our CI), `bootstrap` makes an equivalent one with debootstrap
+and `docker import` from a Debian mirror (debootstrap's default, or `--mirror`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import docker
+from .errors import DockerError, UsageError
+from .spec import Node, Spec
+
+DEBIAN_SUITES = {15: "bookworm", 17: "trixie"}
+"""The Debian release whose own packages carry each supported PostgreSQL major and its repmgr."""
+_SLIM_PATHS = ("usr/share/doc", "usr/share/man", "usr/share/info", "usr/share/locale",
+               "var/cache/apt/archives", "var/lib/apt/lists")
+_DPKG_EXCLUDES = "path-exclude /usr/share/doc/*\npath-exclude /usr/share/man/*\npath-exclude /usr/share/info/*\n"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ImageNames:
+    cluster: str
+    pg_version: int
+
+    @property
+    def base(self) -> str:
+        """PostgreSQL + repmgr + pgdock-agent; shared by every cluster on the same major."""
+        return f"pgdock/base:pg{self.pg_version}"
+
+    @property
+    def backup(self) -> str:
+        return f"pgdock/backup:pg{self.pg_version}"
+
+    def config_repo(self, node: Node) -> str:
+        """Repository of a node's config-carrier images; each config version is a tag."""
+        return f"pgdock/{self.cluster}-{node.name}-config"
+
+
+def names(spec: Spec) -> ImageNames:
+    return ImageNames(spec.cluster, spec.pg_version)
+
+
+def config_version(repo: Path, node: Node) -> str:
+    """A content hash of what the node's carrier packs: same files, same tag; any change, a new one."""
+    digest = hashlib.sha256()
+    for folder in (repo / "nodes" / node.name, repo / "shared"):
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            digest.update(path.relative_to(repo).as_posix().encode() + b"\0")
+            digest.update(path.read_bytes() + b"\0")
+    return "c" + digest.hexdigest()[:12]
+
+
+def bootstrap(suite: str, tag: str, *, mirror: str | None = None, progress: Progress = print) -> str:
+    """Builds a minimal Debian image with debootstrap and imports it as `tag`."""
+    if shutil.which("debootstrap") is None:
+        raise DockerError("debootstrap is not installed; run scripts/setup.sh or `apt-get install debootstrap`")
+    if os.geteuid() != 0:
+        raise DockerError("debootstrap needs root to create a Debian root filesystem; re-run with sudo")
+    with tempfile.TemporaryDirectory(prefix="pgdock-debootstrap-") as tmp:
+        root = Path(tmp) / "rootfs"
+        progress(f"debootstrap {suite} (no registry image available){' from ' + mirror if mirror else ''}")
+        command = ["debootstrap", "--variant=minbase", suite, str(root)] + ([mirror] if mirror else [])
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
+            raise DockerError(f"debootstrap {suite} failed: {' / '.join(tail)}; "
+                              "check network access to the Debian mirror or pass --mirror")
+        for rel in _SLIM_PATHS:
+            for child in (root / rel).glob("*"):
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+        (root / "etc/dpkg/dpkg.cfg.d/pgdock-slim").write_text(_DPKG_EXCLUDES)
+        archive = Path(tmp) / "rootfs.tar"
+        subprocess.run(["tar", "-C", str(root), "-cf", str(archive), "."], check=True)
+        progress(f"docker import {tag}")
+        docker.call(f"importing {tag}", docker.client().image.import_, archive, tag=tag)
+    return tag
+
+
+def debian_image(suite: str, *, mirror: str | None = None, progress: Progress = print) -> str:
+    """A Debian `suite` image: the registry's slim one when it can be had, else a bootstrapped one."""
+    from python_on_whales.exceptions import DockerException
+
+    local = docker.client()
+    official, bootstrapped = f"debian:{suite}-slim", f"pgdock/debian:{suite}"
+    for candidate in (official, bootstrapped):
+        if local.image.exists(candidate):
+            return candidate
+    if mirror is None:
+        try:
+            local.image.pull(official, quiet=True)
+            return official
+        except DockerException:
+            progress(f"cannot pull {official} (no registry?); bootstrapping it instead")
+    return bootstrap(suite, bootstrapped, mirror=mirror, progress=progress)
+
+
+def _build(context: Path, tag: str, *, file: Path | None = None, build_args: dict[str, str] | None = None,
+           no_cache: bool = False, labels: dict[str, str] | None = None) -> None:
+    with docker.translated(f"building {tag}"):
+        docker.client().build(context, tags=[tag], file=file, build_args=build_args or {}, cache=not no_cache,
+                              labels=labels or {}, load=True, progress=False)
+
+
+def build_base(spec: Spec, repo: Path, *, no_cache: bool = False, mirror: str | None = None,
+               progress: Progress = print) -> str:
+    image = names(spec)
+    debian = debian_image(DEBIAN_SUITES[spec.pg_version], mirror=mirror, progress=progress)
+    progress(f"building {image.base} from {debian}")
+    _build(repo / "base-image", image.base, no_cache=no_cache,
+           build_args={"DEBIAN_IMAGE": debian, "PG_VERSION": str(spec.pg_version)})
+    return image.base
+
+
+def build_backup(spec: Spec, repo: Path, *, no_cache: bool = False, progress: Progress = print) -> str:
+    image = names(spec)
+    progress(f"building {image.backup}")
+    _build(repo / "backup-image", image.backup, no_cache=no_cache, build_args={"BASE_IMAGE": image.base})
+    return image.backup
+
+
+def build_config(spec: Spec, repo: Path, node: Node, *, no_cache: bool = False) -> str:
+    """Builds a node's config carrier from the cluster repo's root; returns `repo:version`."""
+    tag = f"{names(spec).config_repo(node)}:{config_version(repo, node)}"
+    if not no_cache and docker.client().image.exists(tag):
+        return tag  # the tag is a hash of the content: an image with it already packs these files
+    _build(repo, tag, file=repo / "nodes" / node.name / "Dockerfile", no_cache=no_cache,
+           labels={"org.pgdock.version": tag.rsplit(":", 1)[1]})
+    return tag
+
+
+def build_all(spec: Spec, repo: Path, *, no_cache: bool = False, mirror: str | None = None,
+              progress: Progress = print) -> dict[str, str]:
+    """Builds every image of a rendered cluster repo; returns {what: tag}."""
+    if not (repo / "nodes").is_dir() or not (repo / "base-image" / "Dockerfile").is_file():
+        raise UsageError(f"{repo} is not a rendered cluster repo; run `pgdock-gen render -o {repo}` first")
+    tags = {"base": build_base(spec, repo, no_cache=no_cache, mirror=mirror, progress=progress),
+            "backup": build_backup(spec, repo, no_cache=no_cache, progress=progress)}
+    for node in spec.members:
+        progress(f"building config image of {node.name}")
+        tags[node.name] = build_config(spec, repo, node, no_cache=no_cache)
+    return tags

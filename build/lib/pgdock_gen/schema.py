@@ -1,0 +1,209 @@
+"""The JSON Schema of `cluster.yaml`: the one description of the spec's shape.
+
+It drives validation (`spec.load`), `pgdock-gen schema` (editor completion) and the
+"did you mean" hints, so a key added here is known everywhere at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+NAME_PATTERN = "^[a-z][a-z0-9-]*$"
+SUPPORTED_PG_VERSIONS = (15, 17)
+"""Majors Debian ships with repmgr: bookworm has 15, trixie has 17 (see base-image/)."""
+DEFAULT_DETECTION_SECONDS = 5
+"""failover.detection_seconds when the spec does not say: measured in bench/ (kill-primary, soak)."""
+DEFAULT_SHM_SIZE = "256m"
+DEFAULT_MAX_WAL_KEEP = "16GB"
+MAX_DATA_NODES = 64
+"""More would not make a cluster safer; the limit keeps any spec quick to check."""
+
+# Values that end up in config files, shell commands (archive_command) and URIs are limited to characters
+# that mean nothing special in any of them: no quotes, spaces, `$`, `;`, `%` (archive_command's own escape).
+_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_HOST_NAME = rf"{_LABEL}(?:\.{_LABEL})*"
+"""An RFC 1123 host name (an IPv4 address has its shape too; spec.py tells the two apart)."""
+_IPV6 = "[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*"
+"""The characters of an IPv6 literal; spec.py checks it is one."""
+_SEGMENT = r"(?!\.\.?(?:/|$))[A-Za-z0-9._-]+"
+"""A path segment of plain characters, neither `.` nor `..`."""
+_IDENTIFIER = "[A-Za-z_][A-Za-z0-9_]*"
+PARAMETER_NAME_PATTERN = "^[a-z_][a-z0-9_]*(?:\\.[a-z_][a-z0-9_]*)*$"
+
+_NAME = {"type": "string", "pattern": NAME_PATTERN, "maxLength": 30}
+_PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+_ADDRESS = {
+    "type": "string",
+    "maxLength": 253,
+    "pattern": f"^(?:{_HOST_NAME}|{_IPV6})$",
+    "patternErrorMessage": "use an IP address (v4 or v6) or a host name (letters, digits, '-', dot-separated)",
+    "description": "IP address or DNS name that peers and clients use",
+}
+
+
+def _node(*, data: bool) -> dict[str, Any]:
+    props: dict[str, Any] = {
+        "name": {**_NAME, "description": "unique node name, also the container hostname"},
+        "address": _ADDRESS,
+        "context": {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.+-]*$",
+                    "patternErrorMessage": "a Docker context name: letters, digits, '_', '.', '+', '-'",
+                    "description": "docker context (default: the name)"},
+        "port": {**_PORT, "default": 5432, "description": "PostgreSQL port on the host"},
+        "ssh_port": {**_PORT, "default": 2222, "description": "sshd port used by repmgr switchover"},
+        "location": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "default": "default"},
+        "id": {"type": "integer", "minimum": 1, "maximum": 2147483647, "description": "repmgr node_id"},
+    }
+    if data:
+        props["priority"] = {
+            "type": "integer",
+            "minimum": 0,
+            "maximum": 1000,
+            "default": 100,
+            "description": "promotion priority; 0 = never promoted",
+        }
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name", "address"],
+        "properties": props,
+    }
+
+
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "title": "pgdock cluster spec (cluster.yaml)",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["cluster", "postgres", "nodes"],
+    "properties": {
+        "cluster": {**_NAME, "description": "cluster name; prefixes containers, volumes and images"},
+        "postgres": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["version"],
+            "properties": {
+                "version": {"type": "integer", "enum": list(SUPPORTED_PG_VERSIONS)},
+                "database": {**_NAME, "pattern": "^[a-z_][a-z0-9_]*$", "default": "app"},
+                "user": {**_NAME, "pattern": "^[a-z_][a-z0-9_]*$", "default": "app"},
+                "parameters": {
+                    "type": "object",
+                    "default": {},
+                    "propertyNames": {
+                        "pattern": PARAMETER_NAME_PATTERN, "maxLength": 63,
+                        "patternErrorMessage": "a PostgreSQL setting name: lowercase letters, digits and '_', "
+                                               "'.' between the parts of a custom setting",
+                    },
+                    "properties": {
+                        "shared_preload_libraries": {
+                            "type": "string",
+                            "pattern": rf"^\s*(?:{_IDENTIFIER}(?:\s*,\s*{_IDENTIFIER})*)?\s*$",
+                            "patternErrorMessage": "library names (letters, digits, '_') separated by commas; "
+                                                   "repmgr is always loaded first",
+                        },
+                    },
+                    "additionalProperties": {
+                        "type": ["string", "integer", "number", "boolean"],
+                        "pattern": "^[^\\x00-\\x1f\\x7f]*$",
+                        "patternErrorMessage": "control characters (tab, newline, NUL, ...) have no place in a "
+                                               "setting",
+                    },
+                    "description": "extra postgresql.conf settings: name -> value; settings pgdock relies on are "
+                                   "refused, shared_preload_libraries is added to repmgr",
+                },
+                "max_wal_keep": {
+                    "type": "string", "pattern": "^[1-9][0-9]{0,6}(MB|GB)$", "default": DEFAULT_MAX_WAL_KEEP,
+                    "patternErrorMessage": "a size in MB or GB, like 16GB",
+                    "description": "the most WAL a node keeps for lagging standbys (max_slot_wal_keep_size) and "
+                                   "for an unreachable archive (older WAL is given up, with an event and a status "
+                                   "warning): keep it well under the data volume's free space",
+                },
+                "shm_size": {
+                    "type": "string", "pattern": "^[1-9][0-9]{0,5}[kmg]$", "default": DEFAULT_SHM_SIZE,
+                    "patternErrorMessage": "a size like 256m or 1g (a number and k, m or g)",
+                    "description": "the container's /dev/shm (Docker's default, 64m, is too small for parallel "
+                                   "queries on large shared_buffers)",
+                },
+            },
+        },
+        "replication": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "mode": {"enum": ["async", "sync"], "default": "async"},
+            },
+        },
+        "failover": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "detection_seconds": {
+                    "type": "integer", "minimum": 4, "maximum": 300, "default": DEFAULT_DETECTION_SECONDS,
+                    "description": "how long the primary must be silent to a standby before that standby may be "
+                                   "promoted; an isolated primary fences itself 2.5 s sooner",
+                },
+                "hook_seconds": {
+                    "type": "integer", "minimum": 1, "maximum": 3600, "default": 60,
+                    "description": "time budget of each failover hook run (hetzner.sh, hook.sh); hooks run after "
+                                   "the event, detached, and never delay a fence or a promotion",
+                },
+            },
+        },
+        "nodes": {"type": "array", "minItems": 1, "maxItems": MAX_DATA_NODES, "items": _node(data=True)},
+        "witness": _node(data=False),
+        "backup": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["s3"],
+            "properties": {
+                "s3": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "required": ["bucket"],
+                    "properties": {
+                        "bucket": {
+                            "type": "string",
+                            "pattern": r"^(?!.*\.\.)(?!\d+\.\d+\.\d+\.\d+$)[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+                            "patternErrorMessage": "an S3 bucket name: 3-63 lowercase letters, digits, '.' and "
+                                                   "'-', starting and ending with a letter or digit, no '..', "
+                                                   "not an IP address",
+                        },
+                        "prefix": {
+                            "type": "string",
+                            "default": "",
+                            "maxLength": 512,
+                            "pattern": f"^(?:/?{_SEGMENT}(?:/{_SEGMENT})*/?)?$",
+                            "patternErrorMessage": "path segments of letters, digits, '.', '_' and '-' separated "
+                                                   "by '/'",
+                        },
+                        "region": {
+                            "type": "string",
+                            "default": "us-east-1",
+                            "pattern": "^[A-Za-z0-9_-]{1,64}$",
+                            "patternErrorMessage": "a region name: letters, digits, '_' and '-'",
+                        },
+                        "endpoint": {
+                            "type": "string",
+                            "maxLength": 512,
+                            "pattern": rf"^(?:lab|https?://(?:{_HOST_NAME}|\[{_IPV6}\])(?::[0-9]{{1,5}})?"
+                                       r"(?:/[A-Za-z0-9._~/-]*)?)$",
+                            "patternErrorMessage": "an http(s) URL: http[s]://HOST[:PORT][/PATH], the path of "
+                                                   "letters, digits, '.', '_', '~', '-' and '/' (or `lab`)",
+                        },
+                        "path_style": {"type": "boolean", "default": False},
+                        "ca_bundle": {"type": "string", "description": "CA file for self-signed stores"},
+                    },
+                },
+                "schedule": {"type": "string", "default": "0 3 * * *", "description": "cron syntax"},
+                "retention_days": {"type": "integer", "minimum": 1, "maximum": 3650, "default": 7},
+            },
+        },
+    },
+}
+
+
+def allowed_keys(path: tuple[str | int, ...]) -> list[str]:
+    """Keys the schema allows at the object reached by `path`, for "did you mean" hints."""
+    node: dict[str, Any] = SCHEMA
+    for part in path:
+        node = node["items"] if isinstance(part, int) else node.get("properties", {}).get(part, {})
+    return sorted(node.get("properties", {}))
