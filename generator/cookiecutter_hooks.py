@@ -3,9 +3,10 @@
 Cookiecutter runs the hooks with the Python it was installed into, which may hold
 nothing but cookiecutter. So this module imports only the standard library at the
 top: it checks first that the renderer's packages are there and names the missing
-ones in one line, instead of a traceback halfway through. The pre-generation hook
-refuses before cookiecutter writes anything (bad answers, or a `cluster.yaml` that
-other answers made); the post-generation hook renders the repo next to the spec.
+ones in one line (the pre-prompt hook), instead of a traceback halfway through. The
+pre-generation hook refuses before cookiecutter writes anything (bad answers, or a
+`cluster.yaml` that other answers made); the post-generation hook renders the repo
+next to the spec.
 """
 
 from __future__ import annotations
@@ -64,19 +65,22 @@ def _report(lines: list[str]) -> int:
     return 1
 
 
-def _needs() -> int | None:
+def check_packages() -> int:
+    """The pre-prompt hook: before any question, the packages cookiecutter's Python lacks, in one line.
+
+    Cookiecutter logs a traceback of its own when a pre- or post-generation hook fails, not when
+    this one does; and nothing has been asked or written yet.
+    """
     missing = missing_packages()
     if missing:
         return _report([f"the template needs the Python packages {', '.join(missing)}: "
                         f"`pip install {' '.join(missing)}` where cookiecutter is installed (or "
                         "`pip install 'pgdock-gen[template]'`), then run cookiecutter again"])
-    return None
+    return 0
 
 
 def pre_generate(answers: dict[str, Any], project: Path) -> int:
     """Refuses bad answers, and answers that would overwrite a `cluster.yaml` made from others."""
-    if (code := _needs()) is not None:
-        return code
     if problems := answer_problems(answers):
         return _report(problems)
     from . import spec as specs
@@ -97,8 +101,6 @@ def pre_generate(answers: dict[str, Any], project: Path) -> int:
 
 def post_generate(spec_path: Path) -> int:
     """Renders the cluster repo next to the spec cookiecutter wrote: the same code as `pgdock-gen render`."""
-    if (code := _needs()) is not None:
-        return code
     from . import render as renderer
     from . import spec as specs
     from .errors import PgdockError, user_error
