@@ -767,6 +767,166 @@ def history_command(spec_path: Path, node: str) -> None:
                    f"spec {entry['spec']}{extra}{waiting}")
 
 
+# ---------------------------------------------------------------- day-2 operations: pause, resume, failover,
+# reinit, remove, restart (each plans from the observed status, prints the plan, asks, then applies)
+
+DRY_RUN_OPTION = click.option("--dry-run", is_flag=True, help="Print what would be done; change nothing.")
+YES_OPTION = click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+
+
+def _go(steps, dry_run: bool, question: str | None = None, yes: bool = False) -> bool:
+    """Prints the plan; False for --dry-run; asks `question` unless --yes."""
+    for step in steps:
+        click.echo(f"  - {step}")
+    if dry_run:
+        return False
+    if question and not yes:
+        click.confirm(question, abort=True)
+    return True
+
+
+def _pause_command(pause: bool):
+    verb = "pause" if pause else "resume"
+    doc = ("Maintenance mode: no automatic failover anywhere (repmgrd paused on every node, and a pause flag the "
+           "promotion gate honours); fencing still protects against split brain. The pause survives node "
+           "restarts; `resume` re-arms every node." if pause else
+           "End maintenance mode: remove every node's pause flag and unpause repmgrd (re-arm automatic failover).")
+
+    @cli.command(verb, help=f"{doc}\n\n\b\nExample:\n  pgdock-gen {verb} -f cluster.yaml")
+    @SPEC_OPTION
+    @LAB_OPTION
+    @DRY_RUN_OPTION
+    def command(spec_path: Path, in_lab: bool, dry_run: bool) -> None:
+        from . import cluster, maintenance
+
+        spec = _load(spec_path)
+        running = cluster.Running(spec, in_lab)
+        steps = maintenance.prepare(running, pause=pause)
+        if _go(steps, dry_run):
+            _print_status(spec, maintenance.apply(running, steps, pause=pause, progress=_progress), False)
+
+
+_pause_command(True)
+_pause_command(False)
+
+
+@cli.command()
+@SPEC_OPTION
+@LAB_OPTION
+@click.argument("node")
+@click.option("--force", is_flag=True, help="Promote even when automatic failover is armed or NODE is behind "
+                                            "another standby.")
+@DRY_RUN_OPTION
+@YES_OPTION
+def failover(spec_path: Path, in_lab: bool, node: str, force: bool, dry_run: bool, yes: bool) -> None:
+    """Promote NODE by hand when no primary runs, as while paused; the other standbys follow it.
+
+    Refused while a primary answers (use switchover). The old primary rejoins
+    as a standby by pg_rewind when it starts again.
+
+    \b
+    Example:
+      pgdock-gen pause -f cluster.yaml && pgdock-gen failover -f cluster.yaml n2
+    """
+    from . import cluster
+    from . import failover as manual
+
+    spec = _load(spec_path)
+    running = cluster.Running(spec, in_lab)
+    steps = manual.prepare(running, node, force=force)
+    if _go(steps, dry_run, f"Promote {node}?", yes):
+        _print_status(spec, manual.apply(running, node, steps, progress=_progress), False)
+
+
+@cli.command()
+@SPEC_OPTION
+@LAB_OPTION
+@click.argument("node")
+@click.option("--timeout", default=1800, show_default=True, help="Seconds to wait for the new clone.")
+@DRY_RUN_OPTION
+@YES_OPTION
+def reinit(spec_path: Path, in_lab: bool, node: str, timeout: int, dry_run: bool, yes: bool) -> None:
+    """Clone standby NODE again from the primary (a broken or diverged data directory).
+
+    Config, secrets and the node's event log are kept; the primary is refused.
+
+    \b
+    Example:
+      pgdock-gen reinit -f cluster.yaml n3
+    """
+    from . import cluster
+    from . import reinit as reinits
+
+    spec = _load(spec_path)
+    running = cluster.Running(spec, in_lab)
+    steps = reinits.prepare(running, node)
+    if _go(steps, dry_run, f"Delete {node}'s data directory and clone it again?", yes):
+        _print_status(spec, reinits.apply(running, node, steps, progress=_progress, timeout=timeout), False)
+
+
+@cli.command()
+@SPEC_OPTION
+@LAB_OPTION
+@click.argument("node")
+@click.option("--volumes", "remove_volumes", is_flag=True, help="Also delete the node's data.")
+@DRY_RUN_OPTION
+@YES_OPTION
+def remove(spec_path: Path, in_lab: bool, node: str, remove_volumes: bool, dry_run: bool, yes: bool) -> None:
+    """Take standby or witness NODE out of the cluster: stop it, unregister it, free its slot.
+
+    The primary is refused (switch over first). Then drop NODE from the spec
+    and render again.
+
+    \b
+    Example:
+      pgdock-gen remove -f cluster.yaml n3 --volumes
+    """
+    from . import maintenance
+    from . import remove as removal
+
+    spec = _load(spec_path)
+    place = maintenance.place(spec_path, spec, in_lab)
+    steps = removal.prepare(place, node, remove_volumes=remove_volumes)
+    question = f"Remove {node} from cluster {spec.cluster}" + (" and delete its data for good?" if remove_volumes
+                                                                else "?")
+    if _go(steps, dry_run, question, yes):
+        for note in removal.apply(place, node, steps, remove_volumes=remove_volumes, progress=_progress):
+            click.echo(note)
+
+
+@cli.command("restart")
+@SPEC_OPTION
+@LAB_OPTION
+@click.argument("node", required=False)
+@click.option("--all", "every", is_flag=True, help="Every node: standbys and witness, then the primary.")
+@click.option("--timeout", default=600, show_default=True, help="Seconds each node may take to come back.")
+@DRY_RUN_OPTION
+@YES_OPTION
+def restart_command(spec_path: Path, in_lab: bool, node: str | None, every: bool, timeout: int, dry_run: bool,
+                    yes: bool) -> None:
+    """Rolling restart onto the current images: standbys one by one, a switchover, then the old primary.
+
+    Containers are recreated, so after `build` (and `push`) a new base image
+    rolls out; each node must be back streaming before the next goes.
+
+    \b
+    Examples:
+      pgdock-gen build -f cluster.yaml && pgdock-gen push -f cluster.yaml && pgdock-gen restart -f cluster.yaml --all
+      pgdock-gen restart -f cluster.yaml n2
+    """
+    from . import maintenance
+    from . import restart as rolling
+
+    if bool(node) == every:
+        raise click.UsageError("name one NODE or pass --all")
+    spec = _load(spec_path)
+    place = maintenance.place(spec_path, spec, in_lab)
+    nodes = [n.name for n in spec.members] if every else [spec.member(node).name]
+    steps = rolling.prepare(place, nodes)
+    if _go(steps, dry_run, f"Restart {', '.join(nodes)}?", yes):
+        _print_status(place.running.spec, rolling.apply(place, steps, progress=_progress, timeout=timeout), False)
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

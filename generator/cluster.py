@@ -47,6 +47,13 @@ class NodeStatus:
     detail: str
     archiving: str | None = None
     """On the primary with backups: `ok`, or why WAL is not reaching S3."""
+    location: str = ""
+    priority: int = 0
+    paused: bool = False
+    """Maintenance mode on this node (contract.PAUSED): no automatic failover."""
+    received_lsn: int | None = None
+    replayed_lsn: int | None = None
+    """A standby's WAL positions (bytes from 0/0): how far it received and replayed."""
 
 
 def json_lines(text: str, where: str, required: tuple[str, ...] = ()) -> list[dict[str, Any]]:
@@ -91,7 +98,8 @@ def _status(members: list[Target]) -> list[NodeStatus]:
     for target, state in found:
         if state is None:
             rows.append(NodeStatus(target.node.name, "down", None, None, None, None, False, False, False,
-                                   f"container {target.container} is not running or its engine is unreachable"))
+                                   f"container {target.container} is not running or its engine is unreachable",
+                                   location=target.node.location, priority=target.node.priority))
             continue
         lag = replicas.get(target.node.name, {})
         rows.append(NodeStatus(
@@ -99,7 +107,9 @@ def _status(members: list[Target]) -> list[NodeStatus]:
             lag_bytes=lag.get("lag_bytes", state["lag_bytes"]),
             lag_seconds=lag.get("lag_seconds", state["lag_seconds"]),
             repmgrd=state["repmgrd"], reachable=True, registered=state["registered"], detail=state["status"],
-            archiving=state.get("archiving")))
+            archiving=state.get("archiving"), location=target.node.location, priority=target.node.priority,
+            paused=bool(state.get("paused")), received_lsn=state.get("received_lsn"),
+            replayed_lsn=state.get("replayed_lsn")))
     return rows
 
 
@@ -165,23 +175,32 @@ class Running:
             time.sleep(1)
 
 
+def paused(rows: list[NodeStatus]) -> bool:
+    """The cluster is in maintenance mode: some member carries the pause flag (`pgdock-gen pause`)."""
+    return any(r.paused for r in rows)
+
+
 def status_json(spec: Spec, rows: list[NodeStatus]) -> str:
-    keys = ("name", "role", "upstream", "timeline", "lag_bytes", "lag_seconds", "repmgrd", "reachable", "archiving")
-    return json.dumps({"cluster": spec.cluster, "nodes": [{k: asdict(r)[k] for k in keys} for r in rows]}, indent=2)
+    keys = ("name", "role", "upstream", "timeline", "lag_bytes", "lag_seconds", "repmgrd", "reachable", "archiving",
+            "location", "priority", "paused")
+    return json.dumps({"cluster": spec.cluster, "paused": paused(rows),
+                       "nodes": [{k: asdict(r)[k] for k in keys} for r in rows]}, indent=2)
 
 
 def status_table(spec: Spec, rows: list[NodeStatus]):
     from rich.table import Table
 
-    table = Table(title=f"cluster {spec.cluster}", title_justify="left")
-    for column in ("node", "role", "upstream", "timeline", "lag bytes", "lag s", "repmgrd", "reachable", "detail"):
+    title = f"cluster {spec.cluster}" + (" (paused: no automatic failover)" if paused(rows) else "")
+    table = Table(title=title, title_justify="left")
+    for column in ("node", "role", "location", "priority", "upstream", "timeline", "lag bytes", "lag s", "repmgrd",
+                   "reachable", "paused", "detail"):
         table.add_column(column)
     for r in rows:
         style = {"primary": "bold green", "down": "red"}.get(r.role, "")
-        table.add_row(r.name, r.role, r.upstream or "-", str(r.timeline or "-"),
+        table.add_row(r.name, r.role, r.location, str(r.priority), r.upstream or "-", str(r.timeline or "-"),
                       "-" if r.lag_bytes is None else str(r.lag_bytes),
                       "-" if r.lag_seconds is None else f"{r.lag_seconds:.1f}",
-                      "yes" if r.repmgrd else "no", "yes" if r.reachable else "no",
+                      "yes" if r.repmgrd else "no", "yes" if r.reachable else "no", "yes" if r.paused else "no",
                       r.detail if r.archiving in (None, "ok", "off") else f"{r.detail}; archive {r.archiving}",
                       style=style)
     return table

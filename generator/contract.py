@@ -44,6 +44,15 @@ removed by the backup sidecar after the next base backup, which makes point-in-t
 """Present from the first initdb until the last bootstrap step: a start that finds it redoes the bootstrap."""
 FORCE_PRIMARY = STATE / "force-primary"
 """Written by `pgdock-agent unfence`: the operator vouches that this node may start as primary alone."""
+PAUSED = STATE / "paused"
+"""Maintenance mode on this node (`pgdock-gen pause`; `resume` removes it): the promotion gate refuses, and the
+agent keeps repmgrd paused, re-applying it after a restart of PostgreSQL or the container and after a clone."""
+REINIT = STATE / "reinit"
+"""Written by `pgdock-gen reinit`: the agent's next start empties the data directory and clones it again from
+the primary (never initdb); removed once the clone is done."""
+REPMGRD_STATE_FILE = PGDATA / "pg_stat" / "repmgrd_state.txt"
+"""repmgr's own record of `repmgr service pause` ("NODE_ID:1"), read when repmgrd starts: a container that starts
+without PAUSED drops it, so a resume given while the node was down holds."""
 SOCKET_DIR = PurePosixPath("/var/run/postgresql")
 """Shared with the backup sidecar, which logs in over it as the postgres OS user."""
 HOME = PurePosixPath("/var/lib/postgresql")
@@ -134,11 +143,35 @@ PROMOTION_EVENTS = ("repmgrd_failover_promote", EVENT_STANDBY_PROMOTE)
 """repmgr's names for "this node became primary"."""
 EVENT_UPSTREAM_DISCONNECT = "repmgrd_upstream_disconnect"
 """repmgr's: a standby or the witness lost its connection to the primary (failure detected)."""
+EVENT_PAUSED = "pgdock_paused"
+EVENT_RESUMED = "pgdock_resumed"
+EVENT_MANUAL_FAILOVER = "pgdock_failover"
+"""An operator promoted a standby by hand (`pgdock-gen failover`)."""
+EVENT_REINIT = "pgdock_reinit"
+EVENT_REMOVED = "pgdock_removed"
+"""Recorded on the primary: a member was unregistered and stopped (`pgdock-gen remove`)."""
+EVENT_RESTARTED = "pgdock_restart"
+"""A node's container was recreated by a rolling restart (`pgdock-gen restart`), on the image named."""
+
+# ---------------------------------------------------------------- `pgdock-agent` commands the operator's commands run
+
+AGENT = "pgdock-agent"
+AGENT_EVENT = "event"
+"""`event NODE_ID EVENT OK TIME DETAILS`: repmgr's event_notification_command, also how operators' commands log."""
+AGENT_PROMOTE = "promote"
+AGENT_FOLLOW = "follow"
+AGENT_PAUSE = "pause"
+AGENT_RESUME = "resume"
+
+
+def replication_slot(node_id: int) -> str:
+    """repmgr's name for the slot a standby streams through (use_replication_slots)."""
+    return f"repmgr_slot_{node_id}"
 
 # ---------------------------------------------------------------- `pgdock-agent state`: what status shows per node
 
 STATUS_KEYS = ("node", "role", "timeline", "upstream", "lag_bytes", "lag_seconds", "replicas", "status",
-               "repmgrd", "registered", "archiving")
+               "repmgrd", "registered", "archiving", "paused", "received_lsn", "replayed_lsn")
 
 # ---------------------------------------------------------------- Docker names
 

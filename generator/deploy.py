@@ -237,10 +237,15 @@ def _apply(spec: Spec, repo: Path, node: Node, target: Target, carrier: str, the
     return pending
 
 
-def _compose_up(spec: Spec, repo: Path, node: Node) -> None:
+def _compose_up(spec: Spec, repo: Path, node: Node, *, recreate: bool = False) -> None:
     client = docker.compose(node.context, [repo / "nodes" / node.name / "compose.yaml"],
                             contract.container(spec.cluster, node.name))
-    docker.call(f"starting {node.name}", client.compose.up, detach=True, quiet=True, force_recreate=False)
+    docker.call(f"starting {node.name}", client.compose.up, detach=True, quiet=True, force_recreate=recreate)
+
+
+def recreate(spec: Spec, repo: Path, node: Node) -> None:
+    """A new container for the node on the image its tag names on its engine now (after `push`), data kept."""
+    _compose_up(spec, repo, node, recreate=True)
 
 
 def _wait_running(target: Target, timeout: float = 600) -> None:

@@ -331,19 +331,31 @@ def up(spec_path: Path, spec: Spec, *, timeout: float = 300, no_cache: bool = Fa
     return lab, wait_healthy(lab, timeout, progress)
 
 
+def remove_node(lab: Lab, node_name: str, *, remove_volumes: bool, progress: Progress = print) -> None:
+    """Stops and removes one node's containers (and with `remove_volumes` its volumes)."""
+    client = docker.client()
+    progress(f"removing {lab.container(node_name)}")
+    docker.call(f"stopping {node_name}", lab.compose(node_name).compose.down, volumes=remove_volumes,
+                remove_orphans=True, quiet=True)
+    if client.container.exists(lab.container(node_name)):
+        client.container.remove(lab.container(node_name), force=True)
+    if remove_volumes:
+        leftovers = [n for n in _volume_names(lab, node_name).values() if client.volume.exists(n)]
+        if leftovers:
+            client.volume.remove(leftovers)
+
+
+def recreate_node(lab: Lab, node_name: str) -> None:
+    """A new container for one node on the image its tag names now (a rebuilt base image), data kept."""
+    docker.call(f"recreating {node_name}", lab.compose(node_name).compose.up, detach=True, quiet=True,
+                force_recreate=True)
+
+
 def down(spec_path: Path, spec: Spec, *, remove_volumes: bool, progress: Progress = print) -> None:
     client = docker.client()
     lab = prepare(spec_path, spec, client)
     for node in lab.lab_spec.members:
-        progress(f"removing {lab.container(node.name)}")
-        docker.call(f"stopping {node.name}", lab.compose(node.name).compose.down, volumes=remove_volumes,
-                    remove_orphans=True, quiet=True)
-        if client.container.exists(lab.container(node.name)):
-            client.container.remove(lab.container(node.name), force=True)
-        if remove_volumes:
-            leftovers = [n for n in _volume_names(lab, node.name).values() if client.volume.exists(n)]
-            if leftovers:
-                client.volume.remove(leftovers)
+        remove_node(lab, node.name, remove_volumes=remove_volumes, progress=progress)
     own_s3 = contract.lab_s3_container(spec.cluster)
     if client.container.exists(own_s3):
         client.container.remove(own_s3, force=True)

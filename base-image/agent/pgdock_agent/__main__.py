@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from . import contract
+
 USAGE = """usage: pgdock-agent COMMAND
   run                      the container's main process (the default)
   health                   exit 0 when PostgreSQL accepts connections
@@ -17,7 +19,8 @@ USAGE = """usage: pgdock-agent COMMAND
   hooks LOG HOOK...        run hooks for $PGDOCK_EVENT_JSON, results to LOG (started by `event`)
   archive PATH             archive_command: WAL to S3, bounded by postgres.max_wal_keep
   validate-failover        repmgrd's failover_validation_command (the promotion gate)
-  promote | follow ID      repmgr's promote_command / follow_command
+  promote [DETAIL] | follow ID  repmgr's promote_command / follow_command (DETAIL: an operator's promotion)
+  pause | resume           maintenance mode on this node: no promotion here, repmgrd paused
   pg-start | pg-stop | pg-restart | pg-reload | reload | repmgrd-stop | repmgrd-start
   install-version SRC STORE  add SRC to the config volume STORE as a version, make it current (the carrier)
   install-config SRC DST   make DST hold exactly SRC's files, swapped in one by one (secrets)
@@ -40,7 +43,7 @@ def dispatch(command: str, args: list[str]) -> int:  # noqa: C901, PLR0911 - one
         from .status import node_state
 
         print(json.dumps(node_state()))
-    elif command == "event":
+    elif command == contract.AGENT_EVENT:
         from .events import record
 
         node_id, event, success, timestamp, details = (args + [""] * 5)[:5]
@@ -57,14 +60,16 @@ def dispatch(command: str, args: list[str]) -> int:  # noqa: C901, PLR0911 - one
         from .promote import validate
 
         return validate()
-    elif command == "promote":
+    elif command == contract.AGENT_PROMOTE:
         from .promote import promote
 
-        return promote()
-    elif command == "follow":
+        return promote(*args[:1])
+    elif command == contract.AGENT_FOLLOW:
         from .postgres import repmgr
 
         return repmgr("standby", "follow", f"--upstream-node-id={args[0]}", check=False).returncode
+    elif command in (contract.AGENT_PAUSE, contract.AGENT_RESUME):
+        return _pause(command == contract.AGENT_PAUSE)
     elif command in ("pg-start", "pg-stop", "pg-restart", "pg-reload", "reload"):
         return _service(command)
     elif command in ("repmgrd-stop", "repmgrd-start"):
@@ -84,8 +89,6 @@ def dispatch(command: str, args: list[str]) -> int:  # noqa: C901, PLR0911 - one
 
         install_config(Path(args[0]), Path(args[1]))
     elif command == "unfence":
-        from . import contract
-
         Path(contract.FORCE_PRIMARY).touch()
         print("this node may now start as primary without reaching a peer; remove "
               f"{contract.FORCE_PRIMARY} once the cluster is whole again")
@@ -93,6 +96,24 @@ def dispatch(command: str, args: list[str]) -> int:  # noqa: C901, PLR0911 - one
         print(f"pgdock-agent: unknown command {command!r}\n{USAGE}", file=sys.stderr)
         return 2
     return 0
+
+
+def _pause(pause: bool) -> int:
+    """Maintenance mode on this node: the flag first (the promotion gate reads it at once, and the agent
+    re-applies repmgr's pause from it), then repmgr's pause; exit 1 when PostgreSQL did not take the latter
+    (the running agent applies it once PostgreSQL answers)."""
+    from . import postgres
+
+    flag = Path(contract.PAUSED)
+    if pause:
+        flag.touch()
+    else:
+        flag.unlink(missing_ok=True)
+    if not postgres.running():
+        if not pause:  # repmgr's own record would pause repmgrd again when PostgreSQL starts
+            Path(contract.REPMGRD_STATE_FILE).unlink(missing_ok=True)
+        return 0
+    return 0 if postgres.pause_repmgrd(pause) else 1
 
 
 def _service(command: str) -> int:

@@ -156,6 +156,8 @@ class Facts:
     """Monotonic time this node, running as primary, fenced itself (None: it did not, in this container)."""
     hold_down: float = 0.0
     """How long a fenced primary stays down at least: long enough for any failover it caused to finish."""
+    reinit: bool = False
+    """An operator asked for a new clone (`pgdock-gen reinit`): without data this node only ever clones."""
 
 
 def promotion_possible(visible: int, members: int) -> bool:
@@ -229,6 +231,9 @@ def _first_start(facts: Facts) -> Action:
     primaries = [a for a in _primaries(facts) if a.ready]
     if primaries:
         return Action(Act.CLONE, f"first start as standby: cloning from {primaries[0].name}", peer=primaries[0].name)
+    if facts.reinit:
+        return Action(Act.WAIT, "reinit: waiting for a primary to clone from (never initdb: this node's database "
+                      "lives on elsewhere)")
     if facts.role == "primary" and facts.restore:
         return Action(Act.RESTORE, "first start: restoring a backup")
     if facts.role == "primary":
@@ -322,7 +327,7 @@ def after_failed_rejoin(primary: str, timeline: int, mine: int | None, failures:
 
 
 def failover_verdict(now: float, begun: float, promote_after: float, members: tuple[str, ...],
-                     views: dict[str, PeerView], fresh_within: float = 4.5) -> Action:
+                     views: dict[str, PeerView], fresh_within: float = 4.5, *, paused: bool = False) -> Action:
     """repmgrd's failover_validation_command, decided: may this elected standby promote now?
 
     PROMOTE only when (1) no peer answered as primary since the election began (else the failover was
@@ -332,7 +337,12 @@ def failover_verdict(now: float, begun: float, promote_after: float, members: tu
     for a peer that does not answer: a hung query cut, then a connect timeout), so a member that came
     back is seen and a prober that stopped is noticed (WAIT); (4) no peer heard the primary within
     SIGHTING_VETO seconds (REFUSE: a partition around this node only). A fenced primary stays down
-    far longer than `fresh_within` (its hold-down), and a restarted one needs longer than that to start."""
+    far longer than `fresh_within` (its hold-down), and a restarted one needs longer than that to start.
+    Before all of that: maintenance mode (`paused`, contract.PAUSED) refuses at once; repmgrd is paused
+    then too, so this is the second lock of the same door."""
+    if paused:
+        return Action(Act.REFUSE, "paused: automatic failover is off in maintenance mode (`pgdock-gen resume` "
+                      "re-arms it; `pgdock-gen failover NODE` promotes by hand)")
     primary_at = max((v.primary_at for v in views.values() if v.primary_at is not None), default=None)
     if primary_at is not None and primary_at >= begun:
         who = next(v.name for v in views.values() if v.primary_at == primary_at)

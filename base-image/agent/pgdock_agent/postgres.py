@@ -138,6 +138,28 @@ def registered_members() -> int | None:
         return None
 
 
+def repmgrd_paused() -> bool | None:
+    """Whether repmgr's shared state says repmgrd is paused on this node (None: PostgreSQL or repmgr's
+    extension does not answer, e.g. a witness not yet registered)."""
+    try:
+        with local_conn("repmgr", "repmgr") as conn:
+            return bool(conn.execute("SELECT repmgr.repmgrd_is_paused()").fetchone()[0])
+    except psycopg.Error:
+        return None
+
+
+def pause_repmgrd(pause: bool) -> bool:
+    """What `repmgr service pause | unpause` does on each node: repmgr keeps it in shared memory and in its
+    state file (contract.REPMGRD_STATE_FILE), so it holds across PostgreSQL restarts. False when PostgreSQL
+    does not answer."""
+    try:
+        with local_conn("repmgr", "repmgr") as conn:
+            conn.execute("SELECT repmgr.repmgrd_pause(%s)", (pause,))
+    except psycopg.Error:
+        return False
+    return True
+
+
 def write_pgdata_conf() -> None:
     """PGDATA's postgresql.conf only includes the generated one, so clone and rewind keep it right."""
     from .files import write_owned

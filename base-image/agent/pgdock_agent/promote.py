@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict
+from pathlib import Path
 
 from . import contract, decide, events
 from .decide import Act, PeerView
@@ -24,6 +25,7 @@ from .node import RUN, env, log
 from .peers import CONNECT_TIMEOUT, PROBE_INTERVAL, QUERY_TIMEOUT
 from .postgres import local_conn
 
+PAUSED = Path(contract.PAUSED)
 CONTACTS = RUN / "contacts.json"
 """Written by the supervisor's prober after every probe: what it knows of each peer (decide.PeerView)."""
 DEFAULT_PROMOTE_SECONDS = 5.0
@@ -52,7 +54,8 @@ def gate(promote_after: float, members: tuple[str, ...], poll: float = 0.05) -> 
     """Waits for `decide.failover_verdict` to say PROMOTE or REFUSE (or gives up, REFUSE)."""
     begun = time.monotonic()
     while True:
-        verdict = decide.failover_verdict(time.monotonic(), begun, promote_after, members, views(), FRESH_WITHIN)
+        verdict = decide.failover_verdict(time.monotonic(), begun, promote_after, members, views(), FRESH_WITHIN,
+                                          paused=PAUSED.exists())
         if verdict.act != Act.WAIT:
             return verdict
         if time.monotonic() - begun > promote_after + GATE_SLACK:
@@ -77,9 +80,10 @@ def validate() -> int:
     return promote()
 
 
-def promote() -> int:
-    """Promotes this standby (the gate said yes) and records it in repmgr's metadata; also repmgrd's
-    promote_command, which finds the work done when the gate did it."""
+def promote(detail: str = "promoted: the failover validation said yes") -> int:
+    """Promotes this standby (the gate said yes, or an operator's `pgdock-gen failover`, whose words are
+    `detail`) and records it in repmgr's metadata; also repmgrd's promote_command, which finds the work
+    done when the gate did it."""
     node_id = int(env(contract.ENV_NODE_ID))
     with local_conn() as conn:
         promoting = conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
@@ -93,5 +97,5 @@ def promote() -> int:
         conn.execute("UPDATE repmgr.nodes SET type = 'primary', upstream_node_id = NULL, active = true "
                      "WHERE node_id = %s", (node_id,))
     if promoting:
-        events.record(contract.EVENT_STANDBY_PROMOTE, "promoted: the failover validation said yes")
+        events.record(contract.EVENT_STANDBY_PROMOTE, detail)
     return 0

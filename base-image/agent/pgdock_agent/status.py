@@ -22,7 +22,9 @@ SELECT pg_is_in_recovery(),
             THEN pg_wal_lsn_diff(pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn())::bigint END,
        CASE WHEN pg_is_in_recovery() AND pg_last_wal_receive_lsn() IS DISTINCT FROM pg_last_wal_replay_lsn()
             THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8
-            WHEN pg_is_in_recovery() THEN 0.0 END
+            WHEN pg_is_in_recovery() THEN 0.0 END,
+       pg_wal_lsn_diff(pg_last_wal_receive_lsn(), '0/0')::bigint,
+       pg_wal_lsn_diff(pg_last_wal_replay_lsn(), '0/0')::bigint
 """
 REPLICAS_SQL = """
 SELECT application_name, state, pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn)::bigint,
@@ -53,18 +55,19 @@ def node_state() -> dict:
         "node": env(contract.ENV_NODE), "role": "down", "replicas": {},
         "status": STATUS.read_text().strip() if STATUS.exists() else "starting",
         "repmgrd": any(c.read_text().strip() == "repmgrd" for c in Path("/proc").glob("[0-9]*/comm")),
-        "registered": False}
+        "registered": False, "paused": Path(contract.PAUSED).exists()}
     if not running():
         return state
     try:
         with local_conn() as conn:
-            in_recovery, timeline, sender, lag_bytes, lag_seconds = conn.execute(NODE_STATE_SQL).fetchone()
+            in_recovery, timeline, sender, lag_bytes, lag_seconds, received, replayed = conn.execute(
+                NODE_STATE_SQL).fetchone()
             if env(contract.ENV_ROLE) == "witness":
                 state["role"] = "witness"
             else:
                 state |= {"role": "standby" if in_recovery else "primary", "timeline": timeline,
                           "upstream": by_address.get(sender, sender), "lag_bytes": lag_bytes,
-                          "lag_seconds": lag_seconds}
+                          "lag_seconds": lag_seconds, "received_lsn": received, "replayed_lsn": replayed}
                 if not in_recovery:
                     state["archiving"] = archiving(conn)
                     state["replicas"] = {name: {"state": st, "lag_bytes": lb, "lag_seconds": ls, "sync": sync}

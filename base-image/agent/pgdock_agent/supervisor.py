@@ -16,6 +16,7 @@ import signal
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import psycopg
 
@@ -42,6 +43,11 @@ SLOT_CHECK_SECONDS = 10.0
 REPMGRD_HELD = RUN / "repmgrd.held"
 REFUSED = RUN / "refused"
 """Why this node refuses to start (it stays down, PG_HELD, until an operator rebuilds or restarts it)."""
+PAUSE_CHECK_SECONDS = 5.0
+"""How often a paused node (contract.PAUSED) checks that repmgrd is still paused (a restart or a clone, or a
+switchover's `--repmgrd-force-unpause`, loses or lifts repmgr's own pause)."""
+PAUSED = Path(contract.PAUSED)
+REINIT = Path(contract.REINIT)
 
 
 class StopRequested(Exception):
@@ -67,6 +73,7 @@ class Supervisor:
         self.is_registered = False
         self.fenced_at: float | None = None
         self.slots_checked = 0.0
+        self.pause_checked = 0.0
         self.rejoin_failures = 0
         """Failed rejoins in a row (decide.after_failed_rejoin tries REJOIN_TRIES times before refusing)."""
         self.lost_slots: set[str] = set()
@@ -100,7 +107,8 @@ class Supervisor:
             force_primary=os.path.exists(contract.FORCE_PRIMARY),
             restore=bool(os.environ.get(contract.ENV_RESTORE_SERVER)), timeline=timeline,
             system_id=self.system_id, answers=answers, contacts=contacts, now=time.monotonic(),
-            started=self.baseline, fence_after=self.fence_after, fenced_at=self.fenced_at, hold_down=self.hold_down)
+            started=self.baseline, fence_after=self.fence_after, fenced_at=self.fenced_at, hold_down=self.hold_down,
+            reinit=REINIT.exists())
 
     def member_count(self, running: bool, standby: bool) -> int:
         """What repmgr's election counts: its registered nodes, read from the running primary; else every
@@ -160,10 +168,12 @@ class Supervisor:
 
     def _apply_bootstrap_witness(self, action: Action) -> None:
         bootstrap.witness()
+        REINIT.unlink(missing_ok=True)
 
     def _apply_clone(self, action: Action) -> None:
         bootstrap.clone(self._peer(action.peer))
         self.system_id = None
+        REINIT.unlink(missing_ok=True)
 
     def _apply_restore(self, action: Action) -> None:
         bootstrap.restore(env(contract.ENV_RESTORE_SERVER), env(contract.ENV_RESTORE_TARGET, "latest"))
@@ -213,6 +223,17 @@ class Supervisor:
             action = ("standby", "register", "--force") if kind is None else ("standby", "follow")
             postgres.repmgr(*action, f"--upstream-node-id={upstream}", check=False)
 
+    def keep_paused(self) -> None:
+        """In maintenance mode (contract.PAUSED) repmgrd stays paused here: a new clone, a container restart
+        after a resume that could not reach repmgr, or a switchover's unpause would otherwise re-arm it."""
+        if not PAUSED.exists() or time.monotonic() - self.pause_checked < PAUSE_CHECK_SECONDS \
+                or not postgres.running():
+            return
+        self.pause_checked = time.monotonic()
+        if postgres.repmgrd_paused() is False:
+            postgres.pause_repmgrd(True)
+            log("maintenance mode: repmgrd paused again on this node")
+
     def report_lost_slots(self) -> None:
         """A standby that fell more than postgres.max_wal_keep behind has lost its slot and cannot catch up by
         streaming: one `pgdock_slot_lost` event per slot (status shows it as lagging or down)."""
@@ -253,6 +274,7 @@ class Supervisor:
         try:
             self.apply(decide.next_action(self.observe()))
             self.ensure_registered()
+            self.keep_paused()
             self.report_lost_slots()
         finally:
             self.busy = False
@@ -271,6 +293,7 @@ class Supervisor:
         postgres.PG_HELD.unlink(missing_ok=True)
         REPMGRD_HELD.unlink(missing_ok=True)
         REFUSED.unlink(missing_ok=True)
+        self.prepare_start()
         events.EVENTS.touch()
         shutil.chown(events.EVENTS, "postgres", "postgres")
         postgres.forward_log()
@@ -288,6 +311,16 @@ class Supervisor:
                 pause = TICK if postgres.running() and not postgres.is_standby() else RETRY_SECONDS
                 set_status(f"step failed, retrying in {pause:g} s: {type(exc).__name__}: {exc}")
         self.stop_all()
+
+    def prepare_start(self) -> None:
+        """Before PostgreSQL starts in this container: an operator's reinit empties the data directory (the
+        first step then clones; REINIT stays until the clone is done, so an interrupted one is redone), and
+        without maintenance mode repmgr's own pause record goes (a `resume` may have missed this node)."""
+        if REINIT.exists():
+            log(f"reinit: emptying {postgres.PGDATA}; the node clones again from the primary")
+            postgres.empty_pgdata()
+        if not PAUSED.exists():
+            Path(contract.REPMGRD_STATE_FILE).unlink(missing_ok=True)
 
     def stop_all(self) -> None:
         log("SIGTERM: stopping repmgrd, then PostgreSQL (fast shutdown)")
