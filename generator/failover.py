@@ -85,8 +85,8 @@ def prepare(running: Running, node: str, *, force: bool) -> list[Step]:
     rows = running.status()
     why = check(spec, node, rows, force=force)
     if why:
-        raise UsageError(f"failover to {node} refused: {why}" + ("" if force else " (--force to override what "
-                                                                   "can be)"))
+        forceable = not force and check(spec, node, rows, force=True) is None
+        raise UsageError(f"failover to {node} refused: {why}" + (" (--force to override)" if forceable else ""))
     return plan(spec, node, rows)
 
 

@@ -144,6 +144,15 @@ CASES = [
      Act.WAIT, None),
     ("new standby, primary answers: clone from it",
      down(role="standby", name="n2", has_data=False, answers=(data("n1", primary=True),)), Act.CLONE, None),
+    ("reinit of the initial primary (now a standby), no primary answers: wait, never initdb",
+     down(has_data=False, answers=(), reinit=True), Act.WAIT, None),
+    ("reinit with a restore configured: still only a clone", down(has_data=False, answers=(), restore=True,
+                                                                   reinit=True), Act.WAIT, None),
+    ("reinit, the primary answers: clone from it", down(has_data=False, reinit=True, answers=(
+        data("n2", primary=True, timeline=2),)), Act.CLONE, None),
+    ("reinit of a standby whose clone was cut short: the half-made clone is emptied first, then cloned",
+     down(role="standby", name="n2", has_data=False, bootstrapping=True, reinit=True,
+          answers=(data("n1", primary=True),)), Act.CLONE, None),
     ("interrupted bootstrap, nobody has the database: redo", down(bootstrapping=True, answers=()),
      Act.REDO_BOOTSTRAP, contract.EVENT_BOOTSTRAP_REDONE),
     ("interrupted bootstrap, but a peer runs a copy: refuse", down(bootstrapping=True, answers=(data("n2"),)),
@@ -254,6 +263,15 @@ GATE_CASES = [
      views(n1=PeerView("n1", 14.8)), Act.WAIT),
     ("no primary ever heard, 5 s after the election: promote", 15.1, views(n1=PeerView("n1", 14.8)), Act.PROMOTE),
 ]
+
+
+@pytest.mark.parametrize(("now", "seen"), [(14.6, views()), (15.1, views(n1=PeerView("n1", 14.8))), (10.0, {})])
+def test_paused_the_gate_refuses_whatever_the_prober_saw(now: float, seen: dict[str, PeerView]) -> None:
+    """Maintenance mode (`pgdock-gen pause`): even a verdict that would promote is a refusal, at once."""
+    verdict = failover_verdict(now, 10.0, 5.0, MEMBERS, seen, paused=True)
+    assert verdict.act is Act.REFUSE
+    assert verdict.reason.startswith("paused")
+    assert failover_verdict(now, 10.0, 5.0, MEMBERS, seen).reason != verdict.reason
 
 
 @pytest.mark.parametrize(("why", "now", "seen", "act"), GATE_CASES, ids=[c[0] for c in GATE_CASES])

@@ -104,14 +104,13 @@ def _pause(pause: bool) -> int:
     (the running agent applies it once PostgreSQL answers)."""
     from . import postgres
 
-    flag = Path(contract.PAUSED)
     if pause:
-        flag.touch()
+        postgres.PAUSED.touch()
     else:
-        flag.unlink(missing_ok=True)
+        postgres.PAUSED.unlink(missing_ok=True)
     if not postgres.running():
         if not pause:  # repmgr's own record would pause repmgrd again when PostgreSQL starts
-            Path(contract.REPMGRD_STATE_FILE).unlink(missing_ok=True)
+            postgres.REPMGRD_STATE.unlink(missing_ok=True)
         return 0
     return 0 if postgres.pause_repmgrd(pause) else 1
 

@@ -23,6 +23,8 @@ PG_BIN = Path(f"/usr/lib/postgresql/{os.environ.get('PG_VERSION', '17')}/bin")
 LOG_FIFO = RUN / "postgres.log"
 PG_HELD = RUN / "postgres.held"
 """Present while someone (repmgr, an operator) stopped PostgreSQL on purpose: do not restart it."""
+PAUSED = Path(contract.PAUSED)
+REPMGRD_STATE = Path(contract.REPMGRD_STATE_FILE)
 LOCAL_COMMIT = "-c synchronous_commit=local"
 """For the agent's own writes: they never wait for a synchronous standby."""
 TIMELINE_SQL = """

@@ -17,15 +17,13 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict
-from pathlib import Path
 
-from . import contract, decide, events
+from . import contract, decide, events, postgres
 from .decide import Act, PeerView
 from .node import RUN, env, log
 from .peers import CONNECT_TIMEOUT, PROBE_INTERVAL, QUERY_TIMEOUT
 from .postgres import local_conn
 
-PAUSED = Path(contract.PAUSED)
 CONTACTS = RUN / "contacts.json"
 """Written by the supervisor's prober after every probe: what it knows of each peer (decide.PeerView)."""
 DEFAULT_PROMOTE_SECONDS = 5.0
@@ -55,7 +53,7 @@ def gate(promote_after: float, members: tuple[str, ...], poll: float = 0.05) -> 
     begun = time.monotonic()
     while True:
         verdict = decide.failover_verdict(time.monotonic(), begun, promote_after, members, views(), FRESH_WITHIN,
-                                          paused=PAUSED.exists())
+                                          paused=postgres.PAUSED.exists())
         if verdict.act != Act.WAIT:
             return verdict
         if time.monotonic() - begun > promote_after + GATE_SLACK:

@@ -46,7 +46,6 @@ REFUSED = RUN / "refused"
 PAUSE_CHECK_SECONDS = 5.0
 """How often a paused node (contract.PAUSED) checks that repmgrd is still paused (a restart or a clone, or a
 switchover's `--repmgrd-force-unpause`, loses or lifts repmgr's own pause)."""
-PAUSED = Path(contract.PAUSED)
 REINIT = Path(contract.REINIT)
 
 
@@ -226,7 +225,7 @@ class Supervisor:
     def keep_paused(self) -> None:
         """In maintenance mode (contract.PAUSED) repmgrd stays paused here: a new clone, a container restart
         after a resume that could not reach repmgr, or a switchover's unpause would otherwise re-arm it."""
-        if not PAUSED.exists() or time.monotonic() - self.pause_checked < PAUSE_CHECK_SECONDS \
+        if not postgres.PAUSED.exists() or time.monotonic() - self.pause_checked < PAUSE_CHECK_SECONDS \
                 or not postgres.running():
             return
         self.pause_checked = time.monotonic()
@@ -319,8 +318,8 @@ class Supervisor:
         if REINIT.exists():
             log(f"reinit: emptying {postgres.PGDATA}; the node clones again from the primary")
             postgres.empty_pgdata()
-        if not PAUSED.exists():
-            Path(contract.REPMGRD_STATE_FILE).unlink(missing_ok=True)
+        if not postgres.PAUSED.exists():
+            postgres.REPMGRD_STATE.unlink(missing_ok=True)
 
     def stop_all(self) -> None:
         log("SIGTERM: stopping repmgrd, then PostgreSQL (fast shutdown)")
