@@ -158,12 +158,14 @@ class Running:
         return next((r.name for r in self.status() if r.role == "primary"), None)
 
     def wait_healthy(self, timeout: float, progress: Callable[[str], None],
-                     hint: str = "see the nodes' logs (`docker logs <cluster>-<node>`)") -> list[NodeStatus]:
-        """Polls status until `healthy`; raises with the last reason after `timeout` seconds."""
+                     hint: str = "see the nodes' logs (`docker logs <cluster>-<node>`)",
+                     until: Callable[[list[NodeStatus]], str | None] | None = None) -> list[NodeStatus]:
+        """Polls status until `healthy` (or `until`, a reason to wait or None); raises with the last reason
+        after `timeout` seconds."""
         deadline, last = time.monotonic() + timeout, None
         while True:
             rows = self.status()
-            why = healthy(self.spec, rows)
+            why = until(rows) if until else healthy(self.spec, rows)
             if why is None:
                 return rows
             if why != last:

@@ -92,8 +92,6 @@ def prepare(running: Running, node: str, *, force: bool) -> list[Step]:
 
 def apply(running: Running, node: str, steps: list[Step], *, progress: Progress,
           timeout: float = 120) -> list[NodeStatus]:
-    import time
-
     spec = running.spec
     target = running.target(node)
     node_id = str(spec.member(node).id)
@@ -111,15 +109,5 @@ def apply(running: Running, node: str, steps: list[Step], *, progress: Progress,
     if failed:
         raise PgdockError(f"{node} is primary, but not every standby follows it: {'; '.join(failed)}; "
                           f"`pgdock-gen reinit` a standby that cannot follow")
-    deadline, last = time.monotonic() + timeout, None
-    while True:
-        rows = running.status()
-        why = settled(spec, node, rows)
-        if why is None:
-            return rows
-        if why != last:
-            progress(f"waiting: {why}")
-            last = why
-        if time.monotonic() > deadline:
-            raise PgdockError(f"{node} was promoted, but after {timeout:.0f} s {why}; see `pgdock-gen status`")
-        time.sleep(1)
+    return running.wait_healthy(timeout, progress, hint=f"{node} was promoted; see `pgdock-gen status`",
+                                until=lambda rows: settled(spec, node, rows))

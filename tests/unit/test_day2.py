@@ -13,7 +13,7 @@ from pgdock_gen import cluster, failover, maintenance, reinit, remove, restart
 from pgdock_gen.cluster import NodeStatus
 from pgdock_gen.spec import parse
 
-SPEC = parse("""
+SPEC_TEXT = """
 cluster: shop
 postgres: {version: 17, database: app, user: app}
 nodes:
@@ -22,7 +22,8 @@ nodes:
   - {name: n3, address: 10.0.0.3, location: dc2, priority: 80}
   - {name: n4, address: 10.0.0.4, priority: 0}
 witness: {name: w, address: 10.0.0.9}
-""")
+"""
+SPEC = parse(SPEC_TEXT)
 MB = 1024 * 1024
 
 
@@ -98,41 +99,31 @@ def test_failover_is_settled_when_every_running_standby_streams_from_the_new_pri
 
 # ---------------------------------------------------------------- reinit, remove
 
-REINIT_CASES = [
-    ("a standby: go", "n3", healthy(), None),
-    ("a broken standby (down as far as status goes): go", "n3",
-     [row("n1", "primary"), row("n2"), row("n3", "down"), row("w", "witness")], None),
-    ("the witness: go (its database is made anew)", "w", healthy(), None),
-    ("the primary: switch over first", "n1", healthy(), "switch over first (`pgdock-gen switchover n2`)"),
-    ("no primary to clone from", "n3", primary_gone(), "no primary"),
-]
-
-
-@pytest.mark.parametrize(("why", "node", "rows", "says"), REINIT_CASES, ids=[c[0] for c in REINIT_CASES])
-def test_reinit_refusals(why: str, node: str, rows: list[NodeStatus], says: str | None) -> None:
-    reason = reinit.check(SPEC, node, rows)
-    assert reason is None if says is None else says in reason
-
-
 def test_reinit_marks_restarts_and_waits() -> None:
     steps = reinit.plan(SPEC, "n3", healthy())
     assert [s.kind for s in steps] == ["mark", "restart", "wait"]
     assert "clones it from n1" in steps[1].text and "secrets" in steps[1].text
 
 
-REMOVE_CASES = [
-    ("a standby: go", "n3", healthy(), None),
-    ("the witness: go", "w", healthy(), None),
-    ("a standby that is down: go (unregistered on the primary)", "n3",
-     [row("n1", "primary"), row("n2"), row("n3", "down"), row("w", "witness")], None),
-    ("the primary: switch over first", "n1", healthy(), "switch over first"),
-    ("no primary holds repmgr's records", "n3", primary_gone(), "no primary"),
+BROKEN_N3 = [row("n1", "primary"), row("n2"), row("n3", "down"), row("w", "witness")]
+REFUSALS = [
+    (reinit, "a standby: go", "n3", healthy(), None),
+    (reinit, "a broken standby (down as far as status goes): go", "n3", BROKEN_N3, None),
+    (reinit, "the witness: go (its database is made anew)", "w", healthy(), None),
+    (reinit, "the primary: switch over first", "n1", healthy(), "switch over first (`pgdock-gen switchover n2`)"),
+    (reinit, "no primary to clone from", "n3", primary_gone(), "no primary"),
+    (remove, "a standby: go", "n3", healthy(), None),
+    (remove, "the witness: go", "w", healthy(), None),
+    (remove, "a standby that is down: go (unregistered on the primary)", "n3", BROKEN_N3, None),
+    (remove, "the primary: switch over first", "n1", healthy(), "switch over first"),
+    (remove, "no primary holds repmgr's records", "n3", primary_gone(), "no primary"),
 ]
 
 
-@pytest.mark.parametrize(("why", "node", "rows", "says"), REMOVE_CASES, ids=[c[0] for c in REMOVE_CASES])
-def test_remove_refusals(why: str, node: str, rows: list[NodeStatus], says: str | None) -> None:
-    reason = remove.check(SPEC, node, rows)
+@pytest.mark.parametrize(("command", "why", "node", "rows", "says"), REFUSALS,
+                         ids=[f"{c[0].__name__.rsplit('.', 1)[1]}: {c[1]}" for c in REFUSALS])
+def test_reinit_and_remove_refusals(command, why: str, node: str, rows: list[NodeStatus], says: str | None) -> None:
+    reason = command.check(SPEC, node, rows)
     assert reason is None if says is None else says in reason
 
 
@@ -331,16 +322,6 @@ def test_the_gate_refuses_while_the_node_is_paused(node_files: Path, tmp_path: P
 # ---------------------------------------------------------------- the commands, up to the first Docker call
 
 
-SPEC_TEXT = """
-cluster: shop
-postgres: {version: 17, database: app, user: app}
-nodes:
-  - {name: n1, address: 10.0.0.1, location: dc1}
-  - {name: n2, address: 10.0.0.2, location: dc1, priority: 90}
-  - {name: n3, address: 10.0.0.3, location: dc2, priority: 80}
-  - {name: n4, address: 10.0.0.4, priority: 0}
-witness: {name: w, address: 10.0.0.9}
-"""
 
 
 @pytest.fixture
