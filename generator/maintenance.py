@@ -127,7 +127,9 @@ def place(spec_path: Path, spec: Spec, in_lab: bool) -> Place:
     if in_lab:
         from . import lab
 
-        the_lab = lab.prepare(spec_path, spec)
+        # rendered as it was brought up: with its S3 server when it has one (else its backup sidecars would go)
+        with_s3 = docker.client().container.exists(contract.lab_s3_container(spec.cluster))
+        the_lab = lab.prepare(spec_path, spec, s3=with_s3)
         return Place(the_lab.running, the_lab.repo, the_lab)
     return Place(Running(spec), spec_path.parent)
 

@@ -55,8 +55,10 @@ def switchover(running: Running, node: str, *, force: bool, progress: Callable[[
     target = running.target(node)
     from python_on_whales.exceptions import DockerException
 
+    # in maintenance mode repmgrd stays paused afterwards (repmgr unpauses only what it paused itself)
+    unpause = [] if any(r.paused for r in rows) else ["--repmgrd-force-unpause"]
     command = ["repmgr", "-f", str(contract.REPMGR_CONF), "standby", "switchover", "--siblings-follow",
-               "--force-rewind", "--repmgrd-force-unpause"]
+               "--force-rewind", *unpause]
     try:
         target.client.execute(target.container, command, user="postgres")
     except DockerException as exc:
