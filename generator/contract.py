@@ -44,6 +44,12 @@ removed by the backup sidecar after the next base backup, which makes point-in-t
 """Present from the first initdb until the last bootstrap step: a start that finds it redoes the bootstrap."""
 FORCE_PRIMARY = STATE / "force-primary"
 """Written by `pgdock-agent unfence`: the operator vouches that this node may start as primary alone."""
+BACKUP_HEARTBEAT = PurePosixPath("/tmp/pgdock-backup.heartbeat")
+"""Touched by the backup sidecar's scheduler while it runs (waiting or backing up); its healthcheck
+(`pgdock-backup health`) checks its age. In the sidecar's own filesystem: it dies with the container."""
+BACKUP_HEARTBEAT_SECONDS = 30
+"""How often the scheduler touches the heartbeat; older than BACKUP_STALE_SECONDS means unhealthy."""
+BACKUP_STALE_SECONDS = 300
 SOCKET_DIR = PurePosixPath("/var/run/postgresql")
 """Shared with the backup sidecar, which logs in over it as the postgres OS user."""
 HOME = PurePosixPath("/var/lib/postgresql")

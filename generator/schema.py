@@ -193,7 +193,9 @@ SCHEMA: dict[str, Any] = {
                         "ca_bundle": {"type": "string", "description": "CA file for self-signed stores"},
                     },
                 },
-                "schedule": {"type": "string", "default": "0 3 * * *", "description": "cron syntax"},
+                "schedule": {"type": "string", "default": "0 3 * * *",
+                             "description": "when base backups run (UTC): 5-field cron or @daily etc., "
+                                            "checked with croniter as the backup sidecar reads it"},
                 "retention_days": {"type": "integer", "minimum": 1, "maximum": 3650, "default": 7},
             },
         },
