@@ -101,6 +101,8 @@ def render(spec_path: Path, out: Path | None, show_diff: bool, check: bool, forc
     spec = _load(spec_path)
     out = out if out is not None else spec_path.parent
     files = renderer.plan(spec, spec_path.read_text(encoding="utf-8"))
+    if warning := renderer.version_warning(files, out):
+        click.echo(f"warning: {warning}", err=True)
     if check:
         renderer.check(files, out)
         click.echo(f"{out} is up to date with {spec_path}")
@@ -126,9 +128,9 @@ def schema() -> None:
       pgdock-gen schema > .pgdock.schema.json
       # first line of cluster.yaml: # yaml-language-server: $schema=.pgdock.schema.json
     """
-    from .schema import SCHEMA
+    from .schema import document
 
-    click.echo(json.dumps(SCHEMA, indent=2))
+    click.echo(document(), nl=False)
 
 
 def _progress(message: str) -> None:
@@ -652,7 +654,7 @@ def push(spec_path: Path, registry: str | None) -> None:
 
     spec = _load(spec_path)
     repo = spec_path.parent
-    names = images.names(spec)
+    names = images.names(spec, repo)
     for node in spec.members:
         tags = [names.base, f"{names.config_repo(node)}:{images.config_version(repo, node)}"]
         tags += [names.backup] if spec.backup and not node.witness else []

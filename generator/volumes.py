@@ -58,5 +58,5 @@ def install_secrets(client: DockerClient, image: str, volume: str, bundle: dict[
 
 def deliver_secrets(client: DockerClient, spec: Spec, node: Node, secrets_dir: Path) -> None:
     """The node's share of `secrets_dir` (credentials.node_bundle) into its secrets volume."""
-    install_secrets(client, images.names(spec).base, contract.volume(spec.cluster, node.name, "secrets"),
+    install_secrets(client, images.helper_image(client, spec), contract.volume(spec.cluster, node.name, "secrets"),
                     credentials.node_bundle(spec, node, secrets_dir))

@@ -105,7 +105,7 @@ def test_init_writes_a_starter_spec_that_validates(run_cli, tmp_path: Path) -> N
     assert result.exit_code == 0, result.stderr
     assert path.is_file()
     text = path.read_text(encoding="utf-8")
-    assert text.startswith("# pgdock cluster spec")
+    assert text.startswith("# yaml-language-server: $schema=./cluster.schema.json\n# pgdock cluster spec")
     parsed = specs.parse(text, str(path))
     assert parsed.nodes
     assert run_cli("validate", "-f", path).exit_code == 0
@@ -120,7 +120,7 @@ def test_init_refuses_to_overwrite_without_force(run_cli, tmp_path: Path) -> Non
     assert path.read_text(encoding="utf-8") == "mine\n"
     forced = run_cli("init", "--force", path)
     assert forced.exit_code == 0, forced.stderr
-    assert path.read_text(encoding="utf-8").startswith("# pgdock cluster spec")
+    assert "# pgdock cluster spec" in path.read_text(encoding="utf-8").splitlines()[1]
 
 
 # ------------------------------------------------------------------ validate
@@ -410,6 +410,7 @@ class FakeEngine:
     def __init__(self, text: str) -> None:
         self.text = text
         self.volume = type("Volumes", (), {"exists": staticmethod(lambda name: True)})()
+        self.image = type("Images", (), {"list": staticmethod(lambda repo: [type("Image", (), {"created": 0, "repo_tags": [f"{repo}:pg{v}-0123456789ab" for v in (15, 17)]})])})()  # noqa: E501
 
     def execute(self, container: str, command: list[str], **_: object) -> str:
         return self.text
