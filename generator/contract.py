@@ -149,6 +149,9 @@ STATUS_KEYS = ("node", "role", "timeline", "upstream", "lag_bytes", "lag_seconds
 # ---------------------------------------------------------------- Docker names
 
 VOLUME_KINDS = ("config", "secrets", "data", "socket")
+LOG_DRIVER = "json-file"
+LOG_OPTIONS = {"max-size": "10m", "max-file": "5"}
+"""Every container pgdock runs rotates its log: 10 MB × 5 at most (compose services and the lab's S3 server)."""
 LABEL_CLUSTER = "org.pgdock.cluster"
 LABEL_LAB_ID = "org.pgdock.lab-id"
 

@@ -291,7 +291,8 @@ def _start_s3(lab: Lab, client: DockerClient, progress: Progress) -> None:
             client.build(lab.repo / "backup-image", tags=[LAB_S3_IMAGE], file=lab.repo / "backup-image" /
                          "lab-s3.Dockerfile", build_args={"DEBIAN_IMAGE": debian}, load=True, progress=False)
         docker.call("starting the lab S3 server", client.container.create, LAB_S3_IMAGE, name=lab.s3_container,
-                    networks=[lab.network], restart="unless-stopped")
+                    networks=[lab.network], restart="unless-stopped", log_driver=contract.LOG_DRIVER,
+                    log_options=[f"{key}={value}" for key, value in contract.LOG_OPTIONS.items()])
         client.network.disconnect(lab.network, lab.s3_container)
     attached = client.container.inspect(lab.s3_container).network_settings.networks
     if lab.network not in attached:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import credentials
 from .errors import OutOfDate, UsageError
-from .images import image_names
+from .images import ContextFile, image_names
 from .schema import SCHEMA_FILE, document
 from .spec import Spec
 from .template import (
@@ -47,14 +47,19 @@ def _mode(path: Path) -> int:
     return 0o755 if os.access(path, os.X_OK) or output_name(path).suffix == ".sh" else 0o644
 
 
+def image_contexts() -> dict[str, list[ContextFile]]:
+    """This pgdock's image build contexts as render writes them into every repo (their tags hash these)."""
+    return {name: [(source.relative_to(root).as_posix(), _mode(source), source.read_bytes())
+                   for source in files_under(root)]
+            for name, root in ((name, image_context(name)) for name in IMAGE_CONTEXTS)}
+
+
 def plan(spec: Spec, spec_text: str, *, version: str | None = None) -> dict[str, File]:
     """Every file of the cluster repo (secrets excepted), keyed by relative path. `version` is the pgdock-gen
     version the repo records and its CI installs: this one's unless given (the golden test fixes it)."""
     version = version or pgdock_version()
     env = environment()
-    contexts = {name: [(source.relative_to(root).as_posix(), _mode(source), source.read_bytes())
-                       for source in files_under(root)]
-                for name, root in ((name, image_context(name)) for name in IMAGE_CONTEXTS)}
+    contexts = image_contexts()
     images = image_names(spec, contexts)  # tags from the very files written below: node files name those images
     backup = spec.backup
     extra = {"pgdock_version": version, "version_file": VERSION_FILE, "schema_file": SCHEMA_FILE,

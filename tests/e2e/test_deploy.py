@@ -109,9 +109,9 @@ def test_config_images_carry_no_secret(repo: Path) -> None:
     """Every layer a carrier adds on top of the base image is opened and searched for secrets."""
     loaded = spec.load(repo / "cluster.yaml")
     secrets = [p.read_text().strip() for p in (repo / "secrets" / "passwords").iterdir()]
-    base_layers = len(docker.image.inspect(images.names(loaded).base).root_fs.layers)
+    base_layers = len(docker.image.inspect(images.names(loaded, repo).base).root_fs.layers)
     for node in loaded.members:
-        tag = f"{images.names(loaded).config_repo(node)}:{images.config_version(repo, node)}"
+        tag = f"{images.names(loaded, repo).config_repo(node)}:{images.config_version(repo, node)}"
         with tarfile.open(fileobj=io.BytesIO(b"".join(docker.image.save(tag)))) as outer:
             own_layers = json.load(outer.extractfile("manifest.json"))[0]["Layers"][base_layers:]
             assert own_layers, f"{tag} adds no layer?"

@@ -72,7 +72,7 @@ def test_contexts_say_which_node_is_unreachable_or_refused(repo: Path) -> None:
 def test_push_streams_images_to_the_other_engine_once(repo: Path) -> None:
     loaded = spec.load(repo / "cluster.yaml")
     remote = DockerClient(context="pgdock-test-r2")
-    base = images.names(loaded).base
+    base = images.names(loaded, repo).base
     assert not remote.image.exists(base), "the test host's engine should start empty"
     first = pgdock(repo, "push")
     assert first.returncode == 0, first.stderr
