@@ -17,8 +17,6 @@ from pgdock_gen import render, spec
 from pgdock_gen.schema import SCHEMA, SCHEMA_FILE, document
 from pgdock_gen.template import pgdock_version, starter_spec
 
-from .conftest import render_spec
-
 CI_FILES = (".github/workflows/pgdock.yml", ".gitlab-ci.yml")
 VERSION = metadata.version("pgdock-gen")
 
@@ -66,12 +64,17 @@ def test_the_repo_records_the_version_that_rendered_it(shop_repo: Path) -> None:
     assert render.recorded_version(shop_repo) == VERSION
 
 
-def test_another_version_warns_naming_both_and_still_renders(
-    run_cli, tmp_path: Path, shop_spec_text: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    out = tmp_path / "repo"
+@pytest.fixture
+def out(run_cli, tmp_path: Path, shop_spec_text: str) -> Path:
+    """The shop spec (tmp_path/cluster.yaml) rendered into tmp_path/repo by this version."""
     (tmp_path / "cluster.yaml").write_text(shop_spec_text, encoding="utf-8")
-    assert run_cli("render", "-f", tmp_path / "cluster.yaml", "-o", out).exit_code == 0
+    assert run_cli("render", "-f", tmp_path / "cluster.yaml", "-o", tmp_path / "repo").exit_code == 0
+    return tmp_path / "repo"
+
+
+def test_another_version_warns_naming_both_and_still_renders(
+    run_cli, tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(render, "pgdock_version", lambda: "99.0.0")
 
     checked = run_cli("render", "-f", tmp_path / "cluster.yaml", "-o", out, "--check")
@@ -90,17 +93,13 @@ def test_another_version_warns_naming_both_and_still_renders(
     assert again.exit_code == 0 and "warning" not in again.stderr
 
 
-def test_same_version_renders_without_a_warning(run_cli, tmp_path: Path, shop_spec_text: str) -> None:
-    (tmp_path / "cluster.yaml").write_text(shop_spec_text, encoding="utf-8")
-    run_cli("render", "-f", tmp_path / "cluster.yaml", "-o", tmp_path / "repo")
-    second = run_cli("render", "-f", tmp_path / "cluster.yaml", "-o", tmp_path / "repo")
+def test_same_version_renders_without_a_warning(run_cli, tmp_path: Path, out: Path) -> None:
+    second = run_cli("render", "-f", tmp_path / "cluster.yaml", "-o", out)
     assert second.exit_code == 0 and "warning" not in second.stderr
 
 
 @pytest.mark.parametrize("content", ["", "not json", "[1, 2]", '{"pgdock-gen": 3}'])
-def test_an_unreadable_version_file_is_rewritten_quietly(tmp_path: Path, shop_spec_text: str, content: str) -> None:
-    out = tmp_path / "repo"
-    render_spec(shop_spec_text, out)
+def test_an_unreadable_version_file_is_rewritten_quietly(out: Path, shop_spec_text: str, content: str) -> None:
     (out / render.VERSION_FILE).write_text(content, encoding="utf-8")
     parsed = spec.parse(shop_spec_text)
     files = render.plan(parsed, shop_spec_text)
@@ -110,11 +109,8 @@ def test_an_unreadable_version_file_is_rewritten_quietly(tmp_path: Path, shop_sp
 
 
 def test_a_hand_edit_still_needs_force_after_a_version_change(
-    run_cli, tmp_path: Path, shop_spec_text: str, monkeypatch: pytest.MonkeyPatch
+    run_cli, tmp_path: Path, out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    out = tmp_path / "repo"
-    (tmp_path / "cluster.yaml").write_text(shop_spec_text, encoding="utf-8")
-    run_cli("render", "-f", tmp_path / "cluster.yaml", "-o", out)
     with (out / ".gitlab-ci.yml").open("a", encoding="utf-8") as handle:
         handle.write("# mine\n")
     monkeypatch.setattr(render, "pgdock_version", lambda: "99.0.0")
