@@ -190,16 +190,20 @@ def build_config(spec: Spec, repo: Path, node: Node, *, no_cache: bool = False) 
 
 
 def stale_references(spec: Spec, repo: Path) -> str | None:
-    """Why the repo's node files do not use the base image its base-image/ builds (None when they all do): the
-    image contexts changed since the last render, and a carrier or compose project would ask for a tag that is
-    never built."""
-    base = names(spec, repo).base
+    """Why the repo's node files do not name the images its base-image/ and backup-image/ build (None when they
+    all do): the contexts changed since the last render, and a carrier build or a compose project would ask for
+    a tag that is never built."""
+    image = names(spec, repo)
     for node in spec.members:
-        for name in ("Dockerfile", "compose.yaml"):
+        wanted = {"Dockerfile": [image.base],
+                  "compose.yaml": [image.base] + ([image.backup] if spec.backup and not node.witness else [])}
+        for name, tags in wanted.items():
             path = repo / "nodes" / node.name / name
-            if path.is_file() and base not in path.read_text(encoding="utf-8"):
-                return (f"{path} does not use {base}, the image base-image/ builds now: base-image/ or "
-                        f"backup-image/ changed since the last render; run `pgdock-gen render` (see --diff)")
+            text = path.read_text(encoding="utf-8") if path.is_file() else ""
+            if missing := [tag for tag in tags if tag not in text]:
+                return (f"{path} does not name {missing[0]}, the image its context builds now: base-image/ or "
+                        "backup-image/ changed since the last render; `pgdock-gen render --diff` shows how "
+                        "(render puts this pgdock's contexts back, with --force)")
     return None
 
 
