@@ -88,10 +88,14 @@ def names(spec: Spec, repo: Path) -> ImageNames:
     return image_names(spec, {d: context_files(repo / d) for d in IMAGE_CONTEXTS})
 
 
-def helper_image(client: DockerClient, spec: Spec) -> str:
+def helper_image(client: DockerClient, spec: Spec, repo: Path | None = None) -> str:
     """A base image already on `client`'s engine, for short helper containers (reading a volume, filling
-    secrets): the newest of the cluster's PostgreSQL major there. Any will do, and the one this repo builds
-    may not have been shipped yet (a new pgdock version, an edited base-image/)."""
+    secrets): the one `repo` builds when the engine has it, else the newest of the cluster's PostgreSQL major
+    there. Any will do for such helpers, and the one this repo builds may not have been shipped yet (a new
+    pgdock version, an edited base-image/)."""
+    if repo is not None and (repo / "base-image" / "Dockerfile").is_file() and \
+            client.image.exists(own := names(spec, repo).base):
+        return own
     prefix = f"{BASE_REPO}:pg{spec.pg_version}-"
     found = [(image.created, tag) for image in client.image.list(BASE_REPO)
              for tag in image.repo_tags if tag.startswith(prefix)]

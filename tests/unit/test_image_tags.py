@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from pgdock_gen import images, render, spec
-from pgdock_gen.errors import UsageError
+from pgdock_gen.errors import DockerError, UsageError
 
 from .conftest import render_spec
 
@@ -88,3 +89,30 @@ def test_same_files_same_tags_across_clusters(shop_spec_text: str, minimal_spec_
 def test_names_refuse_a_folder_that_is_no_rendered_repo(tmp_path: Path, minimal_spec_text: str) -> None:
     with pytest.raises(UsageError, match="not a rendered cluster repo"):
         images.names(spec.parse(minimal_spec_text), tmp_path)
+
+
+class FakeImages:
+    """An engine's image list: (created, tags) per image."""
+
+    def __init__(self, listed: list[tuple[int, list[str]]]) -> None:
+        self.listed = listed
+
+    def list(self, repository: str) -> list[SimpleNamespace]:
+        return [SimpleNamespace(created=c, repo_tags=[t for t in tags if t.startswith(repository + ":")])
+                for c, tags in self.listed]
+
+    def exists(self, tag: str) -> bool:
+        return any(tag in tags for _, tags in self.listed)
+
+
+def test_helper_containers_use_a_base_image_the_engine_has(shop_repo: Path) -> None:
+    loaded = spec.load(shop_repo / "cluster.yaml")
+    own = images.names(loaded, shop_repo).base
+    engine = SimpleNamespace(image=FakeImages([(1, ["pgdock/base:pg17-aaaaaaaaaaaa"]), (3, ["pgdock/base:pg15-cc"]),
+                                               (2, ["pgdock/base:pg17-bbbbbbbbbbbb", "other:x"])]))
+    assert images.helper_image(engine, loaded) == "pgdock/base:pg17-bbbbbbbbbbbb", "the newest of this major"
+    assert images.helper_image(engine, loaded, shop_repo) == "pgdock/base:pg17-bbbbbbbbbbbb", "own one not there"
+    engine.image.listed.append((0, [own]))
+    assert images.helper_image(engine, loaded, shop_repo) == own, "the repo's own base, when the engine has it"
+    with pytest.raises(DockerError, match="no pgdock/base:pg17-"):
+        images.helper_image(SimpleNamespace(image=FakeImages([(1, ["pgdock/base:pg15-x"])])), loaded)
