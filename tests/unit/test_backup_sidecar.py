@@ -108,3 +108,19 @@ def test_long_commands_keep_beating(sidecar: ModuleType, monkeypatch: pytest.Mon
     assert sidecar.HEARTBEAT.exists()
     with pytest.raises(RuntimeError, match="failed"):
         sidecar.run([sys.executable, "-c", "import sys; sys.exit('ERROR: no')"])
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    ["0 3 * * *", "@daily", "0 0 29 2 *", "0 3 L * *", "0 3 31 2 *", "61 * * * *", "0 5-3 * * *", "H 3 * * *",
+     "0 3 * * xyz", "*/0 * * * *"],
+)
+def test_validate_accepts_exactly_what_the_sidecar_can_schedule(sidecar: ModuleType, schedule: str) -> None:
+    from pgdock_gen.cron import cron_problem
+
+    try:
+        sidecar.next_due(schedule, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+        schedulable = True
+    except sidecar.BadSchedule:
+        schedulable = False
+    assert (cron_problem(schedule) is None) is schedulable
