@@ -769,21 +769,6 @@ def history_command(spec_path: Path, node: str) -> None:
                    f"spec {entry['spec']}{extra}{waiting}")
 
 
-def render_for_cookiecutter(spec_path: Path) -> int:
-    """Called by the cookiecutter post-gen hook: renders next to the spec it wrote."""
-    from . import render as renderer
-    from . import spec as specs
-
-    try:
-        spec = specs.load(spec_path)
-        renderer.write(spec, renderer.plan(spec, spec_path.read_text(encoding="utf-8")), spec_path.parent)
-    except (PgdockError, OSError) as exc:
-        error = user_error(exc)
-        print(f"pgdock: {error}", file=sys.stderr)
-        return error.exit_code
-    return 0
-
-
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

@@ -8,10 +8,8 @@ and this hook hands it to pgdock's renderer: the same code and templates as
 import sys
 from pathlib import Path
 
-sys.path.insert(0, r"{{ cookiecutter._repo_dir }}")
-try:
-    from generator.cli import render_for_cookiecutter
-except ImportError as exc:
-    sys.exit(f"pgdock: cannot load the generator ({exc}); run `pip install -e .` in the pgdock repo first")
+REPO_DIR = {{ cookiecutter._repo_dir | tojson }}
+sys.path.insert(0, str(Path(REPO_DIR) / "hooks"))
+from pgdock_checkout import hooks_module  # noqa: E402 - found through the path set above
 
-sys.exit(render_for_cookiecutter(Path("cluster.yaml")))
+sys.exit(hooks_module(REPO_DIR).post_generate(Path("cluster.yaml")))

@@ -1,3 +1,0 @@
--- Runs once, as the superuser in the application database, when the first
--- primary is initialised. Put your schema, extensions or extra roles here.
--- Example: CREATE EXTENSION IF NOT EXISTS pg_stat_statements;
