@@ -148,6 +148,12 @@ STATUS_KEYS = ("node", "role", "timeline", "upstream", "lag_bytes", "lag_seconds
 
 # ---------------------------------------------------------------- Docker names
 
+BASE_IMAGE_REPO = "pgdock/base"
+"""PostgreSQL + repmgr + the agent; tagged pg<major>-<hash of base-image/> (images.image_names)."""
+BACKUP_IMAGE_REPO = "pgdock/backup"
+"""The backup sidecar; tagged pg<major>-<hash of backup-image/ and its base tag>."""
+LAB_S3_IMAGE = "pgdock/lab-s3:latest"
+"""The lab's S3-protocol server (backup-image/lab-s3.Dockerfile); never used in production."""
 VOLUME_KINDS = ("config", "secrets", "data", "socket")
 LOG_DRIVER = "json-file"
 LOG_OPTIONS = {"max-size": "10m", "max-file": "5"}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import docker
+from . import contract, docker
 from .errors import DockerError, UsageError
 from .spec import Node, Spec
 from .template import IMAGE_CONTEXTS, files_under
@@ -36,7 +36,6 @@ Progress = Callable[[str], None]
 
 ContextFile = tuple[str, int, bytes]
 """One file of an image's build context: its path inside the context, its mode and its content."""
-BASE_REPO, BACKUP_REPO = "pgdock/base", "pgdock/backup"
 
 
 @dataclass(frozen=True)
@@ -69,8 +68,8 @@ def context_digest(files: Iterable[ContextFile], *, parent: str = "") -> str:
 def image_names(spec: Spec, contexts: Mapping[str, Iterable[ContextFile]]) -> ImageNames:
     """The tags of a cluster's images from its build contexts' files (keyed by IMAGE_CONTEXTS folder): the one
     place they are derived, from the files render plans and from a rendered repo's files alike."""
-    base = f"{BASE_REPO}:pg{spec.pg_version}-{context_digest(contexts['base-image'])}"
-    backup = f"{BACKUP_REPO}:pg{spec.pg_version}-{context_digest(contexts['backup-image'], parent=base)}"
+    base = f"{contract.BASE_IMAGE_REPO}:pg{spec.pg_version}-{context_digest(contexts['base-image'])}"
+    backup = f"{contract.BACKUP_IMAGE_REPO}:pg{spec.pg_version}-{context_digest(contexts['backup-image'], parent=base)}"
     return ImageNames(spec.cluster, spec.pg_version, base, backup)
 
 
@@ -96,8 +95,8 @@ def helper_image(client: DockerClient, spec: Spec, repo: Path | None = None) -> 
     if repo is not None and (repo / "base-image" / "Dockerfile").is_file() and \
             client.image.exists(own := names(spec, repo).base):
         return own
-    prefix = f"{BASE_REPO}:pg{spec.pg_version}-"
-    found = [(image.created, tag) for image in client.image.list(BASE_REPO)
+    prefix = f"{contract.BASE_IMAGE_REPO}:pg{spec.pg_version}-"
+    found = [(image.created, tag) for image in client.image.list(contract.BASE_IMAGE_REPO)
              for tag in image.repo_tags if tag.startswith(prefix)]
     if not found:
         raise DockerError(f"no {prefix}* image on this engine; run `pgdock-gen build` (lab) or "
