@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import contract
 from .errors import PgdockError, UsageError
+from .progress import step
 from .spec import Spec
 
 if TYPE_CHECKING:
@@ -187,8 +188,8 @@ def run_on_primary(running: Running, progress: Callable[[str], None]) -> str:
     primary = running.primary()
     if primary is None:
         raise PgdockError("no primary is running; a base backup is taken on the primary")
-    progress(f"base backup on {primary}")
-    return run_now(running.target(primary)).strip()
+    with step(progress, f"base backup on {primary}"):
+        return run_now(running.target(primary)).strip()
 
 
 def table(loc: Location, backups: list[BaseBackup]) -> Any:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import contract, events, lab
 from .errors import PgdockError, UsageError
+from .progress import step
 from .spec import Spec, parse
 
 Progress = Callable[[str], None]
@@ -61,8 +62,8 @@ def restore(spec_path: Path, spec: Spec, *, to: str | None, latest: bool, name: 
     secrets = source.repo / "secrets" if in_lab else spec_path.parent / "secrets"
     restore_from = lab.RestoreFrom(server=spec.cluster, target=target, secrets=secrets,
                                    s3_container=source.s3_container)
-    progress(f"restoring {spec.cluster} ({target}) into the new lab cluster {name}")
-    restored, _ = lab.up(spec_path, restored_spec, restore=restore_from, timeout=timeout, progress=progress)
+    with step(progress, f"restoring {spec.cluster} ({target}) into the new lab cluster {name}"):
+        restored, _ = lab.up(spec_path, restored_spec, restore=restore_from, timeout=timeout, progress=progress)
     found = [e for e in events.collect(restored.running) if e["event"] == contract.EVENT_RESTORE]
     if not found or not found[-1]["success"]:
         raise PgdockError(f"the restore did not complete: {found[-1]['details'] if found else 'no restore event'}; "

@@ -1,0 +1,121 @@
+"""How long steps tell the operator where they are: rich progress bars on a terminal, plain lines otherwise.
+
+Every operation takes a `progress` callable and calls it with one line per step ("n2: sending …").
+A long step with a measure (bytes pushed) or without one (an image build, a base backup) runs inside
+`step(progress, description, total)`, which yields an `advance(amount)` callable. This module is the
+only place that decides how that looks:
+
+- stderr is a terminal: each line is logged above a live area; the step in progress shows a bar
+  (a byte count and rate when it has a total, a pulsing bar and the elapsed time when not);
+- otherwise (tests, CI, a pipe): timestamped plain lines only, the step's description when it starts
+  and one line when it ends, so logs stay greppable and free of control characters.
+
+A plain callable (e.g. `print` or a list's `append`) still works as `progress`: `step` then reports the
+description through it and ignores the amounts.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import IO
+
+Advance = Callable[[int], None]
+"""Called with the bytes a step moved since its last call."""
+
+
+def _stamp() -> str:
+    return time.strftime("%H:%M:%S")
+
+
+def _size(amount: float) -> str:
+    return f"{amount / 1e6:.1f} MB"
+
+
+class Plain:
+    """Timestamped lines on a stream that is not a terminal."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+
+    def __call__(self, message: str) -> None:
+        print(f"[{_stamp()}] {message}", file=self.stream, flush=True)
+
+    @contextmanager
+    def step(self, description: str, total: int | None) -> Iterator[Advance]:
+        done = 0
+
+        def advance(amount: int) -> None:
+            nonlocal done
+            done += amount
+
+        self(description)
+        started = time.monotonic()
+        yield advance
+        moved = f"{_size(done)} " if done else ""
+        self(f"{description}: done, {moved}in {time.monotonic() - started:.1f} s")
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+class Live:
+    """rich's live progress on a terminal: messages above, the running steps' bars below."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        from rich import progress as rp
+        from rich.console import Console
+
+        console = Console(file=stream, highlight=False, log_path=False)
+        self.bars = rp.Progress(rp.SpinnerColumn(), rp.TextColumn("{task.description}"), rp.BarColumn(),
+                                rp.DownloadColumn(), rp.TransferSpeedColumn(), rp.TimeElapsedColumn(),
+                                console=console, transient=True)
+        self.bars.start()
+
+    def __call__(self, message: str) -> None:
+        self.bars.console.log(message)
+
+    @contextmanager
+    def step(self, description: str, total: int | None) -> Iterator[Advance]:
+        self(description)
+        task = self.bars.add_task(description, total=total)
+
+        def advance(amount: int) -> None:
+            self.bars.advance(task, amount)
+            current = next(t for t in self.bars.tasks if t.id == task)
+            if current.total is not None and current.completed > current.total:  # the estimate was short
+                self.bars.update(task, total=current.completed)
+
+        try:
+            yield advance
+        finally:
+            self.bars.remove_task(task)
+
+    def close(self) -> None:
+        self.bars.stop()
+
+
+def is_terminal(stream: IO[str]) -> bool:
+    """Bars only where someone watches: a terminal that can draw them (not TERM=dumb)."""
+    return stream.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def reporter(stream: IO[str] | None = None) -> Plain | Live:
+    """The reporter for `stream` (default stderr): the one place that chooses bars or plain lines."""
+    stream = stream or sys.stderr
+    return Live(stream) if is_terminal(stream) else Plain(stream)
+
+
+@contextmanager
+def step(progress: Callable[[str], None], description: str, total: int | None = None) -> Iterator[Advance]:
+    """A long step: a bar (or plain start and end lines) from a Reporter; from a plain callable, just the
+    description. `total` is the step's size in bytes when known."""
+    if isinstance(progress, Plain | Live):
+        with progress.step(description, total) as advance:
+            yield advance
+        return
+    progress(description)
+    yield lambda amount: None
