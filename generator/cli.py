@@ -15,7 +15,7 @@ from typing import TypeVar
 import click
 
 from . import contract, exits
-from .errors import PgdockError, SpecError, user_error
+from .errors import PgdockError, SpecError, UsageError, user_error
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -50,7 +50,7 @@ NODE_ALIAS = click.option("--node", "node_option", hidden=True, shell_complete=_
 def _node_or_alias(node: str | None, node_option: str | None) -> str | None:
     """NODE, or the hidden --node of earlier versions: scripts written for either keep working."""
     if node and node_option and node != node_option:
-        raise click.UsageError(f"two nodes given: {node} and --node {node_option}; give one")
+        raise UsageError(f"two nodes given: {node} and --node {node_option}; give one")
     return node or node_option
 
 
@@ -650,14 +650,14 @@ def restore(spec_path: Path, to: str | None, latest: bool, name: str | None, tim
 def _nodes(spec, node: str | None, context: str | None, every: bool) -> list:
     """The members a deploy-like command acts on: NODE, --context or --all (exactly one)."""
     if sum(map(bool, (node, context, every))) != 1:
-        raise click.UsageError("choose the nodes with exactly one of NODE, --context NAME or --all")
+        raise UsageError("choose the nodes with exactly one of NODE, --context NAME or --all")
     if every:
         return list(spec.members)
     if node:
         return [spec.member(node)]
     chosen = [n for n in spec.members if n.context == context]
     if not chosen:
-        raise click.UsageError(f"no node of {spec.cluster!r} uses context {context!r}; contexts: "
+        raise UsageError(f"no node of {spec.cluster!r} uses context {context!r}; contexts: "
                                f"{', '.join(sorted({n.context for n in spec.members}))}")
     return chosen
 
@@ -755,7 +755,7 @@ def deploy(spec_path: Path, node: str | None, node_option: str | None, context_n
     from . import deploy as deploys
 
     if as_json and not dry_run:
-        raise click.UsageError("--json goes with --dry-run (a deploy itself reports in lines)")
+        raise UsageError("--json goes with --dry-run (a deploy itself reports in lines)")
     spec = _load(spec_path)
     repo = spec_path.parent
     chosen = _nodes(spec, _node_or_alias(node, node_option), context_name, every)
@@ -846,7 +846,7 @@ def history_command(spec_path: Path, node: str | None, node_option: str | None, 
 
     node = _node_or_alias(node, node_option)
     if node is None:
-        raise click.UsageError("name the node: pgdock-gen history NODE")
+        raise UsageError("name the node: pgdock-gen history NODE")
     spec = _load(spec_path)
     member = spec.member(node)
     entries = deploys.history(spec, member)
@@ -865,7 +865,9 @@ def history_command(spec_path: Path, node: str | None, node_option: str | None, 
 
 def main() -> None:
     try:
-        code = cli.main(standalone_mode=False)  # a command's ctx.exit(code) comes back here (status)
+        # the name fixed: usage lines and the completion variable (_PGDOCK_GEN_COMPLETE) are the same under
+        # `python -m pgdock_gen`; a command's ctx.exit(code) comes back as `code` (status)
+        code = cli.main(prog_name="pgdock-gen", standalone_mode=False)
         if isinstance(code, int) and code:
             sys.exit(code)
     except click.exceptions.Abort:
