@@ -19,17 +19,10 @@ from pgdock_gen.deploy import Plan
 from pgdock_gen.drill import Report
 from pgdock_gen.spec import parse
 
-from .conftest import REPO_ROOT
+from .conftest import EXAMPLES, REPO_ROOT
 
 DOC = REPO_ROOT / "docs" / "json.md"
-SPEC = parse("""
-cluster: shop
-postgres: {version: 17}
-nodes:
-  - {name: n1, address: 10.0.0.1}
-  - {name: n2, address: 10.0.0.2}
-witness: {name: w1, address: 10.0.0.3}
-""")
+SPEC = parse((EXAMPLES / "shop.yaml").read_text(encoding="utf-8"))
 ROWS = [
     NodeStatus("n1", "primary", None, 2, None, None, True, True, True, "running", "ok"),
     NodeStatus("n2", "standby", "n1", 2, 128, 0.5, True, True, True, "running"),
