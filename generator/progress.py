@@ -72,7 +72,9 @@ class Live:
         console = Console(file=stream, highlight=False, log_path=False)
         self.bars = rp.Progress(rp.SpinnerColumn(), rp.TextColumn("{task.description}"), rp.BarColumn(),
                                 rp.DownloadColumn(), rp.TransferSpeedColumn(), rp.TimeElapsedColumn(),
-                                console=console, transient=True)
+                                console=console, transient=True, redirect_stdout=False, redirect_stderr=False)
+        # stdout stays the command's own: rich would otherwise route it through this stderr console, and
+        # `pgdock-gen lab up --json > status.json` would write its document to the terminal
         self.bars.start()
 
     def __call__(self, message: str) -> None:

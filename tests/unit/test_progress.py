@@ -89,3 +89,52 @@ def test_the_push_counts_the_bytes_of_docker_save() -> None:
     moved: list[int] = []
     assert b"".join(ship._counted(iter([b"abc", b"", b"defgh"]), moved.append)) == b"abcdefgh"
     assert moved == [3, 0, 5]
+
+
+def test_bars_leave_stdout_to_the_command(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`lab up --json > status.json` on a terminal: the document goes to stdout, not through the bars' console."""
+    monkeypatch.setenv("TERM", "xterm")
+    out = Terminal()
+    report = progress.reporter(out)
+    try:
+        with progress.step(report, "building the images of shop"):
+            print('{"format": 1}')
+    finally:
+        report.close()
+    assert capsys.readouterr().out == '{"format": 1}\n'
+    assert '"format"' not in out.getvalue()
+
+
+class FakeImages:
+    """The image side of a Docker client: `has` maps tag -> image id; `load` takes the streamed chunks."""
+
+    def __init__(self, has: dict[str, str], chunks: list[bytes] = ()) -> None:
+        self.has, self.chunks, self.loaded = has, list(chunks), b""
+
+    def exists(self, tag: str) -> bool:
+        return tag in self.has
+
+    def inspect(self, tag: str):
+        return type("Image", (), {"id": self.has[tag], "size": sum(map(len, self.chunks))})()
+
+    def save(self, tag: str):
+        return iter(self.chunks)
+
+    def load(self, stream, quiet: bool = False) -> list[str]:
+        self.loaded = b"".join(stream)
+        self.has["pgdock/base:17"] = "sha256:1"
+        return []
+
+
+def test_push_reports_plain_lines_with_the_bytes_it_streamed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgdock_gen import docker
+
+    local = type("Local", (), {"image": FakeImages({"pgdock/base:17": "sha256:1"}, [b"x" * 600_000] * 5)})()
+    remote = type("Remote", (), {"image": FakeImages({})})()
+    monkeypatch.setattr(docker, "client", lambda context=None: local)
+    out = NotATerminal()
+    assert ship.ship(remote, ["pgdock/base:17"], node="r2", progress=progress.reporter(out)) == ["pgdock/base:17"]
+    assert remote.image.loaded == b"x" * 3_000_000
+    first, last = out.getvalue().splitlines()
+    assert first.endswith("r2: sending pgdock/base:17 (docker save | load)")
+    assert re.search(r"r2: sending pgdock/base:17 \(docker save \| load\): done, 3\.0 MB in", last)
