@@ -8,14 +8,17 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
 from . import contract, exits
 from .errors import PgdockError, SpecError, UsageError, user_error
+
+if TYPE_CHECKING:
+    from .spec import Spec
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -31,14 +34,22 @@ def _load(spec_path: Path):
     return spec.load(spec_path)
 
 
-def _complete_nodes(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
-    """Shell completion of a NODE argument: the members of the spec given with -f (default cluster.yaml)
-    whose name starts with what was typed; nothing when that spec cannot be read."""
-    try:
-        spec = _load(Path(ctx.params.get("spec_path") or "cluster.yaml"))
-    except (PgdockError, OSError):
-        return []
-    return [node.name for node in spec.members if node.name.startswith(incomplete)]
+def _from_spec(values: Callable[[Spec], Iterable[str]]) -> Callable[[click.Context, click.Parameter, str], list[str]]:
+    """A shell completion that offers `values` of the spec given with -f (default cluster.yaml) starting
+    with what was typed; nothing when that spec cannot be read (completion must never fail loudly)."""
+
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+        try:
+            spec = _load(Path(ctx.params.get("spec_path") or "cluster.yaml"))
+        except (PgdockError, OSError):
+            return []
+        return [value for value in dict.fromkeys(values(spec)) if value.startswith(incomplete)]
+
+    return complete
+
+
+_complete_nodes = _from_spec(lambda spec: (node.name for node in spec.members))
+_complete_contexts = _from_spec(lambda spec: (node.context for node in spec.members))
 
 
 NODE_ARGUMENT = click.argument("node", shell_complete=_complete_nodes)
@@ -665,7 +676,8 @@ def _nodes(spec, node: str | None, context: str | None, every: bool) -> list:
 NODE_OPTIONS = [
     OPTIONAL_NODE_ARGUMENT,
     NODE_ALIAS,
-    click.option("--context", "context_name", help="The node(s) deployed through this docker context."),
+    click.option("--context", "context_name", shell_complete=_complete_contexts,
+                 help="The node(s) deployed through this docker context."),
     click.option("--all", "every", is_flag=True, help="Every node and the witness."),
 ]
 """`[NODE] [--context C | --all]`: how a command that may act on several nodes chooses them."""

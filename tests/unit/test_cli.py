@@ -534,7 +534,7 @@ def test_validate_json_of_a_valid_and_an_invalid_spec(run_cli, spec_file: Path, 
 
 
 def test_node_arguments_complete_from_the_spec(spec_file: Path, tmp_path: Path) -> None:
-    from pgdock_gen.cli import _complete_nodes
+    from pgdock_gen.cli import _complete_contexts, _complete_nodes
 
     def _ctx(params: dict) -> click.Context:
         ctx = click.Context(cli)
@@ -545,6 +545,7 @@ def test_node_arguments_complete_from_the_spec(spec_file: Path, tmp_path: Path) 
     assert _complete_nodes(_ctx({"spec_path": spec_file}), None, "n") == ["n1", "n2"]
     assert _complete_nodes(_ctx({"spec_path": tmp_path / "missing.yaml"}), None, "") == []
     assert _complete_nodes(_ctx({}), None, "") == []  # cluster.yaml of the working folder: none here
+    assert _complete_contexts(_ctx({"spec_path": spec_file}), None, "") == ["n1", "n2", "w1"]
 
 
 @pytest.mark.parametrize("words", [("psql", "n"), ("deploy", "n"), ("history", "n"), ("lab", "kill", "n"),
