@@ -569,8 +569,8 @@ def backup_now(spec_path: Path, in_lab: bool) -> None:
     """
     from . import backup, cluster
 
-    spec, _ = _cluster_secrets(spec_path, in_lab)
-    click.echo(backup.run_on_primary(cluster.Running(spec, in_lab), _progress()))
+    spec, secrets = _cluster_secrets(spec_path, in_lab)
+    click.echo(backup.run_on_primary(cluster.Running(spec, in_lab), _progress(), secrets))
 
 
 @backup_group.command("list")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -121,3 +122,35 @@ def step(progress: Callable[[str], None], description: str, total: int | None = 
         return
     progress(description)
     yield lambda amount: None
+
+
+@contextmanager
+def polled(measure: Callable[[], int], advance: Advance, every: float = 2.0) -> Iterator[None]:
+    """Feeds `advance` from `measure` (bytes done so far, read from outside, e.g. an upload's parts in S3)
+    every `every` seconds while the body runs, for steps that report nothing themselves. Best effort: a
+    measure that fails is skipped, since watching must never fail the step it watches."""
+    stop = threading.Event()
+    reported = 0
+
+    def look() -> None:
+        nonlocal reported
+        try:
+            now = measure()
+        except Exception:  # any failure to look just leaves the bar where it was
+            return
+        if now > reported:
+            advance(now - reported)
+            reported = now
+
+    def poll() -> None:
+        while not stop.wait(every):
+            look()
+
+    watcher = threading.Thread(target=poll, daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        watcher.join(every + 5)
+    look()  # the step succeeded: its last bytes, so the end line tells the whole amount
