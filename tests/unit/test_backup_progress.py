@@ -110,3 +110,18 @@ def test_polled_looks_once_more_when_the_step_ends() -> None:
     with progress.polled(lambda: 42, moved.append, every=60):
         pass  # no poll comes before the step ends
     assert moved == [42]
+
+
+def test_a_restore_is_measured_by_its_data_directory(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgdock_gen import docker, restore
+
+    asked: list[tuple[str, list[str]]] = []
+
+    class Engine:
+        def execute(self, container: str, command: list[str]) -> str:
+            asked.append((container, command))
+            return "123456\t/var/lib/pgdock/data\n"
+
+    monkeypatch.setattr(docker, "client", lambda context=None: Engine())
+    assert restore._restored_bytes("shop-restore-n1")() == 123456
+    assert asked == [("shop-restore-n1", ["du", "-sb", "/var/lib/pgdock/data"])]
