@@ -66,6 +66,7 @@ def _node_or_alias(node: str | None, node_option: str | None) -> str | None:
 
 
 def _json_option(help_text: str = "Machine-readable output (docs/json.md).") -> Callable[[F], F]:
+    """`--json`, spelled once: every command that has it points at docs/json.md, where the shapes are."""
     return click.option("--json", "as_json", is_flag=True, help=help_text)
 
 
@@ -386,6 +387,8 @@ Examples:
 @LAB_OPTION
 @_json_option()
 def status(spec_path: Path, in_lab: bool, as_json: bool) -> None:
+    """(The help is above: it lists exits.MEANINGS, so the codes are spelled in one place.) The exit status
+    is the verdict, so monitoring can branch on it without parsing the table."""
     from . import cluster
 
     spec = _load(spec_path)
@@ -669,7 +672,7 @@ def _nodes(spec, node: str | None, context: str | None, every: bool) -> list:
     chosen = [n for n in spec.members if n.context == context]
     if not chosen:
         raise UsageError(f"no node of {spec.cluster!r} uses context {context!r}; contexts: "
-                               f"{', '.join(sorted({n.context for n in spec.members}))}")
+                         f"{', '.join(sorted({n.context for n in spec.members}))}")
     return chosen
 
 

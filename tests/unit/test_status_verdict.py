@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import replace
 
 import pytest
@@ -84,3 +85,11 @@ def test_exit_codes_are_distinct_and_documented() -> None:
     assert codes == [0, 1, 2, 3, 4]
     assert set(exits.MEANINGS) == set(codes)
     assert set(cluster.VERDICT_EXITS.values()) == {exits.OK, exits.DEGRADED, exits.DOWN}
+
+
+def test_the_readme_lists_every_exit_status() -> None:
+    from .conftest import REPO_ROOT
+
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    listed = {int(code) for code in re.findall(r"^\| (\d) \| ", readme, re.MULTILINE)}
+    assert listed == set(exits.MEANINGS)
