@@ -37,7 +37,8 @@ def _size(amount: float) -> str:
 
 
 class Plain:
-    """Timestamped lines on a stream that is not a terminal."""
+    """Timestamped lines on a stream that is not a terminal: a step's description when it starts and one
+    line when it ends, with the bytes it moved."""
 
     def __init__(self, stream: IO[str]) -> None:
         self.stream = stream
@@ -45,34 +46,43 @@ class Plain:
     def __call__(self, message: str) -> None:
         print(f"[{_stamp()}] {message}", file=self.stream, flush=True)
 
+    def _bar(self, description: str, total: int | None) -> tuple[Callable[[int, float], None], Callable[[], None]]:
+        """How a running step is shown: (update with bytes so far and seconds, remove); nothing here."""
+        return lambda moved, seconds: None, lambda: None
+
     @contextmanager
     def step(self, description: str, total: int | None) -> Iterator[Advance]:
-        done = 0
+        self(description)
+        started, moved = time.monotonic(), 0
+        show, remove = self._bar(description, total)
 
         def advance(amount: int) -> None:
-            nonlocal done
-            done += amount
+            nonlocal moved
+            moved += amount
+            show(moved, time.monotonic() - started)
 
-        self(description)
-        started = time.monotonic()
-        yield advance
-        moved = f"{_size(done)} " if done else ""
-        self(f"{description}: done, {moved}in {time.monotonic() - started:.1f} s")
+        try:
+            yield advance
+        finally:
+            remove()
+        self(f"{description}: done, {f'{_size(moved)} ' if moved else ''}in {time.monotonic() - started:.1f} s")
 
     def close(self) -> None:
         self.stream.flush()
 
 
-class Live:
-    """rich's live progress on a terminal: messages above, the running steps' bars below."""
+class Live(Plain):
+    """rich's live progress on a terminal: messages (and the steps' end lines) above, the running steps'
+    bars below, with the bytes moved and the rate when a step counts them."""
 
     def __init__(self, stream: IO[str]) -> None:
         from rich import progress as rp
         from rich.console import Console
 
+        super().__init__(stream)
         console = Console(file=stream, highlight=False, log_path=False)
         self.bars = rp.Progress(rp.SpinnerColumn(), rp.TextColumn("{task.description}"), rp.BarColumn(),
-                                rp.DownloadColumn(), rp.TransferSpeedColumn(), rp.TimeElapsedColumn(),
+                                rp.TextColumn("{task.fields[moved]}"), rp.TimeElapsedColumn(),
                                 console=console, transient=True, redirect_stdout=False, redirect_stderr=False)
         # stdout stays the command's own: rich would otherwise route it through this stderr console, and
         # `pgdock-gen lab up --json > status.json` would write its document to the terminal
@@ -81,21 +91,15 @@ class Live:
     def __call__(self, message: str) -> None:
         self.bars.console.log(message)
 
-    @contextmanager
-    def step(self, description: str, total: int | None) -> Iterator[Advance]:
-        self(description)
-        task = self.bars.add_task(description, total=total)
+    def _bar(self, description: str, total: int | None) -> tuple[Callable[[int, float], None], Callable[[], None]]:
+        task = self.bars.add_task(description, total=total, moved="")
 
-        def advance(amount: int) -> None:
-            self.bars.advance(task, amount)
-            current = next(t for t in self.bars.tasks if t.id == task)
-            if current.total is not None and current.completed > current.total:  # the estimate was short
-                self.bars.update(task, total=current.completed)
+        def show(moved: int, seconds: float) -> None:
+            of = f"/{_size(total)}" if total and moved <= total else ""  # an estimate that was short is dropped
+            self.bars.update(task, completed=moved, total=max(total, moved) if total else None,
+                             moved=f"{_size(moved)}{of}, {_size(moved / max(seconds, 0.001))}/s")
 
-        try:
-            yield advance
-        finally:
-            self.bars.remove_task(task)
+        return show, lambda: self.bars.remove_task(task)
 
     def close(self) -> None:
         self.bars.stop()
