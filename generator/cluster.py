@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from . import contract, docker, exits
-from .errors import DockerError, PgdockError
+from .errors import PgdockError
 from .spec import Node, Spec
 
 if TYPE_CHECKING:
@@ -70,12 +70,15 @@ def json_lines(text: str, where: str, required: tuple[str, ...] = ()) -> list[di
 
 
 def agent_state(target: Target) -> dict[str, Any] | None:
-    """The node agent's own view (`pgdock-agent state`), or None when the container cannot be reached."""
+    """The node agent's own view (`pgdock-agent state`), or None when the container cannot be reached.
+    No docker CLI at all is not a node's state but a failure to look: its DockerError goes up (`status`
+    exits 1 instead of calling the cluster down)."""
     from python_on_whales.exceptions import DockerException
 
+    client = target.client
     try:
-        return json.loads(target.client.execute(target.container, ["pgdock-agent", "state"]))
-    except (DockerException, json.JSONDecodeError, DockerError):
+        return json.loads(client.execute(target.container, ["pgdock-agent", "state"]))
+    except (DockerException, json.JSONDecodeError):
         return None
 
 

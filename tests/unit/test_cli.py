@@ -562,3 +562,14 @@ def test_shell_completion_through_click(run_cli, monkeypatch: pytest.MonkeyPatch
     result = run_cli()
     assert result.exit_code == 0, result.stderr
     assert result.stdout.split() == ["plain,n1", "plain,n2"]
+
+
+def test_status_that_cannot_look_exits_1(run_cli, monkeypatch: pytest.MonkeyPatch, spec_file: Path) -> None:
+    from pgdock_gen import docker
+    from pgdock_gen.errors import DockerError
+
+    def no_docker(context: str | None = None) -> None:
+        raise DockerError("the docker CLI is not installed; run scripts/setup.sh (or install docker-ce-cli)")
+
+    monkeypatch.setattr(docker, "client", no_docker)
+    one_line_error(run_cli("status", "-f", spec_file, "--json"), 1, "docker CLI is not installed")
