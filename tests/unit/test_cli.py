@@ -83,8 +83,10 @@ def test_real_entry_points_run(tmp_path: Path) -> None:
     )
     assert ok.returncode == 0, ok.stderr
     assert "is valid" in ok.stdout
+    # the console script of the interpreter running the tests (PATH may reach another installation's)
+    script = Path(sys.executable).parent / "pgdock-gen"
     missing = subprocess.run(
-        ["pgdock-gen", "validate", "-f", tmp_path / "absent.yaml"],
+        [script if script.exists() else "pgdock-gen", "validate", "-f", tmp_path / "absent.yaml"],
         capture_output=True,
         text=True,
         env=env,
