@@ -575,3 +575,22 @@ def test_status_that_cannot_look_exits_1(run_cli, monkeypatch: pytest.MonkeyPatc
 
     monkeypatch.setattr(docker, "client", no_docker)
     one_line_error(run_cli("status", "-f", spec_file, "--json"), 1, "docker CLI is not installed")
+
+
+@pytest.mark.parametrize(("choose", "nodes"), [(("n2",), ["n2"]), (("--node", "n2"), ["n2"]),
+                                               (("--all",), ["n1", "n2", "w1"]), (("--context", "n1"), ["n1"])])
+def test_deploy_dry_run_json_plans_the_chosen_nodes(run_cli, monkeypatch: pytest.MonkeyPatch, spec_file: Path,
+                                                    choose: tuple[str, ...], nodes: list[str]) -> None:
+    from pgdock_gen import deploy
+
+    def plan(spec, repo, node, *, version, force):
+        return deploy.Plan(node, node.context, version or "v1", "abc", True, ["start the compose project"])
+
+    monkeypatch.setattr(deploy, "plan", plan)
+    result = run_cli("deploy", "-f", spec_file, *choose, "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["format"] == 1 and [n["node"] for n in doc["nodes"]] == nodes
+    assert doc["nodes"][0]["steps"] == ["start the compose project"]
+    text = run_cli("deploy", "-f", spec_file, *choose, "--dry-run")
+    assert text.stdout.startswith(f"{nodes[0]} (context {nodes[0]}), config v1:\n  - start the compose project")
