@@ -8,6 +8,11 @@ taken once per cluster whatever failovers happened. After each backup,
 barman-cloud-backup-delete applies the retention window, which also removes the
 WAL no remaining backup needs. WAL itself is archived by PostgreSQL's
 archive_command (barman-cloud-wal-archive) in the database container.
+
+While the scheduler runs (waiting or backing up) it touches a heartbeat file;
+`pgdock-backup health`, the container's healthcheck, checks its age. A schedule
+croniter cannot use is logged once, clearly, and the sidecar then idles without a
+heartbeat (unhealthy) instead of dying in a restart loop of tracebacks.
 """
 
 from __future__ import annotations
@@ -17,16 +22,41 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, "/usr/local/lib/pgdock")
-import psycopg  # noqa: E402
 from croniter import croniter  # noqa: E402
 from pgdock_agent import contract  # noqa: E402
-from pgdock_agent.files import write_s3_config  # noqa: E402
 from pgdock_agent.node import env, log  # noqa: E402
 
 BACKUP_LOG = str(contract.BACKUP_LOG)
+HEARTBEAT = Path(contract.BACKUP_HEARTBEAT)
+IDLE_SECONDS = 3600
+"""How long the sidecar sleeps at a time once it found its schedule unusable (it waits for a redeploy)."""
+
+
+def beat() -> None:
+    """Tells the healthcheck the scheduler is alive."""
+    HEARTBEAT.touch()
+
+
+def fresh(mtime: float | None, now: float, stale: float = contract.BACKUP_STALE_SECONDS) -> bool:
+    """Whether a heartbeat written at `mtime` (None: never) still vouches for the scheduler at `now`."""
+    return mtime is not None and now - mtime <= stale
+
+
+def health() -> int:
+    """The healthcheck: 0 when the heartbeat is fresh, 1 (with the reason) when it is not."""
+    try:
+        mtime: float | None = HEARTBEAT.stat().st_mtime
+    except FileNotFoundError:
+        mtime = None
+    if fresh(mtime, time.time()):
+        return 0
+    print("pgdock-backup: the scheduler is not running (no recent heartbeat); see the container's log",
+          file=sys.stderr)
+    return 1
 
 
 def cloud_args() -> list[str]:
@@ -39,16 +69,25 @@ SOCKET = str(contract.SOCKET_DIR)
 
 
 def is_primary() -> bool:
+    import psycopg  # here, not at the top: the healthcheck must stay cheap
+
     with psycopg.connect(host=SOCKET, port=env(contract.ENV_PORT), user="postgres", dbname="postgres",
                          connect_timeout=5) as conn:
         return not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
 
 
 def run(command: list[str]) -> str:
-    """Runs a barman-cloud command; its error output becomes our error message."""
-    result = subprocess.run(command, capture_output=True, text=True, check=False)
-    output = (result.stdout + result.stderr).strip()
-    if result.returncode != 0:
+    """Runs a barman-cloud command; its error output becomes our error message. A base backup may take hours:
+    the heartbeat goes on meanwhile."""
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
+        while True:
+            try:
+                stdout, stderr = process.communicate(timeout=contract.BACKUP_HEARTBEAT_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                beat()
+    output = (stdout + stderr).strip()
+    if process.returncode != 0:
         lines = [ln for ln in output.splitlines() if "ERROR" in ln or "rror" in ln] or output.splitlines()[-3:]
         raise RuntimeError(f"{command[0]} failed: {' / '.join(lines)}")
     return output
@@ -92,13 +131,40 @@ def backup_now() -> str:
     return message
 
 
-def scheduler() -> None:
-    schedule = env(contract.ENV_BACKUP_SCHEDULE)
+class BadSchedule(Exception):
+    """backup.schedule is not something croniter can turn into a next time."""
+
+
+def next_due(schedule: str, now: dt.datetime) -> dt.datetime:
+    """The next time `schedule` comes due after `now`; BadSchedule (one clear line) when croniter cannot say."""
+    try:
+        return croniter(schedule, now).get_next(dt.datetime)
+    except (ValueError, TypeError, KeyError) as exc:  # croniter's own errors derive from ValueError
+        raise BadSchedule(f"backup.schedule {schedule!r} cannot be used ({exc}); no scheduled backups until a "
+                          "corrected spec is rendered and deployed (`pgdock-gen validate` checks it)") from None
+
+
+def wait_until(due: dt.datetime, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Sleeps until `due`, touching the heartbeat at least every BACKUP_HEARTBEAT_SECONDS."""
+    while (left := (due - dt.datetime.now(dt.UTC)).total_seconds()) > 0:
+        sleep(min(left, contract.BACKUP_HEARTBEAT_SECONDS))
+        beat()
+
+
+def scheduler(schedule: str, sleep: Callable[[float], None] = time.sleep) -> None:
+    """Runs forever: a base backup at each due time while this node is primary."""
+    HEARTBEAT.unlink(missing_ok=True)  # a heartbeat from before a restart must not vouch for this run
     log(f"backup sidecar: base backups at '{schedule}' (UTC) when this node is primary")
     while True:
-        now = dt.datetime.now(dt.UTC)
-        due = croniter(schedule, now).get_next(dt.datetime)
-        time.sleep(max(0.0, (due - dt.datetime.now(dt.UTC)).total_seconds()))
+        try:
+            due = next_due(schedule, dt.datetime.now(dt.UTC))
+        except BadSchedule as exc:
+            log(str(exc))
+            HEARTBEAT.unlink(missing_ok=True)  # unhealthy: the healthcheck shows something is wrong
+            while True:
+                sleep(IDLE_SECONDS)
+        beat()
+        wait_until(due, sleep)
         try:
             if is_primary():
                 log(backup_now())
@@ -107,10 +173,14 @@ def scheduler() -> None:
 
 
 def main(argv: list[str]) -> int:
-    write_s3_config()
     command = argv[0] if argv else "run"
+    if command == "health":
+        return health()
+    from pgdock_agent.files import write_s3_config
+
+    write_s3_config()
     if command == "run":
-        scheduler()
+        scheduler(env(contract.ENV_BACKUP_SCHEDULE))
     elif command == "now":
         try:
             print(backup_now())
@@ -118,7 +188,7 @@ def main(argv: list[str]) -> int:
             print(f"pgdock-backup: {exc}", file=sys.stderr)
             return 1
     else:
-        print(f"pgdock-backup: unknown command {command!r} (run | now)", file=sys.stderr)
+        print(f"pgdock-backup: unknown command {command!r} (run | now | health)", file=sys.stderr)
         return 2
     return 0
 

@@ -106,7 +106,7 @@ def ship_to_an_empty_engine(loaded: spec.Spec, repo: Path) -> list[dict]:
     from tests.e2e import remote_host
 
     context = f"{CLUSTER}-remote"
-    names = images.names(loaded)
+    names = images.names(loaded, repo)
     tags = [names.base, f"{names.config_repo(loaded.primary)}:{images.config_version(repo, loaded.primary)}"]
     size = docker.image.inspect(names.base).size  # the config image adds a few kB on top of it
     path = os.environ["PATH"]

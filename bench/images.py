@@ -3,8 +3,9 @@
     python bench/images.py [--skip-cold] [--skip-bootstrap]
 
 Only bench-only tags are created and removed (pgdock/base-bench:pg17, pgdock/debian-bench:trixie,
-pgdock/benchcarrier-n1-config:*); pgdock/base:pg17, pgdock/backup:pg17 and pgdock/debian:trixie are
-only read, never rebuilt, retagged or removed: the e2e tests use them.
+pgdock/benchcarrier-n1-config:*); this checkout's pgdock/base:pg17-<hash>, pgdock/backup:pg17-<hash>
+(build them first: `pgdock-gen lab up` or `build`) and pgdock/debian:trixie are only read, never rebuilt,
+retagged or removed: the e2e tests use them.
 """
 
 from __future__ import annotations
@@ -19,9 +20,18 @@ from pathlib import Path
 
 from common import REPO, metric, save, sh
 
-BASE, DEBIAN = "pgdock/base:pg17", "pgdock/debian:trixie"
+
+def _current_tags() -> tuple[str, str]:
+    """The base and backup tags this checkout builds for PostgreSQL 17 (they carry a hash of the contexts)."""
+    from pgdock_gen import images, render, spec
+
+    names = images.image_names(spec.parse((REPO / "examples" / "shop.yaml").read_text()), render.image_contexts())
+    return names.base, names.backup
+
+
+(BASE, BACKUP), DEBIAN = _current_tags(), "pgdock/debian:trixie"
 BENCH_BASE, BENCH_DEBIAN = "pgdock/base-bench:pg17", "pgdock/debian-bench:trixie"
-PROTECTED = {BASE, "pgdock/backup:pg17", DEBIAN}
+PROTECTED = {BASE, BACKUP, DEBIAN}
 # Published figures, for comparison only (not measured here).
 OFFICIAL_POSTGRES_17 = 430e6  # postgres:17 (Debian), uncompressed, ~430 MB
 CNPG_MINIMAL = 232e6  # CloudNativePG postgresql:17-minimal, as published

@@ -5,8 +5,8 @@
 The spec is examples/shop.yaml copied into a temp folder with `cluster: bench-lab`, so containers,
 volumes, network and carrier images are the bench's own. Each run starts from scratch (lab down
 --volumes before it); the lab is always taken down with its volumes at the end, even on failure.
-Note: like every `lab up`, the runs (and an untimed warm-up before them) rebuild pgdock/base:pg17 and
-pgdock/backup:pg17 from cache; that is a no-op unless base-image/ changed in the working tree.
+Note: like every `lab up`, the runs (and an untimed warm-up before them) build pgdock/base:pg17-<hash> and
+pgdock/backup:pg17-<hash> from cache; a no-op unless base-image/ changed (then the hash, and the tag, change).
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ def main() -> None:
         loaded = spec.load(spec_path)
         try:
             # Untimed warm-up: images as `lab up` builds them, so the runs measure warm images even when
-            # base-image/ changed since pgdock/base:pg17 was last built (then this rebuilds it, as lab up would).
+            # base-image/ changed since its image was last built (then this builds it, as lab up would).
             lab.down(spec_path, loaded, remove_volumes=True, progress=quiet)
             start = time.perf_counter()
             prepared = lab.prepare(spec_path, loaded)

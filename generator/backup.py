@@ -9,13 +9,15 @@ the backup sidecar); this module only reads barman-cloud's layout with boto3:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Container
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from . import contract
 from .errors import PgdockError, UsageError
+from .progress import polled, step
 from .spec import Spec
 
 if TYPE_CHECKING:
@@ -181,14 +183,55 @@ def problems(s3: Any, loc: Location, *, max_backup_age: dt.timedelta, max_wal_ag
     return found
 
 
-def run_on_primary(running: Running, progress: Callable[[str], None]) -> str:
-    """Takes a base backup on whichever node is primary now; its sidecar's report."""
-    location(running.spec)
+def run_on_primary(running: Running, progress: Callable[[str], None], secrets: Path | None = None) -> str:
+    """Takes a base backup on whichever node is primary now; its sidecar's report. With the `secrets` of
+    the cluster (its s3.env), the progress shows the bytes stored in S3 so far, the last backup's size
+    as the estimate; without them, or when S3 cannot be read from here, just the time it takes."""
+    loc = location(running.spec)
     primary = running.primary()
     if primary is None:
         raise PgdockError("no primary is running; a base backup is taken on the primary")
-    progress(f"base backup on {primary}")
-    return run_now(running.target(primary)).strip()
+    watch = _watch(loc, secrets)
+    with step(progress, f"base backup on {primary}", watch and watch[0]) as advance, \
+            polled(watch[1], advance) if watch else nullcontext():
+        return run_now(running.target(primary)).strip()
+
+
+def _watch(loc: Location, secrets: Path | None) -> tuple[int | None, Callable[[], int]] | None:
+    """How to follow a base backup from here: the last backup's size as the estimate, and a measure of the
+    bytes the new one has stored in S3 so far; None without credentials here or when S3 cannot be read."""
+    try:
+        s3 = client(loc, credentials(secrets)) if secrets else None
+        if s3 is None:
+            return None
+        backups, before = list_backups(s3, loc), set(_stored(s3, loc))
+    except Exception:  # watching is a nicety: whatever keeps it from starting, the backup runs without it
+        return None
+    estimate = next((b.size for b in reversed(backups) if b.status == "DONE"), None)
+    return estimate, lambda: sum(_stored(s3, loc, skip=before).values())
+
+
+def _stored(s3: Any, loc: Location, skip: Container[str] = ()) -> dict[str, int]:
+    """Bytes stored per backup id (those in `skip` left out): finished objects plus the parts of multipart
+    uploads in flight, since barman-cloud streams a backup's tar to S3 in parts. Taken before a backup,
+    the ids are what is not new; during it, the new backup's bytes are what the progress shows."""
+    base = loc.root + "base/"
+    found: dict[str, int] = {}
+
+    def add(key: str, size: int) -> None:
+        backup_id = key[len(base):].split("/", 1)[0]
+        if backup_id not in skip:
+            found[backup_id] = found.get(backup_id, 0) + size
+
+    try:
+        for o in _objects(s3, loc, base):
+            add(o["Key"], o["Size"])
+        for upload in s3.list_multipart_uploads(Bucket=loc.bucket, Prefix=base).get("Uploads", []):
+            parts = s3.list_parts(Bucket=loc.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
+            add(upload["Key"], sum(part["Size"] for part in parts.get("Parts", [])))
+    except Exception as exc:  # botocore raises many kinds; each becomes one clear message
+        raise _s3_error(loc, exc) from None
+    return found
 
 
 def table(loc: Location, backups: list[BaseBackup]) -> Any:

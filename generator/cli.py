@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 import click
 
-from . import contract
-from .errors import PgdockError, user_error
+from . import contract, exits
+from .errors import PgdockError, SpecError, UsageError, user_error
+
+if TYPE_CHECKING:
+    from .spec import Spec
+
+F = TypeVar("F", bound=Callable[..., object])
 
 SPEC_OPTION = click.option(
     "-f", "--file", "spec_path", type=click.Path(path_type=Path), default=Path("cluster.yaml"),
@@ -25,6 +32,55 @@ def _load(spec_path: Path):
     from . import spec
 
     return spec.load(spec_path)
+
+
+def _from_spec(values: Callable[[Spec], Iterable[str]]) -> Callable[[click.Context, click.Parameter, str], list[str]]:
+    """A shell completion that offers `values` of the spec given with -f (default cluster.yaml) starting
+    with what was typed; nothing when that spec cannot be read (completion must never fail loudly)."""
+
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+        try:
+            spec = _load(Path(ctx.params.get("spec_path") or "cluster.yaml"))
+        except (PgdockError, OSError):
+            return []
+        return [value for value in dict.fromkeys(values(spec)) if value.startswith(incomplete)]
+
+    return complete
+
+
+_complete_nodes = _from_spec(lambda spec: (node.name for node in spec.members))
+_complete_contexts = _from_spec(lambda spec: (node.context for node in spec.members))
+
+
+NODE_ARGUMENT = click.argument("node", shell_complete=_complete_nodes)
+OPTIONAL_NODE_ARGUMENT = click.argument("node", required=False, shell_complete=_complete_nodes)
+NODE_ALIAS = click.option("--node", "node_option", hidden=True, shell_complete=_complete_nodes,
+                          help="Same as the NODE argument (the spelling of earlier versions).")
+
+
+def _node_or_alias(node: str | None, node_option: str | None) -> str | None:
+    """NODE, or the hidden --node of earlier versions: scripts written for either keep working."""
+    if node and node_option and node != node_option:
+        raise UsageError(f"two nodes given: {node} and --node {node_option}; give one")
+    return node or node_option
+
+
+def _json_option(help_text: str = "Machine-readable output (docs/json.md).") -> Callable[[F], F]:
+    """`--json`, spelled once: every command that has it points at docs/json.md, where the shapes are."""
+    return click.option("--json", "as_json", is_flag=True, help=help_text)
+
+
+def _progress() -> Callable[[str], None]:
+    """This command's progress reporter (bars on a terminal, plain lines otherwise: progress.py chooses),
+    closed when the command ends."""
+    from contextlib import closing
+
+    from . import progress
+
+    ctx = click.get_current_context()
+    if "pgdock.progress" not in ctx.meta:
+        ctx.meta["pgdock.progress"] = ctx.with_resource(closing(progress.reporter()))
+    return ctx.meta["pgdock.progress"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -60,16 +116,27 @@ def init(path: Path, force: bool) -> None:
 
 @cli.command()
 @SPEC_OPTION
-def validate(spec_path: Path) -> None:
+@_json_option("Print the result as JSON, problems and warnings included (docs/json.md).")
+def validate(spec_path: Path, as_json: bool) -> None:
     """Check a spec; print every problem with its line and field.
 
     Warnings (e.g. a primary alone in its location, which repmgr never
     fails over) go to stderr too but do not fail the check.
 
     \b
-    Example:
+    Examples:
       pgdock-gen validate -f cluster.yaml
+      pgdock-gen validate -f cluster.yaml --json | jq .warnings
     """
+    from . import reports
+
+    if as_json:
+        try:
+            click.echo(reports.dumps(reports.validate(spec_path, _load(spec_path))))
+        except SpecError as exc:
+            click.echo(reports.dumps(reports.validate(spec_path, None, exc.problems)))
+            click.get_current_context().exit(exc.exit_code)
+        return
     spec = _load(spec_path)
     for warning in spec.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -101,6 +168,8 @@ def render(spec_path: Path, out: Path | None, show_diff: bool, check: bool, forc
     spec = _load(spec_path)
     out = out if out is not None else spec_path.parent
     files = renderer.plan(spec, spec_path.read_text(encoding="utf-8"))
+    if warning := renderer.version_warning(files, out):
+        click.echo(f"warning: {warning}", err=True)
     if check:
         renderer.check(files, out)
         click.echo(f"{out} is up to date with {spec_path}")
@@ -126,22 +195,16 @@ def schema() -> None:
       pgdock-gen schema > .pgdock.schema.json
       # first line of cluster.yaml: # yaml-language-server: $schema=.pgdock.schema.json
     """
-    from .schema import SCHEMA
+    from .schema import document
 
-    click.echo(json.dumps(SCHEMA, indent=2))
-
-
-def _progress(message: str) -> None:
-    from rich.console import Console
-
-    Console(stderr=True, highlight=False, log_path=False).log(message)
+    click.echo(document(), nl=False)
 
 
 def _print_status(spec, rows, as_json: bool) -> None:
-    from . import cluster
+    from . import cluster, reports
 
     if as_json:
-        click.echo(cluster.status_json(spec, rows))
+        click.echo(reports.dumps(reports.status(spec, rows)))
     else:
         from rich.console import Console
 
@@ -165,9 +228,11 @@ def build(spec_path: Path, repo: Path | None, no_cache: bool, mirror: str | None
       pgdock-gen render -f cluster.yaml && pgdock-gen build -f cluster.yaml
     """
     from . import images
+    from .progress import step
 
-    spec = _load(spec_path)
-    tags = images.build_all(spec, repo or spec_path.parent, no_cache=no_cache, mirror=mirror, progress=_progress)
+    spec, report = _load(spec_path), _progress()
+    with step(report, f"building the images of {spec.cluster}"):
+        tags = images.build_all(spec, repo or spec_path.parent, no_cache=no_cache, mirror=mirror, progress=report)
     for what, tag in tags.items():
         click.echo(f"{what:>10}  {tag}")
 
@@ -196,7 +261,7 @@ def images_bootstrap(suite: str, mirror: str | None) -> None:
     """
     from . import images
 
-    click.echo(images.bootstrap(suite, f"pgdock/debian:{suite}", mirror=mirror, progress=_progress))
+    click.echo(images.bootstrap(suite, f"pgdock/debian:{suite}", mirror=mirror, progress=_progress()))
 
 
 @cli.group()
@@ -228,7 +293,7 @@ def lab_up(spec_path: Path, timeout: int, no_cache: bool, mirror: str | None, as
     from . import lab as labs
 
     spec = _load(spec_path)
-    _, rows = labs.up(spec_path, spec, timeout=timeout, no_cache=no_cache, mirror=mirror, s3=s3, progress=_progress)
+    _, rows = labs.up(spec_path, spec, timeout=timeout, no_cache=no_cache, mirror=mirror, s3=s3, progress=_progress())
     _print_status(spec, rows, as_json)
 
 
@@ -250,13 +315,13 @@ def lab_down(spec_path: Path, remove_volumes: bool, name: str | None) -> None:
     spec = _load(spec_path)
     if name:
         spec = parse(json.dumps(dict(spec.raw, cluster=name)), f"{spec_path} (as {name})")
-    labs.down(spec_path, spec, remove_volumes=remove_volumes, progress=_progress)
+    labs.down(spec_path, spec, remove_volumes=remove_volumes, progress=_progress())
 
 
 def _lab_node_command(action: str, doc: str) -> None:
     @lab.command(action, help=f"{doc}\n\n\b\nExample:\n  pgdock-gen lab {action} -f cluster.yaml n1")
     @SPEC_OPTION
-    @click.argument("node")
+    @NODE_ARGUMENT
     def command(spec_path: Path, node: str) -> None:
         from . import lab as labs
 
@@ -282,7 +347,7 @@ PARTITION_OPTION = click.option(
 @lab.command("isolate")
 @SPEC_OPTION
 @PARTITION_OPTION
-@click.argument("node")
+@NODE_ARGUMENT
 def lab_isolate(spec_path: Path, partition: str, node: str) -> None:
     """Cut a node off from every other node; it keeps running. `lab heal` ends it.
 
@@ -305,28 +370,37 @@ LAB_OPTION = click.option("--lab", "in_lab", is_flag=True,
                           help="The cluster runs in the local lab (default: on its nodes' docker contexts).")
 
 
-@cli.command()
+@cli.command(help=f"""Role, upstream, timeline, lag and health of every node, and a verdict.
+
+The exit status is the verdict, for scripts and monitoring:
+
+\b
+{exits.help_text()}
+
+\b
+Examples:
+  pgdock-gen status -f cluster.yaml
+  pgdock-gen status -f cluster.yaml --lab --json
+  pgdock-gen status -f cluster.yaml > /dev/null || echo "exit $?: see pgdock-gen status"
+""")
 @SPEC_OPTION
 @LAB_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_option()
 def status(spec_path: Path, in_lab: bool, as_json: bool) -> None:
-    """Role, upstream, timeline, lag and health of every node.
-
-    \b
-    Examples:
-      pgdock-gen status -f cluster.yaml
-      pgdock-gen status -f cluster.yaml --lab --json
-    """
+    """(The help is above: it lists exits.MEANINGS, so the codes are spelled in one place.) The exit status
+    is the verdict, so monitoring can branch on it without parsing the table."""
     from . import cluster
 
     spec = _load(spec_path)
-    _print_status(spec, cluster.Running(spec, in_lab).status(), as_json)
+    rows = cluster.Running(spec, in_lab).status()
+    _print_status(spec, rows, as_json)
+    click.get_current_context().exit(cluster.verdict(spec, rows).exit_code)
 
 
 @cli.command()
 @SPEC_OPTION
 @LAB_OPTION
-@click.argument("node")
+@NODE_ARGUMENT
 @click.option("-c", "--command", "sql", help="Run one statement and print its result.")
 @click.option("-d", "--dbname", help="Database (default: the application database).")
 def psql(spec_path: Path, in_lab: bool, node: str, sql: str | None, dbname: str | None) -> None:
@@ -347,22 +421,23 @@ def psql(spec_path: Path, in_lab: bool, node: str, sql: str | None, dbname: str 
 @cli.command()
 @SPEC_OPTION
 @LAB_OPTION
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@_json_option("One JSON object per line, each with its format (docs/json.md).")
 def events(spec_path: Path, in_lab: bool, as_json: bool) -> None:
     """Every node's events (failovers, switchovers, rejoins, hooks, fencing), oldest first.
 
     \b
-    Example:
+    Examples:
       pgdock-gen events -f cluster.yaml --lab
+      pgdock-gen events -f cluster.yaml --json | jq -c 'select(.success | not)'
     """
-    from . import cluster
+    from . import cluster, reports
     from . import events as event_log
 
     spec = _load(spec_path)
     found = event_log.collect(cluster.Running(spec, in_lab))
     if as_json:
         for event in found:
-            click.echo(json.dumps(event))
+            click.echo(reports.dumps(reports.event(event), lines=True))
         return
     from rich.console import Console
 
@@ -372,7 +447,7 @@ def events(spec_path: Path, in_lab: bool, as_json: bool) -> None:
 @cli.command()
 @SPEC_OPTION
 @LAB_OPTION
-@click.argument("node")
+@NODE_ARGUMENT
 @click.option("--force", is_flag=True, help="Switch over even when NODE lags or the checks fail.")
 def switchover(spec_path: Path, in_lab: bool, node: str, force: bool) -> None:
     """Make NODE the primary, gracefully: the old primary rejoins as a standby by pg_rewind.
@@ -385,7 +460,7 @@ def switchover(spec_path: Path, in_lab: bool, node: str, force: bool) -> None:
     from . import switchover as planned
 
     spec = _load(spec_path)
-    rows = planned.switchover(cluster.Running(spec, in_lab), node, force=force, progress=_progress)
+    rows = planned.switchover(cluster.Running(spec, in_lab), node, force=force, progress=_progress())
     _print_status(spec, rows, False)
 
 
@@ -409,7 +484,7 @@ def dsn(spec_path: Path, readonly: bool) -> None:
 @click.option("--scenario", type=click.Choice(["kill-primary", "isolate-primary", "kill-standby", "restart-all",
                                                "switchover"]), default="kill-primary", show_default=True)
 @PARTITION_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable report.")
+@_json_option()
 def drill(spec_path: Path, scenario: str, partition: str, as_json: bool) -> None:
     """Rehearse a failure on the lab cluster under a write load and report what it cost.
 
@@ -424,11 +499,12 @@ def drill(spec_path: Path, scenario: str, partition: str, as_json: bool) -> None
     """
     from . import drill as drills
     from . import lab as labs
+    from . import reports
 
     spec = _load(spec_path)
-    report = drills.run(labs.prepare(spec_path, spec), scenario, partition=partition, progress=_progress)
+    report = drills.run(labs.prepare(spec_path, spec), scenario, partition=partition, progress=_progress())
     if as_json:
-        click.echo(json.dumps(report.as_dict(), indent=2))
+        click.echo(reports.dumps(reports.drill(report)))
         return
     for key, value in report.as_dict().items():
         click.echo(f"{key:>24}: {value}")
@@ -467,7 +543,7 @@ def rotate(spec_path: Path, in_lab: bool, passwords: tuple[str, ...], certificat
 
     spec, secrets = _cluster_secrets(spec_path, in_lab)
     for note in rotation.rotate(cluster.Running(spec, in_lab), secrets, passwords=passwords,
-                                certificates=certificates, progress=_progress):
+                                certificates=certificates, progress=_progress()):
         click.echo(note)
     click.echo("rotated: " + ", ".join([*passwords, *(["certificates"] if certificates else [])]))
 
@@ -496,32 +572,30 @@ def backup_now(spec_path: Path, in_lab: bool) -> None:
     """
     from . import backup, cluster
 
-    spec, _ = _cluster_secrets(spec_path, in_lab)
-    click.echo(backup.run_on_primary(cluster.Running(spec, in_lab), _progress))
+    spec, secrets = _cluster_secrets(spec_path, in_lab)
+    click.echo(backup.run_on_primary(cluster.Running(spec, in_lab), _progress(), secrets))
 
 
 @backup_group.command("list")
 @SPEC_OPTION
 @LAB_OPTION
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_option()
 def backup_list(spec_path: Path, in_lab: bool, as_json: bool) -> None:
     """Base backups (time, size, WAL range) and the newest archived WAL.
 
     \b
-    Example:
+    Examples:
       pgdock-gen backup list -f cluster.yaml
+      pgdock-gen backup list -f cluster.yaml --json | jq '.backups[-1].end_time'
     """
-    from dataclasses import asdict
-
-    from . import backup
+    from . import backup, reports
 
     spec, secrets = _cluster_secrets(spec_path, in_lab)
     loc = backup.location(spec)
     s3 = backup.client(loc, backup.credentials(secrets))
     backups, wal = backup.list_backups(s3, loc), backup.newest_wal(s3, loc)
     if as_json:
-        click.echo(json.dumps({"backups": [asdict(b) for b in backups],
-                               "newest_wal": wal and {"name": wal[0], "stored": wal[1].isoformat()}}, indent=2))
+        click.echo(reports.dumps(reports.backups(loc, backups, wal)))
         return
     from rich.console import Console
 
@@ -581,35 +655,38 @@ def restore(spec_path: Path, to: str | None, latest: bool, name: str | None, tim
 
     spec = _load(spec_path)
     result = restores.restore(spec_path, spec, to=to, latest=latest, name=name, timeout=timeout,
-                              progress=_progress)
+                              progress=_progress())
     click.echo(f"restored into lab cluster {result.lab.spec.cluster}: target {result.target}, "
                f"last replayed commit {result.recovered_to}")
     _print_status(result.lab.lab_spec, result.lab.running.status(), False)
 
 
 def _nodes(spec, node: str | None, context: str | None, every: bool) -> list:
-    """The members a deploy-like command acts on: --node, --context or --all (exactly one)."""
+    """The members a deploy-like command acts on: NODE, --context or --all (exactly one)."""
     if sum(map(bool, (node, context, every))) != 1:
-        raise click.UsageError("choose the nodes with exactly one of --node NAME, --context NAME or --all")
+        raise UsageError("choose the nodes with exactly one of NODE, --context NAME or --all")
     if every:
         return list(spec.members)
     if node:
         return [spec.member(node)]
     chosen = [n for n in spec.members if n.context == context]
     if not chosen:
-        raise click.UsageError(f"no node of {spec.cluster!r} uses context {context!r}; contexts: "
-                               f"{', '.join(sorted({n.context for n in spec.members}))}")
+        raise UsageError(f"no node of {spec.cluster!r} uses context {context!r}; contexts: "
+                         f"{', '.join(sorted({n.context for n in spec.members}))}")
     return chosen
 
 
 NODE_OPTIONS = [
-    click.option("--node", help="One node by name."),
-    click.option("--context", "context_name", help="The node(s) deployed through this docker context."),
+    OPTIONAL_NODE_ARGUMENT,
+    NODE_ALIAS,
+    click.option("--context", "context_name", shell_complete=_complete_contexts,
+                 help="The node(s) deployed through this docker context."),
     click.option("--all", "every", is_flag=True, help="Every node and the witness."),
 ]
+"""`[NODE] [--context C | --all]`: how a command that may act on several nodes chooses them."""
 
 
-def _with_node_options(fn):
+def _with_node_options(fn: F) -> F:
     for option in reversed(NODE_OPTIONS):
         fn = option(fn)
     return fn
@@ -618,18 +695,25 @@ def _with_node_options(fn):
 @cli.command()
 @SPEC_OPTION
 @click.option("--user", default="root", show_default=True, help="ssh user for contexts that do not exist yet.")
-def contexts(spec_path: Path, user: str) -> None:
+@_json_option()
+def contexts(spec_path: Path, user: str, as_json: bool) -> None:
     """Create missing Docker contexts (ssh://USER@ADDRESS) and test every node's engine.
 
+    Exits 1 when a node's engine cannot be reached (after printing every node, in JSON too).
+
     \b
-    Example:
+    Examples:
       pgdock-gen contexts -f cluster.yaml --user deploy
+      pgdock-gen contexts -f cluster.yaml --json | jq -r '.nodes[] | select(.problem) | .node'
     """
     from . import contexts as ctx
+    from . import reports
 
     spec = _load(spec_path)
     checks = ctx.check_all(spec, user)
-    for c in checks:
+    if as_json:
+        click.echo(reports.dumps(reports.contexts(checks)))
+    for c in [] if as_json else checks:
         state = f"ok, Docker {c.engine}" if c.problem is None else f"FAILED: {c.problem}"
         click.echo(f"{c.node:>12}  context {c.context}{' (created)' if c.created else ''} -> {c.endpoint}: {state}")
     bad = [c.node for c in checks if c.problem]
@@ -652,11 +736,11 @@ def push(spec_path: Path, registry: str | None) -> None:
 
     spec = _load(spec_path)
     repo = spec_path.parent
-    names = images.names(spec)
+    names = images.names(spec, repo)
     for node in spec.members:
         tags = [names.base, f"{names.config_repo(node)}:{images.config_version(repo, node)}"]
         tags += [names.backup] if spec.backup and not node.witness else []
-        sent = ship.ship(docker.client(node.context), tags, node=node.name, registry=registry, progress=_progress)
+        sent = ship.ship(docker.client(node.context), tags, node=node.name, registry=registry, progress=_progress())
         click.echo(f"{node.name}: {len(sent)} image(s) sent, {len(tags) - len(sent)} already there")
 
 
@@ -669,24 +753,36 @@ def push(spec_path: Path, registry: str | None) -> None:
 @click.option("--force", is_flag=True, help="Deploy even if the node runs a version this repo does not know.")
 @click.option("--registry", help="Ship images through this registry.")
 @click.option("--dry-run", is_flag=True, help="Print what would be done on which context; change nothing.")
-def deploy(spec_path: Path, node: str | None, context_name: str | None, every: bool, version: str | None,
-           allow_restart: bool, force: bool, registry: str | None, dry_run: bool) -> None:
-    """Install the rendered config on nodes and apply it with the least disruption.
+@_json_option("With --dry-run: the plan as JSON (docs/json.md).")
+def deploy(spec_path: Path, node: str | None, node_option: str | None, context_name: str | None, every: bool,
+           version: str | None, allow_restart: bool, force: bool, registry: str | None, dry_run: bool,
+           as_json: bool) -> None:
+    """Install the rendered config on NODE (or every node of --context, or --all) with the least disruption.
 
     \b
     Examples:
+      pgdock-gen deploy -f cluster.yaml n2
       pgdock-gen deploy -f cluster.yaml --context n2
       pgdock-gen deploy -f cluster.yaml --all --restart
-      pgdock-gen deploy -f cluster.yaml --node n1 --version v3     # roll back
+      pgdock-gen deploy -f cluster.yaml n1 --version v3     # roll back
+      pgdock-gen deploy -f cluster.yaml --all --dry-run --json
     """
     from . import deploy as deploys
 
+    if as_json and not dry_run:
+        raise UsageError("--json goes with --dry-run (a deploy itself reports in lines)")
     spec = _load(spec_path)
     repo = spec_path.parent
-    chosen = _nodes(spec, node, context_name, every)
+    chosen = _nodes(spec, _node_or_alias(node, node_option), context_name, every)
     if dry_run:
-        for target in chosen:
-            the_plan = deploys.plan(spec, repo, target, version=version, force=force)
+        plans = [deploys.plan(spec, repo, target, version=version, force=force) for target in chosen]
+        if as_json:
+            from . import reports
+
+            click.echo(reports.dumps(reports.deploy_plan(plans)))
+            return
+        for the_plan in plans:
+            target = the_plan.node
             click.echo(f"{target.name} (context {the_plan.context}), config {the_plan.version}:")
             for step in the_plan.steps:
                 click.echo(f"  - {step}")
@@ -698,7 +794,7 @@ def deploy(spec_path: Path, node: str | None, context_name: str | None, every: b
         sequence = deploys.order(spec, running) + chosen
     for target in sequence:
         pending = deploys.deploy_node(spec, repo, target, version=version, force=force,
-                                      allow_restart=allow_restart, registry=registry, progress=_progress)
+                                      allow_restart=allow_restart, registry=registry, progress=_progress())
         if pending:
             click.echo(f"{target.name}: applied, but {', '.join(pending)} take effect only after a restart: "
                        "re-run with --restart")
@@ -720,46 +816,61 @@ def up(spec_path: Path, registry: str | None) -> None:
     from . import deploy as deploys
 
     spec = _load(spec_path)
-    deploys.up(spec, spec_path.parent, registry=registry, progress=_progress)
+    deploys.up(spec, spec_path.parent, registry=registry, progress=_progress())
     _print_status(spec, cluster.Running(spec, False).status(), False)
 
 
 @cli.command()
 @SPEC_OPTION
-@click.option("--node", help="Only this node (default: every node).")
+@OPTIONAL_NODE_ARGUMENT
+@NODE_ALIAS
 @click.option("--volumes", "remove_volumes", is_flag=True, help="Also delete the data (asks first).")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-def down(spec_path: Path, node: str | None, remove_volumes: bool, yes: bool) -> None:
-    """Stop and remove a node's (or every node's) containers; with --volumes also its data.
+def down(spec_path: Path, node: str | None, node_option: str | None, remove_volumes: bool, yes: bool) -> None:
+    """Stop and remove NODE's (without NODE: every node's) containers; with --volumes also its data.
 
     \b
     Example:
-      pgdock-gen down -f cluster.yaml --node n3 --volumes --yes
+      pgdock-gen down -f cluster.yaml n3 --volumes --yes
     """
     from . import deploy as deploys
 
     spec = _load(spec_path)
+    node = _node_or_alias(node, node_option)
     nodes = [spec.member(node)] if node else list(spec.members)
     if remove_volumes and not yes:
         names = ", ".join(n.name for n in nodes)
         click.confirm(f"Delete the data of {names} for good?", abort=True)
-    deploys.down(spec, nodes, remove_volumes=remove_volumes, progress=_progress)
+    deploys.down(spec, nodes, remove_volumes=remove_volumes, progress=_progress())
 
 
 @cli.command("history")
 @SPEC_OPTION
-@click.argument("node")
-def history_command(spec_path: Path, node: str) -> None:
+@OPTIONAL_NODE_ARGUMENT
+@NODE_ALIAS
+@_json_option()
+def history_command(spec_path: Path, node: str | None, node_option: str | None, as_json: bool) -> None:
     """The config versions deployed on NODE: version, time, operator.
 
     \b
-    Example:
+    Examples:
       pgdock-gen history -f cluster.yaml n1
+      pgdock-gen history -f cluster.yaml n1 --json | jq -r '.deployments[-1].version'
     """
     from . import deploy as deploys
 
+    node = _node_or_alias(node, node_option)
+    if node is None:
+        raise UsageError("name the node: pgdock-gen history NODE")
     spec = _load(spec_path)
-    for entry in deploys.history(spec, spec.member(node)):
+    member = spec.member(node)
+    entries = deploys.history(spec, member)
+    if as_json:
+        from . import reports
+
+        click.echo(reports.dumps(reports.history(member.name, entries)))
+        return
+    for entry in entries:
         extra = " (rollback)" if entry.get("rollback") else ""
         waiting = f"; waiting for restart: {', '.join(entry['pending_restart'])}" if entry.get("pending_restart") \
             else ""
@@ -803,7 +914,7 @@ def _pause_command(pause: bool):
         running = cluster.Running(spec, in_lab)
         steps = maintenance.prepare(running, pause=pause)
         if _go(steps, dry_run):
-            _print_status(spec, maintenance.apply(running, steps, pause=pause, progress=_progress), False)
+            _print_status(spec, maintenance.apply(running, steps, pause=pause, progress=_progress()), False)
 
 
 _pause_command(True)
@@ -813,7 +924,7 @@ _pause_command(False)
 @cli.command()
 @SPEC_OPTION
 @LAB_OPTION
-@click.argument("node")
+@NODE_ARGUMENT
 @click.option("--force", is_flag=True, help="Promote even when automatic failover is armed or NODE is behind "
                                             "another standby.")
 @DRY_RUN_OPTION
@@ -835,13 +946,13 @@ def failover(spec_path: Path, in_lab: bool, node: str, force: bool, dry_run: boo
     running = cluster.Running(spec, in_lab)
     steps = manual.prepare(running, node, force=force)
     if _go(steps, dry_run, f"Promote {node}?", yes):
-        _print_status(spec, manual.apply(running, node, steps, progress=_progress), False)
+        _print_status(spec, manual.apply(running, node, steps, progress=_progress()), False)
 
 
 @cli.command()
 @SPEC_OPTION
 @LAB_OPTION
-@click.argument("node")
+@NODE_ARGUMENT
 @click.option("--timeout", default=1800, show_default=True, help="Seconds to wait for the new clone.")
 @DRY_RUN_OPTION
 @YES_OPTION
@@ -861,13 +972,13 @@ def reinit(spec_path: Path, in_lab: bool, node: str, timeout: int, dry_run: bool
     running = cluster.Running(spec, in_lab)
     steps = reinits.prepare(running, node)
     if _go(steps, dry_run, f"Delete {node}'s data directory and clone it again?", yes):
-        _print_status(spec, reinits.apply(running, node, steps, progress=_progress, timeout=timeout), False)
+        _print_status(spec, reinits.apply(running, node, steps, progress=_progress(), timeout=timeout), False)
 
 
 @cli.command()
 @SPEC_OPTION
 @LAB_OPTION
-@click.argument("node")
+@NODE_ARGUMENT
 @click.option("--volumes", "remove_volumes", is_flag=True, help="Also delete the node's data.")
 @DRY_RUN_OPTION
 @YES_OPTION
@@ -890,14 +1001,14 @@ def remove(spec_path: Path, in_lab: bool, node: str, remove_volumes: bool, dry_r
     question = f"Remove {node} from cluster {spec.cluster}" + (" and delete its data for good?" if remove_volumes
                                                                 else "?")
     if _go(steps, dry_run, question, yes):
-        for note in removal.apply(place, node, steps, remove_volumes=remove_volumes, progress=_progress):
+        for note in removal.apply(place, node, steps, remove_volumes=remove_volumes, progress=_progress()):
             click.echo(note)
 
 
 @cli.command("restart")
 @SPEC_OPTION
 @LAB_OPTION
-@click.argument("node", required=False)
+@OPTIONAL_NODE_ARGUMENT
 @click.option("--all", "every", is_flag=True, help="Every node: standbys and witness, then the primary.")
 @click.option("--timeout", default=600, show_default=True, help="Seconds each node may take to come back.")
 @DRY_RUN_OPTION
@@ -924,12 +1035,16 @@ def restart_command(spec_path: Path, in_lab: bool, node: str | None, every: bool
     nodes = [n.name for n in spec.members] if every else [spec.member(node).name]
     steps = rolling.prepare(place, nodes)
     if _go(steps, dry_run, f"Restart {', '.join(nodes)}?", yes):
-        _print_status(place.running.spec, rolling.apply(place, steps, progress=_progress, timeout=timeout), False)
+        _print_status(place.running.spec, rolling.apply(place, steps, progress=_progress(), timeout=timeout), False)
 
 
 def main() -> None:
     try:
-        cli.main(standalone_mode=False)
+        # the name fixed: usage lines and the completion variable (_PGDOCK_GEN_COMPLETE) are the same under
+        # `python -m pgdock_gen`; a command's ctx.exit(code) comes back as `code` (status)
+        code = cli.main(prog_name="pgdock-gen", standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(1)

@@ -11,11 +11,11 @@ import json
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from . import contract, docker
-from .errors import DockerError, PgdockError
+from . import contract, docker, exits
+from .errors import PgdockError
 from .spec import Node, Spec
 
 if TYPE_CHECKING:
@@ -77,12 +77,15 @@ def json_lines(text: str, where: str, required: tuple[str, ...] = ()) -> list[di
 
 
 def agent_state(target: Target) -> dict[str, Any] | None:
-    """The node agent's own view (`pgdock-agent state`), or None when the container cannot be reached."""
+    """The node agent's own view (`pgdock-agent state`), or None when the container cannot be reached.
+    No docker CLI at all is not a node's state but a failure to look: its DockerError goes up (`status`
+    exits 1 instead of calling the cluster down)."""
     from python_on_whales.exceptions import DockerException
 
+    client = target.client
     try:
-        return json.loads(target.client.execute(target.container, ["pgdock-agent", "state"]))
-    except (DockerException, json.JSONDecodeError, DockerError):
+        return json.loads(client.execute(target.container, ["pgdock-agent", "state"]))
+    except (DockerException, json.JSONDecodeError):
         return None
 
 
@@ -113,24 +116,50 @@ def _status(members: list[Target]) -> list[NodeStatus]:
     return rows
 
 
-def healthy(spec: Spec, rows: list[NodeStatus]) -> str | None:
-    """Why the cluster is not healthy yet (None when it is): one primary, every standby streaming, witness in."""
+HEALTHY, DEGRADED, DOWN = "healthy", "degraded", "down"
+"""The three states `status` reports (JSON field `state`), each with its exit status in VERDICT_EXITS."""
+VERDICT_EXITS = {HEALTHY: exits.OK, DEGRADED: exits.DEGRADED, DOWN: exits.DOWN}
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the rows say about the cluster as a whole: scripts branch on `exit_code`, people read `problems`."""
+
+    state: str
+    problems: tuple[str, ...]
+
+    @property
+    def exit_code(self) -> int:
+        return VERDICT_EXITS[self.state]
+
+
+def verdict(spec: Spec, rows: list[NodeStatus]) -> Verdict:
+    """Healthy (one primary, every standby streaming, the witness in, repmgrd everywhere), degraded (a
+    writable primary, but something of that is missing: a member down, fenced, not streaming) or down
+    (no writable primary). Pure over the observed rows, so every case is table-tested."""
     primaries = [r for r in rows if r.role == "primary"]
-    if len(primaries) != 1:
-        return f"{len(primaries)} primaries ({', '.join(r.name for r in primaries) or 'none yet'})"
+    if not primaries:
+        down = [f"{r.name} is {r.role}: {r.detail}" for r in rows if r.role == "down"]
+        return Verdict(DOWN, ("no writable primary", *down))
+    problems = [] if len(primaries) == 1 else [f"{len(primaries)} primaries ({', '.join(r.name for r in primaries)})"]
     for row in rows:
-        if row.name == primaries[0].name:
+        if row.role == "primary":
             continue
         expected = "witness" if spec.witness and row.name == spec.witness.name else "standby"
         if row.role != expected:
-            return f"{row.name} is {row.role}: {row.detail}"
-        if expected == "standby" and row.upstream is None:
-            return f"{row.name} is not streaming yet"
-        if not row.registered or not row.repmgrd:
-            return f"{row.name} is not registered with repmgr or repmgrd is not running yet"
-    if not primaries[0].repmgrd:
-        return f"repmgrd is not running on {primaries[0].name} yet"
-    return None
+            problems.append(f"{row.name} is {row.role}: {row.detail}")
+        elif expected == "standby" and row.upstream is None:
+            problems.append(f"{row.name} is not streaming yet")
+        elif not row.registered or not row.repmgrd:
+            problems.append(f"{row.name} is not registered with repmgr or repmgrd is not running yet")
+    problems += [f"repmgrd is not running on {r.name} yet" for r in primaries if not r.repmgrd]
+    return Verdict(DEGRADED if problems else HEALTHY, tuple(problems))
+
+
+def healthy(spec: Spec, rows: list[NodeStatus]) -> str | None:
+    """Why the cluster is not healthy yet (None when it is): the first of the verdict's problems."""
+    found = verdict(spec, rows)
+    return None if found.state == HEALTHY else found.problems[0]
 
 
 @dataclass(frozen=True)
@@ -182,18 +211,14 @@ def paused(rows: list[NodeStatus]) -> bool:
     return any(r.paused for r in rows)
 
 
-def status_json(spec: Spec, rows: list[NodeStatus]) -> str:
-    keys = ("name", "role", "upstream", "timeline", "lag_bytes", "lag_seconds", "repmgrd", "reachable", "archiving",
-            "location", "priority", "paused")
-    return json.dumps({"cluster": spec.cluster, "paused": paused(rows),
-                       "nodes": [{k: asdict(r)[k] for k in keys} for r in rows]}, indent=2)
-
-
 def status_table(spec: Spec, rows: list[NodeStatus]):
+    """The rows as a rich table, the verdict (and its problems) under it."""
     from rich.table import Table
 
+    found = verdict(spec, rows)
     title = f"cluster {spec.cluster}" + (" (paused: no automatic failover)" if paused(rows) else "")
-    table = Table(title=title, title_justify="left")
+    table = Table(title=title, title_justify="left", caption_justify="left",
+                  caption="; ".join((found.state, *found.problems)))
     for column in ("node", "role", "location", "priority", "upstream", "timeline", "lag bytes", "lag s", "repmgrd",
                    "reachable", "paused", "detail"):
         table.add_column(column)

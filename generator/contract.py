@@ -53,6 +53,12 @@ the primary (never initdb); removed once the clone is done."""
 REPMGRD_STATE_FILE = PGDATA / "pg_stat" / "repmgrd_state.txt"
 """repmgr's own record of `repmgr service pause` ("NODE_ID:1"), read when repmgrd starts: a container that starts
 without PAUSED drops it, so a resume given while the node was down holds."""
+BACKUP_HEARTBEAT = PurePosixPath("/tmp/pgdock-backup.heartbeat")
+"""Touched by the backup sidecar's scheduler while it runs (waiting or backing up); its healthcheck
+(`pgdock-backup health`) checks its age. In the sidecar's own filesystem: it dies with the container."""
+BACKUP_HEARTBEAT_SECONDS = 30
+"""How often the scheduler touches the heartbeat; older than BACKUP_STALE_SECONDS means unhealthy."""
+BACKUP_STALE_SECONDS = 300
 SOCKET_DIR = PurePosixPath("/var/run/postgresql")
 """Shared with the backup sidecar, which logs in over it as the postgres OS user."""
 HOME = PurePosixPath("/var/lib/postgresql")
@@ -175,7 +181,16 @@ STATUS_KEYS = ("node", "role", "timeline", "upstream", "lag_bytes", "lag_seconds
 
 # ---------------------------------------------------------------- Docker names
 
+BASE_IMAGE_REPO = "pgdock/base"
+"""PostgreSQL + repmgr + the agent; tagged pg<major>-<hash of base-image/> (images.image_names)."""
+BACKUP_IMAGE_REPO = "pgdock/backup"
+"""The backup sidecar; tagged pg<major>-<hash of backup-image/ and its base tag>."""
+LAB_S3_IMAGE = "pgdock/lab-s3:latest"
+"""The lab's S3-protocol server (backup-image/lab-s3.Dockerfile); never used in production."""
 VOLUME_KINDS = ("config", "secrets", "data", "socket")
+LOG_DRIVER = "json-file"
+LOG_OPTIONS = {"max-size": "10m", "max-file": "5"}
+"""Every container pgdock runs rotates its log: 10 MB × 5 at most (compose services and the lab's S3 server)."""
 LABEL_CLUSTER = "org.pgdock.cluster"
 LABEL_LAB_ID = "org.pgdock.lab-id"
 

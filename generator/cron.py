@@ -1,53 +1,63 @@
-"""Checks five-field cron expressions (`backup.schedule`).
+"""Checks `backup.schedule` with croniter, the library the backup sidecar schedules with.
 
-Written here rather than taken from croniter: we only need to reject a bad field
-with a precise reason at validation time, and croniter's error messages do not
-name the field; the backup image's scheduler does the actual timing.
+Validation and the sidecar must agree: an expression croniter refuses, or one that
+never comes due (`0 3 31 2 *`, 31 February), would leave the cluster without
+backups while `validate` said yes. So the check is croniter itself, pinned to the
+major version the sidecar's Debian package has (2.x, which e.g. refuses ranges that
+run backwards where later versions wrap them around), plus one rule of our own:
+exactly five fields or a macro, because croniter reads a sixth field as seconds.
 """
 
 from __future__ import annotations
 
-_FIELDS = (
-    ("minute", 0, 59, {}),
-    ("hour", 0, 23, {}),
-    ("day of month", 1, 31, {}),
-    ("month", 1, 12, {m: i + 1 for i, m in enumerate(
-        ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"])}),
-    ("day of week", 0, 7, {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])}),
-)
-_MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+import datetime as dt
+
+from croniter import CroniterBadDateError, croniter
+
+FIELDS = ("minute", "hour", "day of month", "month", "day of week")
+MACROS = ("@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly")
+_PROBE_START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+"""Any fixed start: croniter looks decades ahead (leap days included) before it calls a date impossible."""
 
 
-def _value(text: str, lo: int, hi: int, names: dict[str, int]) -> int:
-    value = names.get(text.lower()) if not text.isdigit() else int(text)
-    if value is None or not lo <= value <= hi:
-        raise ValueError(f"{text!r} is not in {lo}-{hi}")
-    return value
+def next_run(expression: str, after: dt.datetime) -> dt.datetime:
+    """The first time after `after` the schedule comes due; raises ValueError (croniter's errors are ValueErrors)
+    when it never does or is not an expression croniter reads. The one way pgdock turns a schedule into a time."""
+    return croniter(expression, after).get_next(dt.datetime)
 
 
-def _check_field(field: str, lo: int, hi: int, names: dict[str, int]) -> None:
-    for part in field.split(","):
-        base, _, step = part.partition("/")
-        if step and (not step.isdigit() or int(step) == 0):
-            raise ValueError(f"step {step!r} must be a positive number")
-        if base == "*":
-            continue
-        start, _, end = base.partition("-")
-        first = _value(start, lo, hi, names)
-        if end and _value(end, lo, hi, names) < first:
-            raise ValueError(f"range {base!r} runs backwards")
+NEVER_DUE = "it never comes due (no such date, e.g. 31 February): no backup would ever run"
+
+
+def _verdict(expression: str) -> str | None:
+    """None when croniter finds the expression's next time; NEVER_DUE when it reads it but finds none; else
+    croniter's reason for refusing it."""
+    try:
+        next_run(expression, _PROBE_START)
+    except CroniterBadDateError:
+        return NEVER_DUE
+    except (ValueError, TypeError, KeyError) as exc:  # croniter's own errors derive from ValueError
+        return str(exc).replace(f"[{expression.lower()}]", "").replace(f"[{expression}]", "").strip() or "refused"
+    return None
+
+
+def _culprit(fields: list[str]) -> str | None:
+    """The first field croniter refuses on its own (the others set to `*`): croniter's messages do not say."""
+    for index, (label, text) in enumerate(zip(FIELDS, fields, strict=True)):
+        alone = ["*"] * len(FIELDS)
+        alone[index] = text
+        if _verdict(" ".join(alone)) not in (None, NEVER_DUE):
+            return f"{label} field {text!r}"
+    return None
 
 
 def cron_problem(expression: str) -> str | None:
-    """Why `expression` is not a valid cron schedule, or None when it is."""
-    if expression.strip() in _MACROS:
-        return None
-    fields = expression.split()
-    if len(fields) != 5:
-        return f"needs 5 fields (minute hour day month weekday), got {len(fields)}"
-    for text, (label, lo, hi, names) in zip(fields, _FIELDS, strict=True):
-        try:
-            _check_field(text, lo, hi, names)
-        except ValueError as exc:
-            return f"{label} field {text!r}: {exc}"
-    return None
+    """Why `expression` is not a usable backup schedule, or None when it is."""
+    text = expression.strip()
+    if text not in MACROS and len(text.split()) != 5:
+        return f"needs 5 fields (minute hour day month weekday) or one of {', '.join(MACROS)}, got {text!r}"
+    verdict = _verdict(text)
+    if verdict in (None, NEVER_DUE):
+        return verdict
+    where = _culprit(text.split()) if text not in MACROS else None
+    return f"croniter refuses {where or 'it'}: {verdict}"

@@ -106,7 +106,7 @@ def history(spec: Spec, node: Node) -> list[dict[str, Any]]:
     volume = _volume(spec, node, "data")
     if not client.volume.exists(volume):
         return []
-    text = docker.call(f"reading {node.name}'s history", client.run, images.names(spec).base,
+    text = docker.call(f"reading {node.name}'s history", client.run, images.helper_image(client, spec),
                        ["-c", f"cat {HISTORY} 2>/dev/null || true"], entrypoint="sh",
                        volumes=[(volume, str(contract.STATE))], remove=True)
     return json_lines(text or "", f"{node.name}: {HISTORY}", HISTORY_KEYS)
@@ -184,7 +184,7 @@ def deploy_node(spec: Spec, repo: Path, node: Node, *, version: str | None = Non
     the_plan = plan(spec, repo, node, version=version, force=force)
     client = docker.client(node.context)
     target = Target(node, node.context, contract.container(spec.cluster, node.name))
-    names = images.names(spec)
+    names = images.names(spec, repo)
     if version is None:
         carrier = images.build_config(spec, repo, node)
         the_version, _ = version_for(repo, node, the_plan.config)

@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import errno
 
+from . import exits
+
 
 class PgdockError(Exception):
     """An error with a message meant for the user; the CLI prints it without a traceback."""
 
-    exit_code = 1
+    exit_code = exits.FAILED
 
 
 class UsageError(PgdockError):
     """Bad input that the user must fix: exit status 2."""
 
-    exit_code = 2
+    exit_code = exits.USAGE
 
 
 class SpecError(UsageError):

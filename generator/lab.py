@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from python_on_whales import DockerClient
 
 Progress = Callable[[str], None]
-LAB_S3_IMAGE = "pgdock/lab-s3:latest"
 _POOL = ipaddress.ip_network("172.28.0.0/14")
 """Where lab subnets are taken from, one /24 per cluster, avoiding networks that already exist."""
 
@@ -288,10 +287,11 @@ def _start_s3(lab: Lab, client: DockerClient, progress: Progress) -> None:
         progress(f"starting the lab's S3 server {lab.s3_container}")
         debian = images.debian_image("trixie", progress=progress)
         with docker.translated("building the lab S3 image"):
-            client.build(lab.repo / "backup-image", tags=[LAB_S3_IMAGE], file=lab.repo / "backup-image" /
+            client.build(lab.repo / "backup-image", tags=[contract.LAB_S3_IMAGE], file=lab.repo / "backup-image" /
                          "lab-s3.Dockerfile", build_args={"DEBIAN_IMAGE": debian}, load=True, progress=False)
-        docker.call("starting the lab S3 server", client.container.create, LAB_S3_IMAGE, name=lab.s3_container,
-                    networks=[lab.network], restart="unless-stopped")
+        docker.call("starting the lab S3 server", client.container.create, contract.LAB_S3_IMAGE, name=lab.s3_container,
+                    networks=[lab.network], restart="unless-stopped", log_driver=contract.LOG_DRIVER,
+                    log_options=[f"{key}={value}" for key, value in contract.LOG_OPTIONS.items()])
         client.network.disconnect(lab.network, lab.s3_container)
     attached = client.container.inspect(lab.s3_container).network_settings.networks
     if lab.network not in attached:

@@ -75,10 +75,10 @@ def repmgr(target: Target, *args: str) -> str:
 
 
 def on_data_volume(spec: Spec, target: Target, script: str) -> None:
-    """Runs `script` (sh) in a throwaway container of the base image with the node's data volume mounted
+    """Runs `script` (sh) in a throwaway container of a base image with the node's data volume mounted
     where the node has it: for a node whose own container is not running."""
     volume = contract.volume(spec.cluster, target.node.name, "data")
-    docker.call(f"writing to {volume}", target.client.run, images.names(spec).base, ["-c", script],
+    docker.call(f"writing to {volume}", target.client.run, images.helper_image(target.client, spec), ["-c", script],
                 entrypoint="sh", volumes=[(volume, str(contract.STATE))], remove=True)
 
 

@@ -8,6 +8,7 @@ conflicts are found before the first write, and each file lands by rename.
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import shutil
 import tempfile
@@ -16,9 +17,23 @@ from pathlib import Path
 
 from . import credentials
 from .errors import OutOfDate, UsageError
-from .images import names
+from .images import ContextFile, image_names
+from .schema import SCHEMA_FILE, document
 from .spec import Spec
-from .template import IMAGE_CONTEXTS, TEMPLATES, environment, files_under, image_context, output_name
+from .template import (
+    IMAGE_CONTEXTS,
+    TEMPLATES,
+    environment,
+    files_under,
+    image_context,
+    output_name,
+    pgdock_version,
+)
+
+VERSION_FILE = ".pgdock.json"
+"""Which pgdock-gen rendered the repo: {"pgdock-gen": "<version>"}. Its CI installs that version, and a
+render by another version says so. pgdock's own bookkeeping: never a conflict, always rewritten."""
+VERSION_KEY = "pgdock-gen"
 
 
 @dataclass(frozen=True)
@@ -32,14 +47,29 @@ def _mode(path: Path) -> int:
     return 0o755 if os.access(path, os.X_OK) or output_name(path).suffix == ".sh" else 0o644
 
 
-def plan(spec: Spec, spec_text: str) -> dict[str, File]:
-    """Every file of the cluster repo (secrets excepted), keyed by relative path."""
+def image_contexts() -> dict[str, list[ContextFile]]:
+    """This pgdock's image build contexts as render writes them into every repo (their tags hash these)."""
+    return {name: [(source.relative_to(root).as_posix(), _mode(source), source.read_bytes())
+                   for source in files_under(root)]
+            for name, root in ((name, image_context(name)) for name in IMAGE_CONTEXTS)}
+
+
+def plan(spec: Spec, spec_text: str, *, version: str | None = None) -> dict[str, File]:
+    """Every file of the cluster repo (secrets excepted), keyed by relative path. `version` is the pgdock-gen
+    version the repo records and its CI installs: this one's unless given (the golden test fixes it)."""
+    version = version or pgdock_version()
     env = environment()
-    images = names(spec)
+    contexts = image_contexts()
+    images = image_names(spec, contexts)  # tags from the very files written below: node files name those images
     backup = spec.backup
-    extra = {"backup_url": f"s3://{backup.s3.bucket}/{backup.s3.prefix.strip('/')}".rstrip("/") if backup else "",
+    extra = {"pgdock_version": version, "version_file": VERSION_FILE, "schema_file": SCHEMA_FILE,
+             "backup_url": f"s3://{backup.s3.bucket}/{backup.s3.prefix.strip('/')}".rstrip("/") if backup else "",
              "s3_endpoint": backup.s3.endpoint if backup else None}
-    files: dict[str, File] = {"cluster.yaml": File(spec_text.encode(), 0o644)}
+    files: dict[str, File] = {
+        "cluster.yaml": File(spec_text.encode(), 0o644),
+        SCHEMA_FILE: File(document().encode(), 0o644),
+        VERSION_FILE: File(version_record(version).encode(), 0o644),
+    }
 
     def add(template_dir: str, target: Path, **context: object) -> None:
         for source in files_under(TEMPLATES / template_dir):
@@ -55,11 +85,39 @@ def plan(spec: Spec, spec_text: str) -> dict[str, File]:
     for node in spec.members:
         peers = [n for n in spec.nodes if n.name != node.name]
         add("node", Path("nodes") / node.name, node=node, node_peers=peers)
-    for context_dir in IMAGE_CONTEXTS:
-        root = image_context(context_dir)
-        for source in files_under(root):
-            files[f"{context_dir}/{source.relative_to(root).as_posix()}"] = File(source.read_bytes(), _mode(source))
+    for context_dir, entries in contexts.items():
+        for rel, mode, content in entries:
+            files[f"{context_dir}/{rel}"] = File(content, mode)
     return dict(sorted(files.items()))
+
+
+def version_record(version: str) -> str:
+    """VERSION_FILE's content."""
+    return json.dumps({VERSION_KEY: version}, indent=2) + "\n"
+
+
+def recorded_version(out: Path) -> str | None:
+    """The pgdock-gen version VERSION_FILE in `out` names; None when there is none (a new or older repo) or it
+    is unreadable (render rewrites it)."""
+    try:
+        value = json.loads((out / VERSION_FILE).read_text(encoding="utf-8")).get(VERSION_KEY)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def planned_version(files: dict[str, File]) -> str:
+    """The pgdock-gen version planned `files` record."""
+    return str(json.loads(files[VERSION_FILE].content)[VERSION_KEY])
+
+
+def version_warning(files: dict[str, File], out: Path) -> str | None:
+    """A warning when the repo in `out` was rendered by another pgdock-gen version than `files` record."""
+    before, now = recorded_version(out), planned_version(files)
+    if before is None or before == now:
+        return None
+    return (f"{out} was rendered by pgdock-gen {before}; this is pgdock-gen {now}: generated files and image "
+            f"tags may change (review them with --diff), and {VERSION_FILE} and the CI files will name {now}")
 
 
 @dataclass(frozen=True)
@@ -141,13 +199,25 @@ def _write_atomic(target: Path, file: File) -> None:
         raise
 
 
+def _conflicts(spec: Spec, files: dict[str, File], out: Path, changed: list[str]) -> list[str]:
+    """The changed files a render must not overwrite without --force: those that are not what the spec
+    rendered last time. VERSION_FILE never is one, and after a version change neither is a file that differs
+    only by the version it names (the CI files, the README): it is compared with this spec rendered as the
+    recorded version."""
+    before, now = recorded_version(out), planned_version(files)
+    previous = plan(spec, files["cluster.yaml"].content.decode(), version=before) if before not in (None, now) else {}
+    return [rel for rel in changed if rel != VERSION_FILE
+            and not (rel in previous and (out / rel).read_bytes() == previous[rel].content)]
+
+
 def write(spec: Spec, files: dict[str, File], out: Path, *, force: bool = False) -> Changes:
     """Writes the repo into `out`; refuses (writing nothing) when files differ and not `force`, or when a
     file or folder is in the way of one it must write."""
     _check_writable(out, files)
     changes = compare(files, out)
-    if changes.changed and not force:
-        listing = "\n".join(f"  {rel}" for rel in changes.changed)
+    conflicts = _conflicts(spec, files, out, changes.changed)
+    if conflicts and not force:
+        listing = "\n".join(f"  {rel}" for rel in conflicts)
         raise UsageError(f"{out}: these files differ from what the spec renders:\n{listing}\n"
                          "See the changes with --diff, then overwrite them with --force.")
     if not out.exists():
@@ -171,6 +241,8 @@ def write(spec: Spec, files: dict[str, File], out: Path, *, force: bool = False)
 
 
 def check(files: dict[str, File], out: Path) -> None:
+    """Raises OutOfDate unless `out` holds exactly what `files` are (a version change shows as a changed
+    VERSION_FILE; `render` warns about it before it checks)."""
     changes = compare(files, out)
     if not changes.up_to_date:
         raise OutOfDate(f"{out} is out of date with its spec: {len(changes.new)} new, "

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import contract, events, lab
 from .errors import PgdockError, UsageError
+from .progress import polled, step
 from .spec import Spec, parse
 
 Progress = Callable[[str], None]
@@ -44,6 +45,19 @@ def _target(to: str | None, latest: bool) -> str:
     return moment.astimezone(dt.UTC).isoformat()
 
 
+def _restored_bytes(container: str) -> Callable[[], int]:
+    """How far a restore has come: the bytes in the restoring node's data directory, where
+    barman-cloud-restore unpacks the base backup and WAL is then replayed (read with `du`, so no
+    estimate of the total: the backup in S3 is compressed)."""
+
+    def measure() -> int:
+        from . import docker
+
+        return int(docker.client().execute(container, ["du", "-sb", str(contract.PGDATA)]).split()[0])
+
+    return measure
+
+
 def restore(spec_path: Path, spec: Spec, *, to: str | None, latest: bool, name: str | None,
             timeout: float = 600, progress: Progress = print) -> Restored:
     target = _target(to, latest)
@@ -61,8 +75,9 @@ def restore(spec_path: Path, spec: Spec, *, to: str | None, latest: bool, name: 
     secrets = source.repo / "secrets" if in_lab else spec_path.parent / "secrets"
     restore_from = lab.RestoreFrom(server=spec.cluster, target=target, secrets=secrets,
                                    s3_container=source.s3_container)
-    progress(f"restoring {spec.cluster} ({target}) into the new lab cluster {name}")
-    restored, _ = lab.up(spec_path, restored_spec, restore=restore_from, timeout=timeout, progress=progress)
+    with step(progress, f"restoring {spec.cluster} ({target}) into the new lab cluster {name}") as advance, \
+            polled(_restored_bytes(contract.container(name, restored_spec.primary.name)), advance, every=3):
+        restored, _ = lab.up(spec_path, restored_spec, restore=restore_from, timeout=timeout, progress=progress)
     found = [e for e in events.collect(restored.running) if e["event"] == contract.EVENT_RESTORE]
     if not found or not found[-1]["success"]:
         raise PgdockError(f"the restore did not complete: {found[-1]['details'] if found else 'no restore event'}; "

@@ -6,6 +6,7 @@ It drives validation (`spec.load`), `pgdock-gen schema` (editor completion) and 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 NAME_PATTERN = "^[a-z][a-z0-9-]*$"
@@ -193,12 +194,25 @@ SCHEMA: dict[str, Any] = {
                         "ca_bundle": {"type": "string", "description": "CA file for self-signed stores"},
                     },
                 },
-                "schedule": {"type": "string", "default": "0 3 * * *", "description": "cron syntax"},
+                "schedule": {"type": "string", "default": "0 3 * * *",
+                             "description": "when base backups run (UTC): 5-field cron or @daily etc., "
+                                            "checked with croniter as the backup sidecar reads it"},
                 "retention_days": {"type": "integer", "minimum": 1, "maximum": 3650, "default": 7},
             },
         },
     },
 }
+
+
+SCHEMA_FILE = "cluster.schema.json"
+"""The schema's file in a cluster repo, beside cluster.yaml: the starter spec's first line
+(`# yaml-language-server: $schema=./cluster.schema.json`) points editors at it, offline and at the version
+that rendered the repo."""
+
+
+def document() -> str:
+    """The schema as a file: what `render` writes to SCHEMA_FILE and `pgdock-gen schema` prints."""
+    return json.dumps(SCHEMA, indent=2) + "\n"
 
 
 def allowed_keys(path: tuple[str | int, ...]) -> list[str]:

@@ -71,11 +71,28 @@ def environment() -> jinja2.Environment:
 
 
 def output_name(relative: Path) -> Path:
-    """The file name a template produces: drops `.j2`, turns `dot-x` into `.x`."""
-    name = relative.name.removesuffix(".j2")
-    if name.startswith("dot-"):
-        name = "." + name[4:]
-    return relative.with_name(name)
+    """The path a template produces: drops `.j2`, turns `dot-x` into `.x` in every part (`dot-github/` is
+    `.github/`: hidden files in the template tree would hide from packaging and from people)."""
+    parts = ["." + part[4:] if part.startswith("dot-") else part for part in relative.parts]
+    return Path(*parts[:-1], parts[-1].removesuffix(".j2"))
+
+
+def pgdock_version() -> str:
+    """The version of pgdock-gen doing the rendering: the installed distribution's, or in a source checkout
+    that was never installed (cookiecutter straight from a clone), the version its pyproject.toml declares."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("pgdock-gen")
+    except metadata.PackageNotFoundError:
+        import tomllib
+
+        pyproject = PACKAGE_DIR.parent / "pyproject.toml"
+        try:
+            return str(tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]["version"])
+        except (OSError, KeyError, tomllib.TOMLDecodeError):
+            raise PgdockError("cannot tell which pgdock-gen version this is (not installed, no pyproject.toml); "
+                              "install it with pip") from None
 
 
 def files_under(folder: Path) -> list[Path]:

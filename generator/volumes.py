@@ -57,6 +57,8 @@ def install_secrets(client: DockerClient, image: str, volume: str, bundle: dict[
 
 
 def deliver_secrets(client: DockerClient, spec: Spec, node: Node, secrets_dir: Path) -> None:
-    """The node's share of `secrets_dir` (credentials.node_bundle) into its secrets volume."""
-    install_secrets(client, images.names(spec).base, contract.volume(spec.cluster, node.name, "secrets"),
+    """The node's share of `secrets_dir` (credentials.node_bundle) into its secrets volume; `secrets_dir` is a
+    cluster repo's secrets/, so the helper container runs that repo's base image where the engine has it."""
+    install_secrets(client, images.helper_image(client, spec, secrets_dir.parent),
+                    contract.volume(spec.cluster, node.name, "secrets"),
                     credentials.node_bundle(spec, node, secrets_dir))

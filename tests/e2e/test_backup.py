@@ -185,3 +185,13 @@ def test_bad_s3_settings_give_clear_errors(bk: LabCluster) -> None:
                              "pgdock-backup", "now"], capture_output=True, text=True)
     assert result.returncode == 1
     assert "bucket 'no-such-bucket' does not exist" in result.stderr, result.stderr
+
+
+def test_backup_sidecars_turn_healthy(bk: LabCluster) -> None:
+    """Each data node's sidecar has a healthcheck (`pgdock-backup health`: the scheduler's heartbeat is fresh)."""
+    for node in bk.spec.nodes:
+        sidecar = contract.backup_container(bk.spec.cluster, node.name)
+        wait_until(lambda name=sidecar: docker.container.inspect(name).state.health.status == "healthy", 120,
+                   f"{sidecar} healthy")
+        probe = subprocess.run(["docker", "exec", sidecar, "pgdock-backup", "health"], capture_output=True, text=True)
+        assert probe.returncode == 0, probe.stderr

@@ -195,11 +195,12 @@ def test_paused_no_promotion_then_manual_failover_then_resume_and_rewind(day2: L
 
 @pytest.fixture
 def rebuilt_base(day2: LabCluster, tmp_path: Path) -> Iterator[tuple[str, str]]:
-    """The base image rebuilt with a visible change (a file naming this run): (token, image id). The tag is
-    shared by every lab on this engine, so the image it named before is tagged back afterwards."""
+    """The base image rebuilt under its tag with a visible change (a file naming this run), as `build --no-cache`
+    does for a new PostgreSQL minor release: (token, image id). Labs of the same base-image/ share the tag on
+    this engine, so the image it named before is tagged back afterwards."""
     from python_on_whales import docker
 
-    tag = images.names(day2.spec).base
+    tag = images.names(day2.lab.lab_spec, day2.lab.repo).base
     before = docker.image.inspect(tag).id
     token = uuid.uuid4().hex[:12]
     (tmp_path / "Dockerfile").write_text(f"FROM {tag}\nRUN echo {token} > /etc/pgdock-rolled\n"

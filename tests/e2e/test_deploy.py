@@ -109,9 +109,9 @@ def test_config_images_carry_no_secret(repo: Path) -> None:
     """Every layer a carrier adds on top of the base image is opened and searched for secrets."""
     loaded = spec.load(repo / "cluster.yaml")
     secrets = [p.read_text().strip() for p in (repo / "secrets" / "passwords").iterdir()]
-    base_layers = len(docker.image.inspect(images.names(loaded).base).root_fs.layers)
+    base_layers = len(docker.image.inspect(images.names(loaded, repo).base).root_fs.layers)
     for node in loaded.members:
-        tag = f"{images.names(loaded).config_repo(node)}:{images.config_version(repo, node)}"
+        tag = f"{images.names(loaded, repo).config_repo(node)}:{images.config_version(repo, node)}"
         with tarfile.open(fileobj=io.BytesIO(b"".join(docker.image.save(tag)))) as outer:
             own_layers = json.load(outer.extractfile("manifest.json"))[0]["Layers"][base_layers:]
             assert own_layers, f"{tag} adds no layer?"
@@ -134,9 +134,9 @@ def test_unknown_version_on_a_node_is_not_overwritten(repo: Path) -> None:
                             "time": "2026-01-01T00:00:00+00:00", "operator": "someone@elsewhere"})
     with pytest.raises(UsageError, match="someone@elsewhere"):
         deploy.plan(loaded, repo, node, version=None, force=False)
-    refused = pgdock(repo, "deploy", "--node", "d2")
+    refused = pgdock(repo, "deploy", "d2")
     assert refused.returncode == 2 and "pull their changes first" in refused.stderr
-    assert pgdock(repo, "deploy", "--node", "d2", "--force").returncode == 0
+    assert pgdock(repo, "deploy", "d2", "--force").returncode == 0
     assert json.loads(json.dumps(deploy.history(loaded, node)[-1]))["config"] != "cdeadbeef0000"
 
 
@@ -171,9 +171,9 @@ def test_a_second_deploy_waits_its_turn_and_a_dead_ones_lock_is_broken_with_forc
     --force breaks."""
     loaded = spec.load(repo / "cluster.yaml")
     edit_parameter(repo, "shared_buffers", "176MB")
-    first = deploy_in_background(repo, "--node", "d2", "--restart")
+    first = deploy_in_background(repo, "d2", "--restart")
     wait_until(lambda: lock_exists(loaded, "d2") or first.poll() is not None, 120, "the first deploy's lock")
-    second = pgdock(repo, "deploy", "--node", "d2")
+    second = pgdock(repo, "deploy", "d2")
     assert second.returncode == 2 and "another deploy holds its lock" in second.stderr, second.stderr
     assert lock.operator() in second.stderr and "Traceback" not in second.stderr
     out, err = first.communicate(timeout=600)
@@ -183,7 +183,7 @@ def test_a_second_deploy_waits_its_turn_and_a_dead_ones_lock_is_broken_with_forc
 
     before = current_config(loaded, "d2")
     edit_parameter(repo, "work_mem", "12MB")
-    killed = deploy_in_background(repo, "--node", "d2")
+    killed = deploy_in_background(repo, "d2")
     wait_until(lambda: lock_exists(loaded, "d2") or killed.poll() is not None, 120, "the deploy's lock")
     time.sleep(1.0)  # midway: config, secrets or the reload
     killed.kill()
@@ -191,9 +191,9 @@ def test_a_second_deploy_waits_its_turn_and_a_dead_ones_lock_is_broken_with_forc
     after = current_config(loaded, "d2")
     assert after["files"] == before["files"] and after["link"].startswith(f"{contract.CONFIG_VERSIONS}/")
     assert ("work_mem = '12MB'" in after["conf"]) or after == before  # the old version or the new, whole
-    refused = pgdock(repo, "deploy", "--node", "d2")
+    refused = pgdock(repo, "deploy", "d2")
     assert refused.returncode == 2 and "--force" in refused.stderr
-    forced = pgdock(repo, "deploy", "--node", "d2", "--force")
+    forced = pgdock(repo, "deploy", "d2", "--force")
     assert forced.returncode == 0, forced.stderr
     assert "breaking the deploy lock" in forced.stdout + forced.stderr and not lock_exists(loaded, "d2")
     assert sql(loaded, "d2", "SHOW work_mem") == "12MB"

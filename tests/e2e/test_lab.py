@@ -105,7 +105,8 @@ def outsider(lab3: LabCluster):
     name = f"{lab3.spec.cluster}-outsider"
     if docker.container.exists(name):
         docker.container.remove(name, force=True)
-    container = docker.run(images.names(lab3.spec).base, ["infinity"], entrypoint="sleep", name=name,
+    base = images.names(lab3.lab.lab_spec, lab3.lab.repo).base
+    container = docker.run(base, ["infinity"], entrypoint="sleep", name=name,
                            detach=True, networks=[lab3.lab.network], remove=True)
     docker.network.disconnect(lab3.lab.network, container)
     docker.network.connect(lab3.lab.network, container, ip=ip)

@@ -86,7 +86,8 @@ def fake_hetzner(lab2: LabCluster):
         "http.server.HTTPServer(('0.0.0.0', 8080), H).serve_forever()\n"
     )
     ip = lab2.lab.subnet.rsplit(".", 1)[0] + ".240"
-    container = docker.container.create(images.names(lab2.spec).base, ["-c", server], entrypoint="python3",
+    base = images.names(lab2.lab.lab_spec, lab2.lab.repo).base
+    container = docker.container.create(base, ["-c", server], entrypoint="python3",
                                         name=name, networks=[lab2.lab.network])
     docker.network.disconnect(lab2.lab.network, container)
     docker.network.connect(lab2.lab.network, container, ip=ip)

@@ -72,7 +72,7 @@ def test_contexts_say_which_node_is_unreachable_or_refused(repo: Path) -> None:
 def test_push_streams_images_to_the_other_engine_once(repo: Path) -> None:
     loaded = spec.load(repo / "cluster.yaml")
     remote = DockerClient(context="pgdock-test-r2")
-    base = images.names(loaded).base
+    base = images.names(loaded, repo).base
     assert not remote.image.exists(base), "the test host's engine should start empty"
     first = pgdock(repo, "push")
     assert first.returncode == 0, first.stderr
@@ -100,10 +100,10 @@ def test_a_config_change_reaches_the_remote_node_by_reload_and_rolls_back(repo: 
     loaded = spec.load(repo / "cluster.yaml")
     started = sql(loaded, "r2", "SELECT pg_postmaster_start_time()")
     edit_parameter(repo, "work_mem", "12MB")
-    result = pgdock(repo, "deploy", "--node", "r2")
+    result = pgdock(repo, "deploy", "r2")
     assert result.returncode == 0, result.stderr
     assert sql(loaded, "r2", "SHOW work_mem") == "12MB"
     assert sql(loaded, "r2", "SELECT pg_postmaster_start_time()") == started
     assert "v2" in pgdock(repo, "history", "r2").stdout
-    assert pgdock(repo, "deploy", "--node", "r2", "--version", "v1").returncode == 0
+    assert pgdock(repo, "deploy", "r2", "--version", "v1").returncode == 0
     assert sql(loaded, "r2", "SHOW work_mem") == "8MB"

@@ -83,8 +83,10 @@ def test_real_entry_points_run(tmp_path: Path) -> None:
     )
     assert ok.returncode == 0, ok.stderr
     assert "is valid" in ok.stdout
+    # the console script of the interpreter running the tests (PATH may reach another installation's)
+    script = Path(sys.executable).parent / "pgdock-gen"
     missing = subprocess.run(
-        ["pgdock-gen", "validate", "-f", tmp_path / "absent.yaml"],
+        [script if script.exists() else "pgdock-gen", "validate", "-f", tmp_path / "absent.yaml"],
         capture_output=True,
         text=True,
         env=env,
@@ -105,7 +107,7 @@ def test_init_writes_a_starter_spec_that_validates(run_cli, tmp_path: Path) -> N
     assert result.exit_code == 0, result.stderr
     assert path.is_file()
     text = path.read_text(encoding="utf-8")
-    assert text.startswith("# pgdock cluster spec")
+    assert text.startswith("# yaml-language-server: $schema=./cluster.schema.json\n# pgdock cluster spec")
     parsed = specs.parse(text, str(path))
     assert parsed.nodes
     assert run_cli("validate", "-f", path).exit_code == 0
@@ -120,7 +122,7 @@ def test_init_refuses_to_overwrite_without_force(run_cli, tmp_path: Path) -> Non
     assert path.read_text(encoding="utf-8") == "mine\n"
     forced = run_cli("init", "--force", path)
     assert forced.exit_code == 0, forced.stderr
-    assert path.read_text(encoding="utf-8").startswith("# pgdock cluster spec")
+    assert "# pgdock cluster spec" in path.read_text(encoding="utf-8").splitlines()[1]
 
 
 # ------------------------------------------------------------------ validate
@@ -410,6 +412,7 @@ class FakeEngine:
     def __init__(self, text: str) -> None:
         self.text = text
         self.volume = type("Volumes", (), {"exists": staticmethod(lambda name: True)})()
+        self.image = type("Images", (), {"list": staticmethod(lambda repo: [type("Image", (), {"created": 0, "repo_tags": [f"{repo}:pg{v}-0123456789ab" for v in (15, 17)]})])})()  # noqa: E501
 
     def execute(self, container: str, command: list[str], **_: object) -> str:
         return self.text
@@ -453,3 +456,141 @@ def test_readable_logs_still_show(run_cli, monkeypatch: pytest.MonkeyPatch, spec
     result = run_cli("events", "-f", spec_file, "--json")
     assert result.exit_code == 0, result.stderr
     assert len(result.stdout.splitlines()) == 3 and "standby_promote" in result.stdout
+
+
+class FakeStates:
+    """A Docker client per node whose `pgdock-agent state` answers from `states` (None: not running)."""
+
+    def __init__(self, states: dict[str, dict | None]) -> None:
+        self.states = states
+
+    def execute(self, container: str, command: list[str], **_: object) -> str:
+        from python_on_whales.exceptions import DockerException
+
+        state = self.states[container.rsplit("-", 1)[-1]]
+        if state is None:
+            raise DockerException(["docker", "exec"], 1)
+        return json.dumps(state)
+
+
+def agent(node: str, role: str, upstream: str | None = None, status: str = "running") -> dict:
+    return {"node": node, "role": role, "timeline": 1, "upstream": upstream, "lag_bytes": 0, "lag_seconds": 0.0,
+            "replicas": {}, "status": status, "repmgrd": role != "down", "registered": role != "down",
+            "archiving": None}
+
+
+@pytest.mark.parametrize(("states", "code", "state"), [
+    ({"n1": agent("n1", "primary"), "n2": agent("n2", "standby", "n1"), "w1": agent("w1", "witness")}, 0, "healthy"),
+    ({"n1": agent("n1", "primary"), "n2": agent("n2", "down", status="fenced: x"), "w1": agent("w1", "witness")},
+     3, "degraded"),
+    ({"n1": agent("n1", "primary"), "n2": agent("n2", "standby", "n1"), "w1": None}, 3, "degraded"),
+    ({"n1": None, "n2": agent("n2", "standby"), "w1": agent("w1", "witness")}, 4, "down"),
+], ids=["healthy", "fenced-standby", "witness-unreachable", "no-primary"])
+def test_status_exits_with_its_verdict(run_cli, monkeypatch: pytest.MonkeyPatch, spec_file: Path,
+                                       states: dict, code: int, state: str) -> None:
+    from pgdock_gen import docker
+
+    monkeypatch.setattr(docker, "client", lambda context=None: FakeStates(states))
+    result = run_cli("status", "-f", spec_file, "--json")
+    assert result.exit_code == code, result.stderr
+    doc = json.loads(result.stdout)
+    assert (doc["format"], doc["state"], doc["exit_code"]) == (1, state, code)
+    table = run_cli("status", "-f", spec_file)
+    assert table.exit_code == code and state in table.stdout
+
+
+def test_history_takes_node_positionally_or_by_the_hidden_alias(run_cli, monkeypatch: pytest.MonkeyPatch,
+                                                                 spec_file: Path) -> None:
+    from pgdock_gen import docker
+
+    monkeypatch.setattr(docker, "client", lambda context=None: FakeEngine(f"{GOOD_DEPLOY}\n"))
+    positional = run_cli("history", "-f", spec_file, "n1").stdout
+    assert positional == run_cli("history", "-f", spec_file, "--node", "n1").stdout
+    doc = json.loads(run_cli("history", "-f", spec_file, "n1", "--json").stdout)
+    assert doc["format"] == 1 and doc["node"] == "n1" and doc["deployments"][0]["operator"] == "me@here"
+    one_line_error(run_cli("history", "-f", spec_file, "n1", "--node", "n2"), 2, "two nodes given")
+    one_line_error(run_cli("history", "-f", spec_file), 2, "name the node")
+    assert "--node" not in run_cli("history", "--help").stdout
+
+
+@pytest.mark.parametrize("args", [(), ("n1", "--all"), ("--node", "n1", "--context", "n1")])
+def test_deploy_needs_exactly_one_way_to_choose_nodes(run_cli, spec_file: Path, args: tuple[str, ...]) -> None:
+    one_line_error(run_cli("deploy", "-f", spec_file, *args), 2, "exactly one of NODE, --context NAME or --all")
+
+
+def test_deploy_json_goes_with_dry_run(run_cli, spec_file: Path) -> None:
+    one_line_error(run_cli("deploy", "-f", spec_file, "n1", "--json"), 2, "--dry-run")
+
+
+def test_validate_json_of_a_valid_and_an_invalid_spec(run_cli, spec_file: Path, tmp_path: Path) -> None:
+    good = run_cli("validate", "-f", spec_file, "--json")
+    assert good.exit_code == 0, good.stderr
+    doc = json.loads(good.stdout)
+    assert doc["valid"] and doc["cluster"] == "shop" and doc["witness"] == "w1"
+    bad_spec = tmp_path / "bad.yaml"
+    bad_spec.write_text("cluster: shop\npostgres: {version: 17}\nnodes: []\n", encoding="utf-8")
+    bad = run_cli("validate", "-f", bad_spec, "--json")
+    assert bad.exit_code == 2 and "Traceback" not in bad.stderr
+    doc = json.loads(bad.stdout)
+    assert not doc["valid"] and doc["problems"] and all("bad.yaml" in p for p in doc["problems"])
+
+
+def test_node_arguments_complete_from_the_spec(spec_file: Path, tmp_path: Path) -> None:
+    from pgdock_gen.cli import _complete_contexts, _complete_nodes
+
+    def _ctx(params: dict) -> click.Context:
+        ctx = click.Context(cli)
+        ctx.params = params
+        return ctx
+
+    assert _complete_nodes(_ctx({"spec_path": spec_file}), None, "") == ["n1", "n2", "w1"]
+    assert _complete_nodes(_ctx({"spec_path": spec_file}), None, "n") == ["n1", "n2"]
+    assert _complete_nodes(_ctx({"spec_path": tmp_path / "missing.yaml"}), None, "") == []
+    assert _complete_nodes(_ctx({}), None, "") == []  # cluster.yaml of the working folder: none here
+    assert _complete_contexts(_ctx({"spec_path": spec_file}), None, "") == ["n1", "n2", "w1"]
+
+
+@pytest.mark.parametrize("words", [("psql", "n"), ("deploy", "n"), ("history", "n"), ("lab", "kill", "n"),
+                                   ("deploy", "--node", "n")])
+def test_shell_completion_through_click(run_cli, monkeypatch: pytest.MonkeyPatch, spec_file: Path,
+                                        words: tuple[str, ...]) -> None:
+    """What `_PGDOCK_GEN_COMPLETE=bash_source pgdock-gen` installs asks this: node names come back."""
+    *command, typed = words
+    path = 2 if command[0] == "lab" else 1  # -f belongs to the command, not to its group
+    line = ["pgdock-gen", *command[:path], "-f", str(spec_file), *command[path:], typed]
+    monkeypatch.setenv("_PGDOCK_GEN_COMPLETE", "bash_complete")
+    monkeypatch.setenv("COMP_WORDS", " ".join(line))
+    monkeypatch.setenv("COMP_CWORD", str(len(line) - 1))
+    result = run_cli()
+    assert result.exit_code == 0, result.stderr
+    assert result.stdout.split() == ["plain,n1", "plain,n2"]
+
+
+def test_status_that_cannot_look_exits_1(run_cli, monkeypatch: pytest.MonkeyPatch, spec_file: Path) -> None:
+    from pgdock_gen import docker
+    from pgdock_gen.errors import DockerError
+
+    def no_docker(context: str | None = None) -> None:
+        raise DockerError("the docker CLI is not installed; run scripts/setup.sh (or install docker-ce-cli)")
+
+    monkeypatch.setattr(docker, "client", no_docker)
+    one_line_error(run_cli("status", "-f", spec_file, "--json"), 1, "docker CLI is not installed")
+
+
+@pytest.mark.parametrize(("choose", "nodes"), [(("n2",), ["n2"]), (("--node", "n2"), ["n2"]),
+                                               (("--all",), ["n1", "n2", "w1"]), (("--context", "n1"), ["n1"])])
+def test_deploy_dry_run_json_plans_the_chosen_nodes(run_cli, monkeypatch: pytest.MonkeyPatch, spec_file: Path,
+                                                    choose: tuple[str, ...], nodes: list[str]) -> None:
+    from pgdock_gen import deploy
+
+    def plan(spec, repo, node, *, version, force):
+        return deploy.Plan(node, node.context, version or "v1", "abc", True, ["start the compose project"])
+
+    monkeypatch.setattr(deploy, "plan", plan)
+    result = run_cli("deploy", "-f", spec_file, *choose, "--dry-run", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["format"] == 1 and [n["node"] for n in doc["nodes"]] == nodes
+    assert doc["nodes"][0]["steps"] == ["start the compose project"]
+    text = run_cli("deploy", "-f", spec_file, *choose, "--dry-run")
+    assert text.stdout.startswith(f"{nodes[0]} (context {nodes[0]}), config v1:\n  - start the compose project")

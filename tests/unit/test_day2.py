@@ -3,13 +3,12 @@ its plan of steps, and the agent's side of pause and reinit (flag files, the pro
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from pgdock_gen import cluster, failover, maintenance, reinit, remove, restart
+from pgdock_gen import cluster, failover, maintenance, reinit, remove, reports, restart
 from pgdock_gen.cluster import NodeStatus
 from pgdock_gen.spec import parse
 
@@ -207,10 +206,10 @@ def test_pause_needs_one_member_that_answers() -> None:
 
 def test_status_shows_location_priority_and_paused() -> None:
     rows = primary_gone()
-    shown = json.loads(cluster.status_json(SPEC, rows))
+    shown = reports.status(SPEC, rows)
     assert shown["paused"] is True
     assert {"name": "n3", "location": "dc2", "priority": 80, "paused": True}.items() <= shown["nodes"][2].items()
-    assert json.loads(cluster.status_json(SPEC, healthy()))["paused"] is False
+    assert reports.status(SPEC, healthy())["paused"] is False
     assert "(paused" in cluster.status_table(SPEC, rows).title
     assert "paused" not in cluster.status_table(SPEC, healthy()).title
     assert [c.header for c in cluster.status_table(SPEC, rows).columns][2:4] == ["location", "priority"]

@@ -580,3 +580,22 @@ def test_rotate_needs_something_to_rotate(tmp_path: Path, shop_spec_text: str, r
     (tmp_path / "cluster.yaml").write_text(shop_spec_text)
     result = run_cli("rotate", "-f", tmp_path / "cluster.yaml")
     assert result.exit_code == 2 and "nothing to rotate" in result.stderr and "Traceback" not in result.stderr
+
+
+# ------------------------------------------------------------------ compose: logs and health
+
+
+def test_every_service_rotates_its_log_and_has_a_healthcheck(golden_repo: Path) -> None:
+    import yaml
+
+    from pgdock_gen import contract
+
+    services = 0
+    for compose in sorted((golden_repo / "nodes").glob("*/compose.yaml")):
+        for name, service in yaml.safe_load(compose.read_text(encoding="utf-8"))["services"].items():
+            services += 1
+            assert service["logging"] == {"driver": contract.LOG_DRIVER, "options": contract.LOG_OPTIONS}, name
+            assert service["healthcheck"]["test"][0] == "CMD", name
+            if name == "backup":
+                assert service["healthcheck"]["test"] == ["CMD", "pgdock-backup", "health"]
+    assert services == 4 + 3  # every member's postgres, every data node's backup sidecar

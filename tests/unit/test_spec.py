@@ -319,23 +319,28 @@ def test_bad_replication_mode() -> None:
     assert "async, sync" in match["message"]
 
 
-# ------------------------------------------------------------------ cron
+# ------------------------------------------------------------------ cron (croniter decides, as in the sidecar)
 
 
 @pytest.mark.parametrize(
     "schedule, why",
     [
         ("0 3 * *", "needs 5 fields"),
-        ("0 3 * * * *", "needs 5 fields"),
-        ("61 * * * *", "minute field '61'"),
-        ("0 24 * * *", "hour field '24'"),
-        ("0 0 0 * *", "day of month field '0'"),
-        ("0 0 * 13 *", "month field '13'"),
-        ("0 0 * * 8", "day of week field '8'"),
-        ("0 5-3 * * *", "runs backwards"),
-        ("*/0 * * * *", "step '0' must be a positive number"),
-        ("0 3 * * xyz", "day of week field 'xyz'"),
+        ("0 3 * * * *", "needs 5 fields"),  # croniter would read a sixth field as seconds
         ("@reboot", "needs 5 fields"),
+        ("", "needs 5 fields"),
+        ("61 * * * *", "croniter refuses minute field '61'"),
+        ("0 24 * * *", "croniter refuses hour field '24'"),
+        ("0 0 0 * *", "croniter refuses day of month field '0'"),
+        ("0 0 * 13 *", "croniter refuses month field '13'"),
+        ("0 0 * * 8", "croniter refuses day of week field '8'"),
+        ("0 5-3 * * *", "croniter refuses hour field '5-3'"),
+        ("*/0 * * * *", "croniter refuses minute field '*/0'"),
+        ("0 3 * * xyz", "croniter refuses day of week field 'xyz'"),
+        ("H 3 * * *", "croniter refuses minute field 'H'"),
+        ("0 3 31 2 *", "never comes due"),
+        ("0 3 30 2 *", "never comes due"),
+        ("0 3 31 4,6,9,11 *", "never comes due"),
     ],
 )
 def test_bad_cron_expressions(schedule: str, why: str) -> None:
@@ -357,12 +362,25 @@ def test_bad_cron_expressions(schedule: str, why: str) -> None:
         "0 0 1 jan,jul *",
         "5,35 1-5/2 * * 0",
         "0 0 * * 7",
+        "0 0 29 2 *",  # leap days come round
+        "0 3 L * *",
+        "0 3 * * 1#2",
     ],
 )
 def test_good_cron_expressions(schedule: str) -> None:
     spec = parse(with_schedule(schedule))
     assert spec.backup is not None
     assert spec.backup.schedule == schedule
+
+
+def test_bad_cron_expression_on_the_command_line(run_cli, tmp_path) -> None:
+    path = tmp_path / "cluster.yaml"
+    path.write_text(with_schedule("0 3 31 2 *"), encoding="utf-8")
+    result = run_cli("validate", "-f", path)
+    assert result.exit_code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "backup.schedule" in lines[0] and "never comes due" in lines[0], result.stderr
+    assert "Traceback" not in result.stderr
 
 
 # ------------------------------------------------------------------ priorities and ids
