@@ -1,11 +1,11 @@
-"""Image sizes and build times: base image, config carrier, cold/warm base build, Debian bootstrap.
+"""Image sizes, apt consistency and build times: base image, config carrier, cold/warm base build, bootstrap.
 
     python bench/images.py [--skip-cold] [--skip-bootstrap]
 
 Only bench-only tags are created and removed (pgdock/base-bench:pg17, pgdock/debian-bench:trixie,
-pgdock/benchcarrier-n1-config:*); this checkout's pgdock/base:pg17-<hash>, pgdock/backup:pg17-<hash>
-(build them first: `pgdock-gen lab up` or `build`) and pgdock/debian:trixie are only read, never rebuilt,
-retagged or removed: the e2e tests use them.
+pgdock/benchcarrier-n1-config:*, pgdock/base-derived-bench:pg17); this checkout's pgdock/base:pg17-<hash>,
+pgdock/backup:pg17-<hash> (build them first: `pgdock-gen lab up` or `build`) and pgdock/debian:trixie are only
+read, never rebuilt, retagged or removed: the e2e tests use them.
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ def _current_tags() -> tuple[str, str]:
 
 (BASE, BACKUP), DEBIAN = _current_tags(), "pgdock/debian:trixie"
 BENCH_BASE, BENCH_DEBIAN = "pgdock/base-bench:pg17", "pgdock/debian-bench:trixie"
+DERIVED = "pgdock/base-derived-bench:pg17"
+DERIVED_PACKAGE = "jq"  # small, and not in the base image
+BASE_TARGET = 160e6  # issue 11, item 5
+BEFORE = ("254 MB (2026-11-25, and the same rebuilt on 2026-12-02) when LLVM, z3 and perl were purged with "
+          "--force-depends: apt-get check then failed with 6 unmet dependencies (perl, libllvm19)")
 PROTECTED = {BASE, BACKUP, DEBIAN}
 # Published figures, for comparison only (not measured here).
 OFFICIAL_POSTGRES_17 = 430e6  # postgres:17 (Debian), uncompressed, ~430 MB
@@ -55,12 +60,64 @@ def slim_leftovers(image: str) -> int:
     return int(out.splitlines()[-1].split()[0]) * 1024 if out else -1
 
 
-def unpurged(image: str) -> str:
-    """Packages base-image/Dockerfile means to purge (LLVM, z3) that are still installed, with sizes."""
+def left_out(image: str) -> str:
+    """Packages base-image/Dockerfile stands in for with stubs (LLVM, z3, perl, systemd) that are installed."""
     out = sh("docker", "run", "--rm", "--entrypoint", "dpkg-query", image, "-W",
-             "-f", "${db:Status-Abbrev}${Package} ${Installed-Size}\n", "libllvm*", "libz3-*", check=False)
+             "-f", "${db:Status-Abbrev}${Package} ${Installed-Size}\n", "libllvm*", "libz3-*", "perl",
+             "perl-modules-*", "libperl5*", "systemd", check=False)
     rows = [line.split()[1:] for line in out.splitlines() if line.startswith("ii")]
     return ", ".join(f"{name} ({int(kib) / 1e3:.0f} MB)" for name, kib in rows) or "none"
+
+
+WHERE = {"ICU": "/usr/lib/*/libicu*", "Python (with .pyc)": "/usr/lib/python3* /usr/bin/python3*",
+         "PostgreSQL": "/usr/lib/postgresql /usr/share/postgresql", "perl-base": "/usr/lib/*/perl-base /usr/bin/perl"}
+
+
+def where_the_bytes_are(image: str) -> str:
+    """du of the biggest parts the image needs, to show what a size target is up against."""
+    parts = []
+    for what, paths in WHERE.items():
+        out = sh("docker", "run", "--rm", "--entrypoint", "sh", image, "-c", f"du -sck {paths} | tail -n1",
+                 check=False)
+        parts.append(f"{what} {int(out.split()[0]) / 1e3:.0f} MB" if out else f"{what} ?")
+    return ", ".join(parts)
+
+
+def apt_consistency(image: str) -> tuple[int, str]:
+    """(problems, notes): dpkg --audit's lines plus the unmet dependencies apt-get check lists."""
+    audit = subprocess.run(["docker", "run", "--rm", "--entrypoint", "dpkg", image, "--audit"],
+                           capture_output=True, text=True)
+    check = subprocess.run(["docker", "run", "--rm", "--entrypoint", "apt-get", image, "check", "-q"],
+                           capture_output=True, text=True)
+    audit_lines = [line for line in (audit.stdout + audit.stderr).splitlines() if line.strip()]
+    unmet = [line.strip() for line in check.stdout.splitlines() if "Depends:" in line]
+    if check.returncode != 0 and not unmet:
+        unmet = [check.stderr.strip() or f"exit {check.returncode}"]
+    notes = (f"dpkg --audit: exit {audit.returncode}, "
+             + (f"{len(audit_lines)} lines ({'; '.join(audit_lines[:3])})" if audit_lines else "no output")
+             + f"; apt-get check: exit {check.returncode}"
+             + (f", unmet: {'; '.join(unmet[:4])}" if unmet else ""))
+    return len(audit_lines) + len(unmet) + (check.returncode != 0 and not unmet), notes
+
+
+def derived_install(image: str) -> tuple[bool, float, str]:
+    """Builds FROM `image` a layer that apt-get installs one small package, with no `apt-get -f install`."""
+    with tempfile.TemporaryDirectory(prefix="pgdock-bench-") as tmp:
+        Path(tmp, "Dockerfile").write_text(
+            f"FROM {image}\nRUN apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "
+            f"--no-install-recommends {DERIVED_PACKAGE} && {DERIVED_PACKAGE} --version \\\n"
+            " && apt-get clean && rm -rf /var/lib/apt/lists/*\n")
+        start = time.perf_counter()
+        result = subprocess.run(["docker", "buildx", "build", "--load", "--no-cache", "-t", DERIVED, tmp],
+                                capture_output=True, text=True)
+        took = time.perf_counter() - start
+    try:
+        if result.returncode != 0:
+            return False, took, " / ".join(result.stderr.strip().splitlines()[-3:])
+        added = inspect(DERIVED)["Size"] - inspect(image)["Size"]
+        return True, took, f"{DERIVED_PACKAGE} installed, adding {added / 1e6:.1f} MB (apt's lists removed after)"
+    finally:
+        remove_tag(DERIVED)
 
 
 def remove_tag(tag: str) -> None:
@@ -109,13 +166,22 @@ def main() -> None:
     base = inspect(BASE)
     debian_size, debian_left = inspect(DEBIAN)["Size"], slim_leftovers(DEBIAN)
     metrics = [
-        metric("base image size (pgdock/base:pg17)", base["Size"], "bytes", "≤ 300 MB", base["Size"] <= 300e6,
+        metric("base image size (pgdock/base:pg17)", base["Size"], "bytes", "≤ 160 MB",
+               base["Size"] <= BASE_TARGET,
                f"docker image inspect Size; of which Debian base {debian_size / 1e6:.0f} MB "
-               f"({debian_left / 1e6:.0f} MB of it docs/man/locales); still installed of what the Dockerfile "
-               f"purges: {unpurged(BASE)}; "
-               f"published: postgres:17 ~{OFFICIAL_POSTGRES_17 / 1e6:.0f} MB, "
+               f"({debian_left / 1e6:.0f} MB of it docs/man/locales); needed parts: {where_the_bytes_are(BASE)}; "
+               f"installed of what the Dockerfile stands in for with stub packages: {left_out(BASE)}; "
+               f"was {BEFORE}; published: postgres:17 ~{OFFICIAL_POSTGRES_17 / 1e6:.0f} MB, "
                f"CloudNativePG minimal {CNPG_MINIMAL / 1e6:.0f} MB"),
     ]
+    problems, consistency = apt_consistency(BASE)
+    metrics.append(metric("base image: dpkg --audit + apt-get check problems", problems, "", "0", problems == 0,
+                          consistency))
+    installed, took, how = derived_install(BASE)
+    metrics.append(metric(f"derived image: apt-get update + install {DERIVED_PACKAGE}, no `-f`", took, "s",
+                          "installs", installed,
+                          f"docker build FROM pgdock/base:pg17, --no-cache, apt from the Debian mirror; one run; "
+                          f"{'ok' if installed else 'FAILED'}: {how}"))
     base_layers = layers(BASE)
 
     carrier, base_size, own = carrier_own_size()

@@ -150,6 +150,30 @@ def test_debian_base_can_be_bootstrapped_without_a_registry() -> None:
             docker.image.remove(tag, force=True)
 
 
+BASE_IMAGE_MAX = 245e6
+"""238 MB on trixie / PostgreSQL 17 (2026-12-02): LLVM (127 MB) or perl's modules (49 MB) coming back
+would break it, and so would anything else over 7 MB. Issue 11's 160 MB is not reached; see bench/images.py."""
+
+
+def test_base_image_is_lean_and_dpkg_and_apt_agree_with_it(lab3: LabCluster) -> None:
+    """Issue 11, item 5: nothing is removed behind dpkg's back, so dpkg's database is consistent, apt
+    sees no unmet dependency, and `apt-get install` in a derived image needs no `apt-get -f install`."""
+    base = images.names(lab3.lab.lab_spec, lab3.lab.repo).base
+    size = docker.image.inspect(base).size
+    assert size <= BASE_IMAGE_MAX, f"{base} is {size / 1e6:.0f} MB"
+    audit = subprocess.run(["docker", "run", "--rm", "--entrypoint", "dpkg", base, "--audit"],
+                           capture_output=True, text=True)
+    assert audit.returncode == 0 and not audit.stdout.strip() and not audit.stderr.strip(), audit
+    check = subprocess.run(["docker", "run", "--rm", "--entrypoint", "apt-get", base, "check", "-q"],
+                           capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    install = subprocess.run(["docker", "run", "--rm", "--entrypoint", "sh", base, "-c",
+                              "apt-get update -qq && DEBIAN_FRONTEND=noninteractive "
+                              "apt-get install -y -qq --no-install-recommends jq >/dev/null && jq --version"],
+                             capture_output=True, text=True)
+    assert install.returncode == 0 and install.stdout.startswith("jq-"), install.stdout + install.stderr
+
+
 def test_cluster_roles_from_a_stranger_are_refused_before_a_password(lab3: LabCluster, outsider) -> None:
     """Issue 10, row 4: postgres and replicator log in only from members; anyone else is turned away by
     pg_hba before a password is even asked (so there is nothing to guess)."""
