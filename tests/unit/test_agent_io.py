@@ -312,3 +312,31 @@ def test_only_a_postmaster_saying_it_starts_or_stops_is_contact_without_an_answe
 
     assert peers.reachable_but_not_ready(psycopg.OperationalError(error)) is alive
     assert not peers.reachable_but_not_ready(OSError(error))
+
+
+def test_a_restarted_container_drops_lock_files_whose_pid_another_process_holds(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A killed primary's container, started again: the socket lock in its writable layer named PID 29,
+    which the new container had given to another process, and PostgreSQL refused to start ("lock file
+    already exists"); the rejoin then failed (seen in the backup e2e). A lock whose PID is a live postgres
+    stays: that PostgreSQL runs."""
+    from pgdock_agent import postgres
+
+    proc, run, data = tmp_path / "proc", tmp_path / "run", tmp_path / "data"
+    for pid, comm in ((29, "pgdock-agent"), (41, "postgres")):
+        (proc / str(pid)).mkdir(parents=True)
+        (proc / str(pid) / "comm").write_text(f"{comm}\n")
+    run.mkdir()
+    data.mkdir()
+    monkeypatch.setattr(postgres, "PROC", proc)
+    monkeypatch.setattr(postgres, "SOCKET_DIR", run)
+    monkeypatch.setattr(postgres, "PGDATA", data)
+    reused = run / ".s.PGSQL.5432.lock"
+    reused.write_text("29\n/var/lib/pgdock/data\n")
+    live = run / ".s.PGSQL.5433.lock"
+    live.write_text("41\n/var/lib/pgdock/data\n")
+    gone = data / "postmaster.pid"
+    gone.write_text("77\n/var/lib/pgdock/data\n")
+    assert sorted(postgres.clear_stale_locks()) == sorted([reused, gone])
+    assert live.exists() and not reused.exists() and not gone.exists()
+    assert postgres.clear_stale_locks() == []

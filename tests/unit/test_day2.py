@@ -227,6 +227,7 @@ def node_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(postgres, "PAUSED", tmp_path / "paused")
     monkeypatch.setattr(postgres, "REPMGRD_STATE", tmp_path / "data" / "pg_stat" / "repmgrd_state.txt")
     monkeypatch.setattr(postgres, "PGDATA", tmp_path / "data")
+    monkeypatch.setattr(postgres, "SOCKET_DIR", tmp_path / "run")
     monkeypatch.setattr(supervisor, "REINIT", tmp_path / "reinit")
     return tmp_path
 

@@ -24,6 +24,8 @@ LOG_FIFO = RUN / "postgres.log"
 PG_HELD = RUN / "postgres.held"
 """Present while someone (repmgr, an operator) stopped PostgreSQL on purpose: do not restart it."""
 PAUSED = Path(contract.PAUSED)
+SOCKET_DIR = Path(contract.SOCKET_DIR)
+PROC = Path("/proc")
 REPMGRD_STATE = Path(contract.REPMGRD_STATE_FILE)
 LOCAL_COMMIT = "-c synchronous_commit=local"
 """For the agent's own writes: they never wait for a synchronous standby."""
@@ -167,6 +169,28 @@ def write_pgdata_conf() -> None:
     from .files import write_owned
 
     write_owned(PGDATA / "postgresql.conf", f"include '{contract.CONFIG / 'postgresql.conf'}'\n", 0o600)
+
+
+def clear_stale_locks() -> list[Path]:
+    """Removes lock files a killed PostgreSQL left whose PID now belongs to another process; returns them.
+
+    The data volume and the container's writable layer (the socket directory) survive a kill and a
+    `docker start`, but PIDs start again from 1: PostgreSQL refuses to start while the PID in a lock file
+    is alive ("lock file ... already exists"), whatever process holds it now. Run when the container
+    starts, where no PostgreSQL of this container runs yet; a lock naming a live postgres stays."""
+    removed = []
+    for lock in [PGDATA / "postmaster.pid", *SOCKET_DIR.glob(".s.PGSQL.*.lock")]:
+        try:
+            pid = int(lock.read_text(encoding="utf-8").split("\n", 1)[0])
+            name = (PROC / str(pid) / "comm").read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            name = None  # the lock, or the process, is gone
+        except (OSError, ValueError):
+            continue
+        if name != "postgres" and lock.exists():
+            lock.unlink()
+            removed.append(lock)
+    return removed
 
 
 def empty_pgdata() -> None:

@@ -314,7 +314,10 @@ class Supervisor:
     def prepare_start(self) -> None:
         """Before PostgreSQL starts in this container: an operator's reinit empties the data directory (the
         first step then clones; REINIT stays until the clone is done, so an interrupted one is redone), and
-        without maintenance mode repmgr's own pause record goes (a `resume` may have missed this node)."""
+        without maintenance mode repmgr's own pause record goes (a `resume` may have missed this node); lock
+        files of a killed PostgreSQL whose PIDs other processes hold now go too (PostgreSQL would not start)."""
+        for lock in postgres.clear_stale_locks():
+            log(f"removed {lock}: left by a PostgreSQL that was killed; its PID is another process's now")
         if REINIT.exists():
             log(f"reinit: emptying {postgres.PGDATA}; the node clones again from the primary")
             postgres.empty_pgdata()
