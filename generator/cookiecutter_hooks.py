@@ -17,7 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-RENDER_NEEDS = {"jinja2": "jinja2", "yaml": "pyyaml", "jsonschema": "jsonschema", "cryptography": "cryptography"}
+RENDER_NEEDS = {"jinja2": "jinja2", "yaml": "pyyaml", "jsonschema": "jsonschema", "cryptography": "cryptography",
+                "croniter": "croniter"}
 """Import name -> distribution, for every package `render` imports (click comes with cookiecutter)."""
 
 _NAME = re.compile(r"[a-z][a-z0-9-]*\Z")

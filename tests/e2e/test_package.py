@@ -98,7 +98,7 @@ def test_cookiecutter_alone_names_what_the_template_needs(cookiecutter_only: Pat
         result = _run(cookiecutter_only / "cookiecutter", "--no-input", "-o", tmp_path / "out", REPO_ROOT, *answers,
                       home=tmp_path)
         assert result.returncode != 0
-        assert "pgdock: the template needs the Python packages jsonschema, cryptography" in result.stderr
+        assert "pgdock: the template needs the Python packages jsonschema, cryptography, croniter" in result.stderr
         assert "Traceback" not in result.stderr + result.stdout
         assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []
 
@@ -107,7 +107,7 @@ def test_cookiecutter_alone_names_what_the_template_needs(cookiecutter_only: Pat
 def cookiecutter_ready(cookiecutter_only: Path) -> Iterator[Path]:
     """The same venv once the user installed what the message named."""
     subprocess.run([str(cookiecutter_only / "pip"), "install", "-q", "--disable-pip-version-check",
-                    "jsonschema", "cryptography"], check=True)
+                    "jsonschema", "cryptography", "croniter"], check=True)
     yield cookiecutter_only
 
 

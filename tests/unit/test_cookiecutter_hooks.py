@@ -89,3 +89,28 @@ def test_hooks_load_the_checkouts_renderer_not_the_installed_one(tmp_path: Path)
     result = subprocess.run([sys.executable, "-c", code, str(REPO_ROOT / "hooks"), str(checkout)],
                             capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["checkout", str(checkout / "generator" / "cookiecutter_hooks.py")]
+
+
+def test_render_needs_names_every_package_the_renderers_modules_import() -> None:
+    """The pre-prompt check must know each package render's modules import when loaded (croniter was missed
+    once: cookiecutter alone then ended in a traceback). Imports inside functions run lazily and are listed
+    by hand; the end-to-end package test runs the template in a venv with only cookiecutter."""
+    import ast
+    import importlib.util
+
+    from pgdock_gen.cookiecutter_hooks import RENDER_NEEDS
+
+    code = ("import sys; from pgdock_gen import render, spec, template; "
+            "print(' '.join(m for m in sys.modules if m.startswith('pgdock_gen.')))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    imported: set[str] = set()
+    for name in loaded:
+        origin = importlib.util.find_spec(name).origin
+        for node in ast.parse(Path(origin).read_text(encoding="utf-8")).body:
+            if isinstance(node, ast.Import):
+                imported |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                imported.add(node.module.split(".")[0])
+    third_party = imported - set(sys.stdlib_module_names) - {"pgdock_gen", "__future__"}
+    assert third_party <= set(RENDER_NEEDS) | {"click"}, "click comes with cookiecutter; add the rest"
+    assert "croniter" in third_party
