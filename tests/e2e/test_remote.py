@@ -9,6 +9,7 @@ engine at the network's gateway address, so the cluster spans two engines.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -107,3 +108,25 @@ def test_a_config_change_reaches_the_remote_node_by_reload_and_rolls_back(repo: 
     assert "v2" in pgdock(repo, "history", "r2").stdout
     assert pgdock(repo, "deploy", "r2", "--version", "v1").returncode == 0
     assert sql(loaded, "r2", "SHOW work_mem") == "8MB"
+
+
+def test_day2_pause_resume_and_restart_through_the_contexts(repo: Path) -> None:
+    """Issue 12 on servers: pause and resume reach both engines, and `restart` recreates the remote standby's
+    container on its own engine (a new container, a new postmaster), the cluster healthy afterwards."""
+    loaded = spec.load(repo / "cluster.yaml")
+    assert pgdock(repo, "pause").returncode == 0
+    paused = json.loads(pgdock(repo, "status", "--json").stdout)
+    assert paused["paused"] is True and all(n["paused"] for n in paused["nodes"]), paused
+    assert pgdock(repo, "resume").returncode == 0
+    resumed = json.loads(pgdock(repo, "status", "--json").stdout)
+    assert resumed["paused"] is False and resumed["state"] == "healthy", resumed
+
+    target = cluster.Running(loaded, False).target("r2")
+    container = target.client.container.inspect(target.container).id
+    started = sql(loaded, "r2", "SELECT pg_postmaster_start_time()")
+    result = pgdock(repo, "restart", "r2", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert target.client.container.inspect(target.container).id != container
+    assert sql(loaded, "r2", "SELECT pg_postmaster_start_time()") != started
+    rows = {r.name: r for r in cluster.Running(loaded, False).status()}
+    assert rows["r1"].role == "primary" and rows["r2"].role == "standby" and rows["r2"].upstream == "r1", rows
