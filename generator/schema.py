@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .contract import COMPRESSION_FLAGS, DEFAULT_BACKUP_JOBS, DEFAULT_COMPRESSION
+
 NAME_PATTERN = "^[a-z][a-z0-9-]*$"
 SUPPORTED_PG_VERSIONS = (15, 17)
 """Majors Debian ships with repmgr: bookworm has 15, trixie has 17 (see base-image/)."""
@@ -198,6 +200,12 @@ SCHEMA: dict[str, Any] = {
                              "description": "when base backups run (UTC): 5-field cron or @daily etc., "
                                             "checked with croniter as the backup sidecar reads it"},
                 "retention_days": {"type": "integer", "minimum": 1, "maximum": 3650, "default": 7},
+                "compression": {"enum": list(COMPRESSION_FLAGS), "default": DEFAULT_COMPRESSION,
+                                "description": "of base backups and WAL in S3: snappy is fast (a backup runs at "
+                                               "the disk's speed), gzip and bzip2 store less"},
+                "jobs": {"type": "integer", "minimum": 1, "maximum": 32, "default": DEFAULT_BACKUP_JOBS,
+                         "description": "parallel uploads of a base backup, WAL files archived at once and WAL "
+                                        "files a restore fetches ahead"},
             },
         },
     },

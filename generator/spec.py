@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from .contract import DEFAULT_BACKUP_JOBS, DEFAULT_COMPRESSION
 from .cron import cron_problem
 from .errors import SpecError
 from .schema import DEFAULT_DETECTION_SECONDS, DEFAULT_MAX_WAL_KEEP, DEFAULT_SHM_SIZE, SCHEMA, allowed_keys
@@ -123,6 +124,8 @@ class Backup:
     s3: S3
     schedule: str
     retention_days: int
+    compression: str
+    jobs: int
 
 
 @dataclass(frozen=True)
@@ -469,6 +472,8 @@ def _build(data: dict[str, Any]) -> Spec:
             ),
             schedule=backup.get("schedule", "0 3 * * *"),
             retention_days=backup.get("retention_days", 7),
+            compression=backup.get("compression", DEFAULT_COMPRESSION),
+            jobs=backup.get("jobs", DEFAULT_BACKUP_JOBS),
         ) if backup else None,
         raw=data,
     )

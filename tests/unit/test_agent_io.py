@@ -200,11 +200,9 @@ def test_a_restore_quotes_its_command_for_the_shell_and_its_settings_for_postgre
 
     from pgdock_agent import bootstrap
 
-    monkeypatch.setenv(contract.ENV_S3_ENDPOINT, "https://h/$(id)")
     settings = bootstrap.recovery_settings("s3://b/x';touch /tmp/pwned;#", "shop", "2026-11-25T17:03:00+00:00")
     assert shlex.split(settings["restore_command"]) == [
-        "barman-cloud-wal-restore", "--cloud-provider", "aws-s3", "--endpoint-url", "https://h/$(id)",
-        "s3://b/x';touch /tmp/pwned;#", "shop", "%f", "%p"]
+        contract.AGENT, "restore-wal", "s3://b/x';touch /tmp/pwned;#", "shop", "%f", "%p"]
     assert settings["recovery_target_time"] == "2026-11-25T17:03:00+00:00"
     line = contract.conf_string(settings["restore_command"])
     unquoted = re.sub(r"''|\\(.)", lambda m: "'" if m.group(0) == "''" else m.group(1), line[1:-1])
@@ -241,37 +239,79 @@ def test_a_stale_pid_file_is_not_a_running_postgres(monkeypatch: pytest.MonkeyPa
 
 @pytest.fixture
 def wal_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A data directory with a pg_wal, a bound of 1 MB, a fake barman-cloud-wal-archive on PATH that
-    fails while `s3-down` exists, and the event log in tmp."""
-    from pgdock_agent import archive
+    """A data directory with a pg_wal, a bound of 1 MB, batches of 3, a store (cloudwal.push: barman-cloud
+    itself runs in the e2e) that records what it stored and fails while `s3-down` exists, and the event
+    log in tmp."""
+    from pgdock_agent import archive, cloudwal
 
     pg_wal = tmp_path / "data" / "pg_wal"
-    pg_wal.mkdir(parents=True)
-    tools = tmp_path / "bin"
-    tools.mkdir()
-    fake = tools / "barman-cloud-wal-archive"
-    fake.write_text(f"#!/bin/sh\n[ -e {tmp_path}/s3-down ] && {{ echo 'cannot reach S3' >&2; exit 2; }}\n"
-                    f"echo \"$@\" >> {tmp_path}/stored\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", f"{tools}:{__import__('os').environ['PATH']}")
+    (pg_wal / "archive_status").mkdir(parents=True)
+
+    def push(paths: list[str]) -> dict[str, str | None]:
+        if (tmp_path / "s3-down").exists():
+            return dict.fromkeys(paths, "cannot reach the S3 endpoint")
+        with (tmp_path / "stored").open("a") as stored:
+            stored.writelines(f"{p}\n" for p in paths)
+        return dict.fromkeys(paths)
+
+    monkeypatch.setattr(cloudwal, "push", push)
     monkeypatch.setattr(contract, "PGDATA", tmp_path / "data")
     monkeypatch.setattr(contract, "ARCHIVE_GAP", tmp_path / "archive-gap.json")
+    monkeypatch.setattr(archive, "SPOOL", tmp_path / "archive-spool")
     monkeypatch.setattr(events, "EVENTS", tmp_path / "events.jsonl")
     monkeypatch.setattr(events, "HOOKS", [])
     monkeypatch.setattr(archive, "log", lambda message: None)
     for name, value in ((contract.ENV_MAX_WAL_KEEP_MB, "1"), (contract.ENV_BACKUP_URL, "s3://b/p"),
-                        (contract.ENV_CLUSTER, "c"), (contract.ENV_S3_ENDPOINT, "http://s3:9000")):
+                        (contract.ENV_CLUSTER, "c"), (contract.ENV_BACKUP_JOBS, "3")):
         monkeypatch.setenv(name, value)
     return tmp_path
 
 
-def test_archive_stores_with_an_argument_list(wal_node: Path) -> None:
+def ready(wal_node: Path, *names: str) -> None:
+    """What PostgreSQL does when a WAL file is complete: the file, and its .ready in archive_status."""
+    pg_wal = wal_node / "data" / "pg_wal"
+    for name in names:
+        (pg_wal / name).write_bytes(b"\0" * 1000)
+        (pg_wal / "archive_status" / f"{name}.ready").touch()
+
+
+def archived(wal_node: Path, name: str) -> None:
+    """What PostgreSQL does after archive_command said 0."""
+    status = wal_node / "data" / "pg_wal" / "archive_status"
+    (status / f"{name}.ready").rename(status / f"{name}.done")
+
+
+def test_archive_stores_a_batch_and_answers_the_rest_from_markers(wal_node: Path) -> None:
+    """One store call takes the asked file and the next ready ones (up to backup.jobs); PostgreSQL's next
+    calls are answered from the markers without storing again, and each marker answers once."""
     from pgdock_agent import archive
 
-    assert archive.archive("pg_wal/000000010000000000000001") == 0
-    assert (wal_node / "stored").read_text().split() == [
-        "--cloud-provider", "aws-s3", "--endpoint-url", "http://s3:9000", "--gzip", "s3://b/p", "c",
-        "pg_wal/000000010000000000000001"]
+    segments = [f"0000000100000000000000{n:02X}" for n in range(1, 6)]
+    ready(wal_node, *segments)
+    assert archive.archive(f"pg_wal/{segments[0]}") == 0
+    assert (wal_node / "stored").read_text().split() == [f"pg_wal/{s}" for s in segments[:3]]
+    archived(wal_node, segments[0])
+    for seg in segments[1:3]:
+        assert archive.archive(f"pg_wal/{seg}") == 0
+        archived(wal_node, seg)
+    assert len((wal_node / "stored").read_text().split()) == 3
+    assert archive.archive(f"pg_wal/{segments[3]}") == 0
+    assert (wal_node / "stored").read_text().split()[3:] == [f"pg_wal/{s}" for s in segments[3:]]
+    assert sorted(m.name for m in (wal_node / "archive-spool").iterdir()) == [segments[4]]
+
+
+def test_a_failed_batch_leaves_no_marker_and_stale_markers_go(wal_node: Path) -> None:
+    """Nothing is reported stored that S3 did not accept; a marker whose file PostgreSQL no longer waits
+    for (a restart re-queued nothing) is dropped by the next batch instead of answering for a later file."""
+    from pgdock_agent import archive
+
+    (wal_node / "s3-down").touch()
+    ready(wal_node, "000000010000000000000001", "000000010000000000000002")
+    (wal_node / "archive-spool").mkdir()
+    (wal_node / "archive-spool" / "000000010000000000000009").touch()
+    assert archive.archive("pg_wal/000000010000000000000001") == 1
+    assert list((wal_node / "archive-spool").iterdir()) == []
+    assert not (wal_node / "stored").exists()
 
 
 def test_an_outage_keeps_wal_until_the_bound_then_gives_it_up_once_recorded(wal_node: Path) -> None:
@@ -286,7 +326,6 @@ def test_an_outage_keeps_wal_until_the_bound_then_gives_it_up_once_recorded(wal_
     assert not (wal_node / "archive-gap.json").exists()
     (pg_wal / "000000010000000000000002").write_bytes(b"\0" * 600_000)
     assert archive.archive("pg_wal/000000010000000000000001") == 0  # 1.2 MB held: past the bound
-    (pg_wal / "archive_status").mkdir()
     (pg_wal / "archive_status" / "000000010000000000000001.done").touch()  # what PostgreSQL does next
     assert archive.archive("pg_wal/000000010000000000000002") == 1  # 0.6 MB left: within the bound again
     (pg_wal / "000000010000000000000003").write_bytes(b"\0" * 600_000)
@@ -340,3 +379,38 @@ def test_a_restarted_container_drops_lock_files_whose_pid_another_process_holds(
     assert sorted(postgres.clear_stale_locks()) == sorted([reused, gone])
     assert live.exists() and not reused.exists() and not gone.exists()
     assert postgres.clear_stale_locks() == []
+
+
+def test_restore_fetches_ahead_answers_from_the_spool_and_keeps_it_bounded(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """restore_command: one fetch brings the asked segment and the next ones (backup.jobs); recovery's next
+    calls are served from the spool; a missing file (the end of the archive) is exit 1 without a log line;
+    the spool never holds more than the window recovery will ask for."""
+    from pgdock_agent import cloudwal, restore_wal
+
+    archive = {f"0000000100000000000000{n:02X}": f"wal {n}" for n in range(1, 6)}
+    fetched: list[list[str]] = []
+
+    def fetch(source: str, server: str, names: list[str], spool: Path) -> dict[str, str | None]:
+        assert (source, server) == ("s3://b/p", "old")
+        fetched.append(names)
+        for name in names:
+            if name in archive:
+                (spool / name).write_text(archive[name])
+        return {name: None if name in archive else "missing" for name in names}
+
+    monkeypatch.setattr(cloudwal, "fetch", fetch)
+    monkeypatch.setattr(restore_wal, "SPOOL", tmp_path / "spool")
+    monkeypatch.setattr(restore_wal, "log", lambda message: pytest.fail(f"logged {message}"))
+    monkeypatch.setenv(contract.ENV_BACKUP_JOBS, "3")
+    dest = tmp_path / "RECOVERYXLOG"
+    names = sorted(archive)
+    for name in names:
+        assert restore_wal.restore_wal("s3://b/p", "old", name, str(dest)) == 0
+        assert dest.read_text() == archive[name]
+        assert len(list((tmp_path / "spool").iterdir())) <= 2
+    assert fetched == [names[0:3], names[3:5] + ["000000010000000000000006"]]
+    assert restore_wal.restore_wal("s3://b/p", "old", "000000010000000000000006", str(dest)) == 1
+    assert restore_wal.restore_wal("s3://b/p", "old", "00000002.history", str(dest)) == 1
+    restore_wal.clear_spool()
+    assert list((tmp_path / "spool").iterdir()) == []

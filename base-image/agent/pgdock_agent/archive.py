@@ -7,6 +7,10 @@ postgres.max_wal_keep and storing failed, the file is given up (reported stored)
 is impossible until the next base backup, after which the backup sidecar clears the record. Losing
 recovery points is bad; a primary that stops taking writes is worse.
 
+Files go in batches (walfiles.py): the one PostgreSQL asks for and the next ready ones, in parallel;
+those stored ahead leave a marker in the spool and are answered from it. A marker is written only after
+S3 accepted the upload, so no file is reported stored before it is.
+
 The values reach barman-cloud as an argument list, never through a shell: archive_command itself
 carries no spec value.
 """
@@ -15,20 +19,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
 from pathlib import Path
 
 from . import contract, events
 from .node import env, log
+from .walfiles import archive_batch, stale_markers
 
-ARCHIVE_TIMEOUT = 300
-"""A store that accepts the connection and then stalls must not hold the archiver forever."""
-
-
-def barman_cloud_args() -> list[str]:
-    endpoint = os.environ.get(contract.ENV_S3_ENDPOINT)
-    return ["--cloud-provider", "aws-s3"] + (["--endpoint-url", endpoint] if endpoint else [])
+SPOOL = Path(contract.ARCHIVE_SPOOL)
 
 
 def wal_bytes(pg_wal: Path) -> int:
@@ -43,26 +40,54 @@ def give_up(stored: bool, held: int, bound: int) -> bool:
     return not stored and held > bound
 
 
-def _store(path: str) -> bool:
-    command = ["barman-cloud-wal-archive", *barman_cloud_args(), "--gzip", env(contract.ENV_BACKUP_URL),
-               env(contract.ENV_CLUSTER), path]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=ARCHIVE_TIMEOUT, check=False)
-    except subprocess.TimeoutExpired:
-        log(f"archive: storing {Path(path).name} took over {ARCHIVE_TIMEOUT} s; PostgreSQL retries it")
+def ready_files(pg_wal: Path) -> list[str]:
+    """The files PostgreSQL waits to see archived."""
+    return [marker.name.removesuffix(".ready") for marker in (pg_wal / "archive_status").glob("*.ready")]
+
+
+def _store(path: str, pg_wal: Path) -> bool:
+    """Stores `path` with the next ready files; marks those stored ahead. True when `path` is stored."""
+    from .cloudwal import jobs, push
+
+    ready = ready_files(pg_wal)
+    SPOOL.mkdir(exist_ok=True)
+    for stale in stale_markers([m.name for m in SPOOL.iterdir()], ready):
+        (SPOOL / stale).unlink(missing_ok=True)
+    name = Path(path).name
+    batch = [str(Path(path).parent / n) for n in archive_batch(name, ready, jobs())]
+    outcome = push(batch)
+    for other in batch[1:]:
+        if outcome[other] is None:
+            (SPOOL / Path(other).name).touch()
+    for failed in (p for p, error in outcome.items() if error is not None):
+        log(f"archive: storing {Path(failed).name} failed: {outcome[failed]}")
+    return outcome[path] is None
+
+
+def stored_ahead(name: str) -> bool:
+    """Whether an earlier batch stored `name` (its marker goes: PostgreSQL is told once)."""
+    marker = SPOOL / name
+    if not marker.exists():
         return False
-    if result.returncode != 0:
-        log(f"archive: storing {Path(path).name} failed: {(result.stderr.strip().splitlines() or ['?'])[-1]}")
-    return result.returncode == 0
+    marker.unlink()
+    return True
+
+
+def clear_spool() -> None:
+    """At container start and when a node stops being primary: markers speak only for this run's files."""
+    for marker in SPOOL.glob("*"):
+        marker.unlink(missing_ok=True)
 
 
 def archive(path: str) -> int:
     """archive_command %p (relative to the data directory): 0 when stored, or given up past the bound."""
+    if stored_ahead(Path(path).name):
+        return 0
     gap = Path(contract.ARCHIVE_GAP)
     bound = int(env(contract.ENV_MAX_WAL_KEEP_MB)) * 1024 * 1024
     pg_wal = Path(contract.PGDATA) / "pg_wal"
     # once a gap is open (the store is known to be down) the excess goes without another slow attempt
-    stored = False if gap.exists() and wal_bytes(pg_wal) > bound else _store(path)
+    stored = False if gap.exists() and wal_bytes(pg_wal) > bound else _store(path, pg_wal)
     if stored:
         return 0
     held = wal_bytes(pg_wal)

@@ -18,7 +18,7 @@ import psycopg
 from psycopg import sql
 
 from . import contract, events
-from .archive import barman_cloud_args
+from .cloudwal import barman_cloud_args
 from .files import write_owned
 from .node import RUN, env, password, set_status
 from .peers import Peer, conninfo
@@ -35,6 +35,7 @@ from .postgres import (
     stop,
     write_pgdata_conf,
 )
+from .restore_wal import clear_spool as clear_restore_spool
 
 BOOTSTRAPPING = Path(contract.BOOTSTRAPPING)
 
@@ -144,7 +145,7 @@ def _choose_backup(source: str, server: str, target: str) -> str:
 def recovery_settings(source: str, server: str, target: str) -> dict[str, str]:
     """What a restored node's postgresql.auto.conf gets: WAL from S3 (each value one shell word), replay to
     the target, then promote."""
-    command = shlex.join(["barman-cloud-wal-restore", *barman_cloud_args(), source, server]) + " %f %p"
+    command = shlex.join([contract.AGENT, "restore-wal", source, server]) + " %f %p"
     settings = {"restore_command": command, "recovery_target_timeline": "latest",
                 "recovery_target_action": "promote"}
     if target != "latest":
@@ -172,6 +173,7 @@ def restore(server: str, target: str) -> None:
         if not in_recovery:
             break
         time.sleep(1)
+    clear_restore_spool()
     with local_conn() as conn:
         for name in settings:
             conn.execute(sql.SQL("ALTER SYSTEM RESET {}").format(sql.Identifier(name)))

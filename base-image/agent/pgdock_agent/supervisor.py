@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psycopg
 
-from . import bootstrap, contract, decide, events, postgres, promote
+from . import archive, bootstrap, contract, decide, events, postgres, promote, restore_wal
 from .decide import Act, Action
 from .files import install_secrets
 from .node import RUN, env, log, set_status
@@ -313,11 +313,14 @@ class Supervisor:
 
     def prepare_start(self) -> None:
         """Before PostgreSQL starts in this container: an operator's reinit empties the data directory (the
-        first step then clones; REINIT stays until the clone is done, so an interrupted one is redone), and
+        first step then clones; REINIT stays until the clone is done, so an interrupted one is redone), WAL
+        spools speak only for one container's life (archive.py, restore_wal.py), and
         without maintenance mode repmgr's own pause record goes (a `resume` may have missed this node); lock
         files of a killed PostgreSQL whose PIDs other processes hold now go too (PostgreSQL would not start)."""
         for lock in postgres.clear_stale_locks():
             log(f"removed {lock}: left by a PostgreSQL that was killed; its PID is another process's now")
+        archive.clear_spool()
+        restore_wal.clear_spool()
         if REINIT.exists():
             log(f"reinit: emptying {postgres.PGDATA}; the node clones again from the primary")
             postgres.empty_pgdata()

@@ -1,0 +1,42 @@
+"""restore_command of a restored node: WAL from S3, fetched ahead in parallel (walfiles.py says why).
+
+Recovery asks for one file at a time and replays it before asking for the next; fetching the following
+segments while it replays keeps it busy instead of waiting on S3. The spool holds at most backup.jobs
+files, each complete (downloaded aside, then renamed), and is emptied when recovery ends.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import contract
+from .node import log
+from .walfiles import prefetch_batch, stale_prefetched
+
+SPOOL = Path(contract.RESTORE_SPOOL)
+
+
+def restore_wal(source: str, server: str, name: str, destination: str) -> int:
+    """restore_command `%f %p`: 0 with the file at `destination`, 1 when the archive has no such file."""
+    from .cloudwal import fetch, jobs
+
+    SPOOL.mkdir(exist_ok=True)
+    held = [entry.name for entry in SPOOL.iterdir()]
+    for stale in stale_prefetched(held, name, jobs()):
+        (SPOOL / stale).unlink(missing_ok=True)
+    if not (SPOOL / name).exists():
+        wanted = [n for n in prefetch_batch(name, jobs()) if n not in held]
+        outcome = fetch(source, server, wanted, SPOOL)
+        if outcome[name] is not None:
+            if outcome[name] != "missing":
+                log(f"restore: fetching {name} failed: {outcome[name]}")
+            return 1
+    os.replace(SPOOL / name, destination)
+    return 0
+
+
+def clear_spool() -> None:
+    """When recovery is over: files fetched ahead that recovery never asked for."""
+    for entry in SPOOL.glob("*"):
+        entry.unlink(missing_ok=True)
