@@ -201,8 +201,8 @@ SCHEMA: dict[str, Any] = {
                                             "checked with croniter as the backup sidecar reads it"},
                 "retention_days": {"type": "integer", "minimum": 1, "maximum": 3650, "default": 7},
                 "compression": {"enum": list(COMPRESSION_FLAGS), "default": DEFAULT_COMPRESSION,
-                                "description": "of base backups and WAL in S3: snappy is fast (a backup runs at "
-                                               "the disk's speed), gzip and bzip2 store less"},
+                                "description": "of base backups and WAL in S3: gzip (at level 1: fast, and as small as "
+                                               "level 9 on PostgreSQL pages), bzip2 (slow, smaller) or none"},
                 "jobs": {"type": "integer", "minimum": 1, "maximum": 32, "default": DEFAULT_BACKUP_JOBS,
                          "description": "parallel uploads of a base backup, WAL files archived at once and WAL "
                                         "files a restore fetches ahead"},

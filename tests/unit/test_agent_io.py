@@ -255,6 +255,7 @@ def wal_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         return dict.fromkeys(paths)
 
     monkeypatch.setattr(cloudwal, "push", push)
+    monkeypatch.setattr(cloudwal, "FILES_PER_JOB", 1)
     monkeypatch.setattr(contract, "PGDATA", tmp_path / "data")
     monkeypatch.setattr(contract, "ARCHIVE_GAP", tmp_path / "archive-gap.json")
     monkeypatch.setattr(archive, "SPOOL", tmp_path / "archive-spool")
@@ -400,6 +401,7 @@ def test_restore_fetches_ahead_answers_from_the_spool_and_keeps_it_bounded(
         return {name: None if name in archive else "missing" for name in names}
 
     monkeypatch.setattr(cloudwal, "fetch", fetch)
+    monkeypatch.setattr(cloudwal, "FILES_PER_JOB", 1)
     monkeypatch.setattr(restore_wal, "SPOOL", tmp_path / "spool")
     monkeypatch.setattr(restore_wal, "log", lambda message: pytest.fail(f"logged {message}"))
     monkeypatch.setenv(contract.ENV_BACKUP_JOBS, "3")

@@ -19,6 +19,7 @@ USAGE = """usage: pgdock-agent COMMAND
   hooks LOG HOOK...        run hooks for $PGDOCK_EVENT_JSON, results to LOG (started by `event`)
   archive PATH             archive_command: WAL to S3, bounded by postgres.max_wal_keep
   restore-wal SRC SERVER NAME DEST  restore_command of a restored node: WAL from S3, fetched ahead
+  base-backup ARGS...      barman-cloud-backup ARGS, gzip at pgdock's level (the backup sidecar)
   validate-failover        repmgrd's failover_validation_command (the promotion gate)
   promote [DETAIL] | follow ID  repmgr's promote_command / follow_command (DETAIL: an operator's promotion)
   pause | resume           maintenance mode on this node: no promotion here, repmgrd paused
@@ -57,6 +58,10 @@ def dispatch(command: str, args: list[str]) -> int:  # noqa: C901, PLR0911 - one
         from .archive import archive
 
         return archive(args[0])
+    elif command == "base-backup":
+        from .base_backup import main
+
+        main(args)
     elif command == "restore-wal":
         from .restore_wal import restore_wal
 

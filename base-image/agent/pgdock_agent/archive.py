@@ -47,14 +47,14 @@ def ready_files(pg_wal: Path) -> list[str]:
 
 def _store(path: str, pg_wal: Path) -> bool:
     """Stores `path` with the next ready files; marks those stored ahead. True when `path` is stored."""
-    from .cloudwal import jobs, push
+    from .cloudwal import batch_size, push
 
     ready = ready_files(pg_wal)
     SPOOL.mkdir(exist_ok=True)
     for stale in stale_markers([m.name for m in SPOOL.iterdir()], ready):
         (SPOOL / stale).unlink(missing_ok=True)
     name = Path(path).name
-    batch = [str(Path(path).parent / n) for n in archive_batch(name, ready, jobs())]
+    batch = [str(Path(path).parent / n) for n in archive_batch(name, ready, batch_size())]
     outcome = push(batch)
     for other in batch[1:]:
         if outcome[other] is None:

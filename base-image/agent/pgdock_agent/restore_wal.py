@@ -1,8 +1,9 @@
 """restore_command of a restored node: WAL from S3, fetched ahead in parallel (walfiles.py says why).
 
-Recovery asks for one file at a time and replays it before asking for the next; fetching the following
-segments while it replays keeps it busy instead of waiting on S3. The spool holds at most backup.jobs
-files, each complete (downloaded aside, then renamed), and is emptied when recovery ends.
+Recovery asks for one file at a time and replays it before asking for the next; fetching the segments
+that follow with it, in parallel, makes recovery wait on S3 once a batch instead of once a file. The
+spool holds at most one batch (cloudwal.FILES_PER_JOB x backup.jobs files), each file complete
+(downloaded aside, then renamed), and is emptied when recovery ends.
 """
 
 from __future__ import annotations
@@ -19,14 +20,14 @@ SPOOL = Path(contract.RESTORE_SPOOL)
 
 def restore_wal(source: str, server: str, name: str, destination: str) -> int:
     """restore_command `%f %p`: 0 with the file at `destination`, 1 when the archive has no such file."""
-    from .cloudwal import fetch, jobs
+    from .cloudwal import batch_size, fetch
 
     SPOOL.mkdir(exist_ok=True)
     held = [entry.name for entry in SPOOL.iterdir()]
-    for stale in stale_prefetched(held, name, jobs()):
+    for stale in stale_prefetched(held, name, batch_size()):
         (SPOOL / stale).unlink(missing_ok=True)
     if not (SPOOL / name).exists():
-        wanted = [n for n in prefetch_batch(name, jobs()) if n not in held]
+        wanted = [n for n in prefetch_batch(name, batch_size()) if n not in held]
         outcome = fetch(source, server, wanted, SPOOL)
         if outcome[name] is not None:
             if outcome[name] != "missing":

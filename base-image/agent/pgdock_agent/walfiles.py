@@ -29,17 +29,17 @@ def next_segment(name: str) -> str:
     return f"{timeline:08X}{log:08X}{seg:08X}"
 
 
-def archive_batch(name: str, ready: list[str], jobs: int) -> list[str]:
-    """`name` (asked for by PostgreSQL) and up to jobs - 1 other files PostgreSQL has marked ready, oldest
+def archive_batch(name: str, ready: list[str], size: int) -> list[str]:
+    """`name` (asked for by PostgreSQL) and up to size - 1 other files PostgreSQL has marked ready, oldest
     first as PostgreSQL itself would ask for them (history files sort before their timeline's segments)."""
-    return [name] + sorted(r for r in set(ready) if r != name)[: max(jobs, 1) - 1]
+    return [name] + sorted(r for r in set(ready) if r != name)[: max(size, 1) - 1]
 
 
-def prefetch_batch(name: str, jobs: int) -> list[str]:
-    """`name` and, for a segment, the jobs - 1 segments that follow it on its timeline (recovery asks for
+def prefetch_batch(name: str, size: int) -> list[str]:
+    """`name` and, for a segment, the size - 1 segments that follow it on its timeline (recovery asks for
     them next). History and partial files are fetched alone: they are asked for once, out of order."""
     batch = [name]
-    while SEGMENT.match(name) and len(batch) < max(jobs, 1):
+    while SEGMENT.match(name) and len(batch) < max(size, 1):
         batch.append(next_segment(batch[-1]))
     return batch
 
@@ -51,8 +51,8 @@ def stale_markers(markers: list[str], ready: list[str]) -> list[str]:
     return sorted(m for m in markers if m not in waiting)
 
 
-def stale_prefetched(held: list[str], name: str, jobs: int) -> list[str]:
+def stale_prefetched(held: list[str], name: str, size: int) -> list[str]:
     """Prefetched files recovery has moved past or will not ask for next: they go, so the restore spool
-    holds at most `jobs` files (16 MB each) whatever recovery does."""
-    keep = set(prefetch_batch(name, jobs))
+    holds at most `size` files (16 MB each) whatever recovery does."""
+    keep = set(prefetch_batch(name, size))
     return sorted(h for h in held if h not in keep)
