@@ -282,11 +282,12 @@ def peer(the_lab, target, container: str, r: dict) -> None:
     address = the_lab.lab_spec.backup.s3.endpoint.split("//")[1].split(":")[0]
     ca_dir = the_lab.repo / "secrets" / "tls"
     endpoint = pbr.tls_listener(the_lab.s3_container, address, ca_dir)
+    ca_file = pbr.public_ca(ca_dir, the_lab.repo)
     sidecar = target.container + "-backup"
-    pbr.run(container, sidecar, ca_dir, address, {}, "stanza-create")
+    pbr.run(container, sidecar, ca_file, address, {}, "stanza-create")
     runs = {}
     for compress in ("lz4", "zst"):
-        took = pbr.run(container, sidecar, ca_dir, address, {"compress-type": compress, "process-max": "2"},
+        took = pbr.run(container, sidecar, ca_file, address, {"compress-type": compress, "process-max": "2"},
                        "backup", "--type=full", "--no-archive-check")
         runs[compress] = took
         stamp(f"{r['pgbackrest_version']} full backup, {compress}, process-max 2: {took:.1f} s")
@@ -296,7 +297,7 @@ def peer(the_lab, target, container: str, r: dict) -> None:
     sh("docker", "volume", "create", PEER_VOLUME)
     sh("docker", "run", "--rm", "-v", f"{PEER_VOLUME}:/restore", "--entrypoint", "sh", base, "-c",
        "mkdir -p /restore/pgbr /restore/barman && chown postgres /restore/pgbr /restore/barman")
-    r["pgbackrest_restore_s"] = pbr.run(container, sidecar, ca_dir, address, {"process-max": "2"}, "restore",
+    r["pgbackrest_restore_s"] = pbr.run(container, sidecar, ca_file, address, {"process-max": "2"}, "restore",
                                         "--pg1-path=/restore/pgbr", volume=PEER_VOLUME)
     stamp(f"pgBackRest restore of the newest backup into an empty directory: {r['pgbackrest_restore_s']:.1f} s")
     backup_id = r["base_backup_info"]["backup_id"]

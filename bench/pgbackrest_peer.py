@@ -81,7 +81,15 @@ def tls_listener(s3_container: str, address: str, ca_dir: Path) -> str:
     raise RuntimeError(f"moto on {endpoint} did not answer")
 
 
-def run(node: str, sidecar: str, ca_dir: Path, address: str, settings: dict[str, str], *args: str,
+def public_ca(ca_dir: Path, out: Path) -> Path:
+    """The CA certificate, readable by the container's postgres user (the lab's copy is 0600, root's)."""
+    copy = out / "ca.crt"
+    copy.write_bytes((ca_dir / "ca.crt").read_bytes())
+    copy.chmod(0o644)
+    return copy
+
+
+def run(node: str, sidecar: str, ca_file: Path, address: str, settings: dict[str, str], *args: str,
         volume: str | None = None) -> float:
     """One pgbackrest command beside `node`; returns the seconds it took (raises on failure)."""
     options = {"stanza": "bench", "repo1-type": "s3", "repo1-s3-bucket": BUCKET, "repo1-s3-region": "us-east-1",
@@ -91,7 +99,7 @@ def run(node: str, sidecar: str, ca_dir: Path, address: str, settings: dict[str,
                "pg1-socket-path": "/var/run/postgresql",
                "log-level-console": "warn", "lock-path": "/tmp", "log-path": "/tmp", "spool-path": "/tmp", **settings}
     env = [f"--env=PGBACKREST_{k.upper().replace('-', '_')}={v}" for k, v in options.items()]
-    mounts = ["-v", f"{ca_dir / 'ca.crt'}:/tmp/ca.crt:ro"] + (["-v", f"{volume}:/restore"] if volume else [])
+    mounts = ["-v", f"{ca_file}:/tmp/ca.crt:ro"] + (["-v", f"{volume}:/restore"] if volume else [])
     start = time.perf_counter()
     result = subprocess.run(["docker", "run", "--rm", "--volumes-from", sidecar, "--network", f"container:{node}",
                              "-u", "postgres", *mounts, *env, "--entrypoint", "pgbackrest", IMAGE, *args],

@@ -384,9 +384,9 @@ def test_a_restarted_container_drops_lock_files_whose_pid_another_process_holds(
 
 def test_restore_fetches_ahead_answers_from_the_spool_and_keeps_it_bounded(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """restore_command: one fetch brings the asked segment and the next ones (backup.jobs); recovery's next
-    calls are served from the spool; a missing file (the end of the archive) is exit 1 without a log line;
-    the spool never holds more than the window recovery will ask for."""
+    """restore_command: one fetch brings the asked segment and the next ones (a batch); recovery's next
+    calls are served from the spool, and so is its second ask for the last segment it replayed; a missing
+    file (the end of the archive) is exit 1 without a log line; the spool holds at most a batch and one."""
     from pgdock_agent import cloudwal, restore_wal
 
     archive = {f"0000000100000000000000{n:02X}": f"wal {n}" for n in range(1, 6)}
@@ -410,9 +410,11 @@ def test_restore_fetches_ahead_answers_from_the_spool_and_keeps_it_bounded(
     for name in names:
         assert restore_wal.restore_wal("s3://b/p", "old", name, str(dest)) == 0
         assert dest.read_text() == archive[name]
-        assert len(list((tmp_path / "spool").iterdir())) <= 2
+        assert len(list((tmp_path / "spool").iterdir())) <= 3 + 1
     assert fetched == [names[0:3], names[3:5] + ["000000010000000000000006"]]
     assert restore_wal.restore_wal("s3://b/p", "old", "000000010000000000000006", str(dest)) == 1
     assert restore_wal.restore_wal("s3://b/p", "old", "00000002.history", str(dest)) == 1
+    assert restore_wal.restore_wal("s3://b/p", "old", names[-1], str(dest)) == 0  # the end of recovery
+    assert len(fetched) == 4 and dest.read_text() == archive[names[-1]]
     restore_wal.clear_spool()
     assert list((tmp_path / "spool").iterdir()) == []

@@ -45,6 +45,16 @@ def test_stale_markers_are_those_postgres_no_longer_waits_for() -> None:
     assert walfiles.stale_markers([f"{S}01", f"{S}02", f"{S}09"], [f"{S}02", f"{S}03"]) == [f"{S}01", f"{S}09"]
 
 
-def test_the_restore_spool_keeps_only_what_recovery_asks_next() -> None:
-    held = [f"{S}01", f"{S}03", f"{S}04", f"{S}05.part", f"{S}09"]
+@pytest.mark.parametrize(("name", "before"), [
+    ("000000010000000000000002", "000000010000000000000001"),
+    ("000000010000000100000000", "0000000100000000000000FF"),
+])
+def test_previous_segment(name: str, before: str) -> None:
+    assert walfiles.previous_segment(name) == before
+    assert walfiles.next_segment(before) == name
+
+
+def test_the_restore_spool_keeps_what_recovery_asks_next_and_the_last_segment_replayed() -> None:
+    held = [f"{S}01", f"{S}02", f"{S}03", f"{S}04", f"{S}05.part", f"{S}09"]
     assert walfiles.stale_prefetched(held, f"{S}03", 2) == [f"{S}01", f"{S}05.part", f"{S}09"]
+    assert walfiles.stale_prefetched(held, "00000002.history", 2) == []  # history asks keep the window

@@ -123,18 +123,27 @@ def push(paths: list[str]) -> dict[str, str | None]:
 
 def fetch(source: str, server: str, names: list[str], spool: Path) -> dict[str, str | None]:
     """Downloads WAL files of `server` in the store `source` into `spool` (each written aside, then renamed:
-    a file there is whole); name -> None once there, else why not ("missing": the archive has no such file)."""
+    a file there is whole); name -> None once there, else why not ("missing": the archive has no such file).
+    One listing says which exist first, so a miss (recovery asks past the end of the archive, and for the
+    history files of timelines that never were) costs one request, not a download attempt per name."""
     from barman.clients import cloud_walrestore
+    from barman.cloud_providers import get_cloud_interface
+    from barman.xlog import hash_dir
 
     config = cloud_walrestore.parse_arguments([*barman_cloud_args(), source, server, names[0], str(spool / names[0])])
+    lister = get_cloud_interface(config)
+
+    def key(name: str) -> str:  # where barman-cloud-wal-archive put it, before any compression suffix
+        return os.path.join(lister.path, server, "wals", hash_dir(name), name)
+
+    listed = [k for folder in {os.path.dirname(key(n)) + "/" for n in names} for k in lister.list_bucket(folder)]
+    present = [n for n in names if any(k.startswith(key(n)) for k in listed)]
     interface = _threads_interface(config)
 
     def download(name: str) -> None:
         part = spool / f"{name}.part"
-        try:
-            cloud_walrestore.CloudWalDownloader(interface(), config.server_name).download_wal(name, str(part), False)
-        except SystemExit as missing:  # barman's "no such WAL file" is an exit exception
-            raise FileNotFoundError("missing") from missing
+        cloud_walrestore.CloudWalDownloader(interface(), config.server_name).download_wal(name, str(part), False)
         part.rename(spool / name)
 
-    return _in_parallel(download, names, jobs())
+    missing: dict[str, str | None] = {n: "missing" for n in names if n not in present}
+    return missing | (_in_parallel(download, present, jobs()) if present else {})

@@ -2,13 +2,13 @@
 
 Recovery asks for one file at a time and replays it before asking for the next; fetching the segments
 that follow with it, in parallel, makes recovery wait on S3 once a batch instead of once a file. The
-spool holds at most one batch (cloudwal.FILES_PER_JOB x backup.jobs files), each file complete
-(downloaded aside, then renamed), and is emptied when recovery ends.
+spool holds at most one batch and one file more (cloudwal.FILES_PER_JOB x backup.jobs + 1), each file
+complete (downloaded aside, then renamed), and is emptied when recovery ends.
 """
 
 from __future__ import annotations
 
-import os
+import shutil
 from pathlib import Path
 
 from . import contract
@@ -33,7 +33,7 @@ def restore_wal(source: str, server: str, name: str, destination: str) -> int:
             if outcome[name] != "missing":
                 log(f"restore: fetching {name} failed: {outcome[name]}")
             return 1
-    os.replace(SPOOL / name, destination)
+    shutil.copyfile(SPOOL / name, destination)  # kept: recovery may ask for it again (stale_prefetched)
     return 0
 
 

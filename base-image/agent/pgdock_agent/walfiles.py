@@ -51,8 +51,20 @@ def stale_markers(markers: list[str], ready: list[str]) -> list[str]:
     return sorted(m for m in markers if m not in waiting)
 
 
+def previous_segment(name: str) -> str:
+    """The segment before `name` on the same timeline."""
+    timeline, log, seg = int(name[:8], 16), int(name[8:16], 16), int(name[16:], 16) - 1
+    if seg < 0:
+        log, seg = log - 1, SEGMENTS_PER_LOG - 1
+    return f"{timeline:08X}{log:08X}{seg:08X}"
+
+
 def stale_prefetched(held: list[str], name: str, size: int) -> list[str]:
-    """Prefetched files recovery has moved past or will not ask for next: they go, so the restore spool
-    holds at most `size` files (16 MB each) whatever recovery does."""
-    keep = set(prefetch_batch(name, size))
+    """Files fetched ahead that recovery, now asking for segment `name`, will not ask for next: they go, so
+    the restore spool holds at most size + 1 files (16 MB each) whatever recovery does. The segment before
+    `name` stays: at the end of the archive recovery asks for the last segment it replayed once more (to
+    start the new timeline with it). Asking for a history file or a partial file changes nothing."""
+    if not SEGMENT.match(name):
+        return []
+    keep = set(prefetch_batch(name, size)) | {previous_segment(name)}
     return sorted(h for h in held if h not in keep)
