@@ -271,8 +271,10 @@ def main() -> None:  # noqa: PLR0915 - one timed sequence, read top to bottom
 
 
 def peer(the_lab, target, container: str, r: dict) -> None:
-    """pgBackRest on the same node and S3 server: build, TLS listener, full backups with its fast settings,
-    restore of the best into an empty volume; and barman-cloud-restore of pgdock's backup the same way."""
+    """pgBackRest on the same node and S3 server: build, TLS listener, full backups with its fast settings
+    (process-max = cores, lz4 or zstd, small files bundled: one object per file made a 30 MB backup take 45 s
+    against moto), restore of the newest into an empty volume; and barman-cloud-restore of pgdock's backup
+    the same way."""
     import pgbackrest_peer as pbr
 
     from pgdock_gen import images
@@ -287,7 +289,8 @@ def peer(the_lab, target, container: str, r: dict) -> None:
     pbr.run(container, sidecar, ca_file, address, {}, "stanza-create")
     runs = {}
     for compress in ("lz4", "zst"):
-        took = pbr.run(container, sidecar, ca_file, address, {"compress-type": compress, "process-max": "2"},
+        took = pbr.run(container, sidecar, ca_file, address, {"compress-type": compress, "process-max": "2",
+                                                               "repo1-bundle": "y"},
                        "backup", "--type=full", "--no-archive-check")
         runs[compress] = took
         stamp(f"{r['pgbackrest_version']} full backup, {compress}, process-max 2: {took:.1f} s")

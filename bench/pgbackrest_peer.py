@@ -59,14 +59,35 @@ def _certificate(ca_dir: Path, address: str, out: Path) -> None:
     (out / "s3.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
+SERVE_TLS = f"""
+from werkzeug.serving import WSGIRequestHandler, make_server
+from moto.server import DomainDispatcherApplication, create_backend_app
+class KeepAlive(WSGIRequestHandler):
+    protocol_version = "HTTP/1.1"
+server = make_server("0.0.0.0", {TLS_PORT}, DomainDispatcherApplication(create_backend_app), threaded=True,
+                     request_handler=KeepAlive, ssl_context=("/tmp/s3.crt", "/tmp/s3.key"))
+close = server.shutdown_request
+def shutdown_request(request):
+    try:
+        request.unwrap()
+    except Exception:
+        pass
+    close(request)
+server.shutdown_request = shutdown_request
+server.serve_forever()
+"""
+"""moto as `python3 -m moto.server -c -k` runs it, but keeping connections open (HTTP/1.1) and ending each
+with TLS's close_notify: werkzeug closes the socket without it, which pgBackRest's OpenSSL reports as
+"unexpected eof", and closing after every answer cost pgBackRest a retry each (a 30 MB backup took 230 s)."""
+
+
 def tls_listener(s3_container: str, address: str, ca_dir: Path) -> str:
     """Starts moto on TLS_PORT in the lab's S3 container; returns its endpoint once it answers."""
     with tempfile.TemporaryDirectory() as tmp:
         _certificate(ca_dir, address, Path(tmp))
         for name in ("s3.crt", "s3.key"):
             sh("docker", "cp", str(Path(tmp) / name), f"{s3_container}:/tmp/{name}")
-    sh("docker", "exec", "-d", s3_container, "python3", "-m", "moto.server", "-H", "0.0.0.0", "-p", str(TLS_PORT),
-       "-c", "/tmp/s3.crt", "-k", "/tmp/s3.key")
+    sh("docker", "exec", "-d", s3_container, "python3", "-c", SERVE_TLS)
     endpoint = f"https://{address}:{TLS_PORT}"
     import boto3
 
