@@ -27,6 +27,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
+LOG_LINES = 25
+"""Per container, in a failed test's report: what CI keeps of a flaky failure."""
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """A failed e2e test's report carries the tail of every lab container's log: a failure seen only in
+    CI (a clean machine, no containers left to look at) can then be read from CI's output."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and call.when == "call":
+        names = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True,
+                               text=True).stdout.split()
+        for name in sorted(names):
+            logs = subprocess.run(["docker", "logs", "--tail", str(LOG_LINES), name], capture_output=True, text=True)
+            report.sections.append((f"docker logs {name}", (logs.stdout + logs.stderr)[-4000:]))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _docker_available() -> None:
     if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
