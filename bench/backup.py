@@ -111,8 +111,15 @@ def gzip_reference(container: str) -> int:
     return int(in_node(container, "tar -cf - -C /var/lib/pgdock/data --exclude=pg_wal . | gzip | wc -c"))
 
 
-def timed_backup(backup, target, container: str, r: dict, key: str) -> None:
+def settle(container: str, port: int) -> None:
+    """A checkpoint before each timed backup, so every engine starts from the same clean state instead of
+    the first one paying for the load's dirty buffers (7.4 s of an 18.9 s backup, in one run)."""
+    sql(container, port, "CHECKPOINT")
+
+
+def timed_backup(backup, target, container: str, port: int, r: dict, key: str) -> None:
     """`backup now` through pgdock, with its checkpoint wait; results under `key`."""
+    settle(container, port)
     wall = time.time()
     since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(wall - 1))
     start = time.perf_counter()
@@ -163,7 +170,7 @@ def main() -> None:  # noqa: PLR0915 - one timed sequence, read top to bottom
             # A. the small database: archive lag, backup vs reading the data once, restore --latest
             load(container, port, args.small_scale, r, "small")
             r["small_read_once_s"] = read_once(container)
-            timed_backup(backup, target, container, r, "small_backup")
+            timed_backup(backup, target, container, port, r, "small_backup")
             stamp(f"base backup {r['small_backup_s']:.1f} s vs reading the data directory once "
                   f"{r['small_read_once_s']:.2f} s")
             start = time.perf_counter()
@@ -176,7 +183,7 @@ def main() -> None:  # noqa: PLR0915 - one timed sequence, read top to bottom
             load(container, port, args.scale, r, "big")
             r["database_bytes"] = r["big_database_bytes"]
             r["big_read_once_s"] = read_once(container)
-            timed_backup(backup, target, container, r, "base_backup")
+            timed_backup(backup, target, container, port, r, "base_backup")
             info = backup_info(s3, loc.bucket, f"{loc.root}base/")
             r["base_backup_info"] = info
             r["cluster_bytes"] = int(sql(container, port, "SELECT sum(pg_database_size(datname)) FROM pg_database"))
@@ -288,11 +295,12 @@ def peer(the_lab, target, container: str, r: dict) -> None:
     sidecar = target.container + "-backup"
     pbr.run(container, sidecar, ca_file, address, {}, "stanza-create")
     runs = {}
-    for compress in ("lz4", "zst"):
+    for compress in ("lz4", "zst", "lz4"):  # lz4 twice: the first backup into a new repository ran slower
+        settle(container, target.node.port)
         took = pbr.run(container, sidecar, ca_file, address, {"compress-type": compress, "process-max": "2",
                                                                "repo1-bundle": "y"},
                        "backup", "--type=full", "--no-archive-check")
-        runs[compress] = took
+        runs[compress] = min(took, runs.get(compress, took))
         stamp(f"{r['pgbackrest_version']} full backup, {compress}, process-max 2: {took:.1f} s")
     r["pgbackrest_backup_s"] = runs
     r["pgbackrest_stored_bytes"] = pbr.stored(ca_dir, endpoint)
@@ -327,8 +335,9 @@ def metrics_of(r: dict, scale: int) -> list[dict[str, object]]:  # noqa: PLR0914
     stored_ratio = r["base_backup_stored_bytes"] / r["gzip_reference_bytes"]
     peer_runs = r.get("pgbackrest_backup_s") or {}
     best = min(peer_runs.values()) if peer_runs else None
-    versus = (f"; {r['pgbackrest_version']} in the same run (lz4 / zstd, process-max 2, over TLS to the same "
-              f"S3 server, --no-archive-check): {peer_runs['lz4']:.1f} s / {peer_runs['zst']:.1f} s, "
+    versus = (f"; {r['pgbackrest_version']} in the same run (lz4 best of two / zstd, process-max 2, small files "
+              f"bundled, over TLS to the same S3 server, --no-archive-check; each engine after a CHECKPOINT): "
+              f"{peer_runs['lz4']:.1f} s / {peer_runs['zst']:.1f} s, "
               f"pgdock = {r['base_backup_s'] / best:.2f}x its best") if best else ""
     rows = [
         metric(f"base backup to S3 (`backup now`: barman-cloud, gzip level 1), {db / 1e9:.2g} GB database",
@@ -351,7 +360,7 @@ def metrics_of(r: dict, scale: int) -> list[dict[str, object]]:  # noqa: PLR0914
         metric("base backup stored size ÷ `tar -c | gzip` of the data directory", round(stored_ratio, 2), "x",
                "≤ 2x", stored_ratio <= 2, f"{r['base_backup_stored_bytes'] / 1e6:.0f} MB stored vs "
                f"{r['gzip_reference_bytes'] / 1e6:.0f} MB (gzip -6)"
-               + (f"; pgBackRest stored {r['pgbackrest_stored_bytes'] / 1e6:.0f} MB for its two backups"
+               + (f"; pgBackRest stored {r['pgbackrest_stored_bytes'] / 1e6:.0f} MB for its three backups"
                   if best else "")),
         metric("point-in-time restore into a new lab cluster → healthy", r.get("pitr_restore_s"), "s", "≤ 15 s",
                None if "pitr_error" in r else r["pitr_restore_s"] <= 15,
