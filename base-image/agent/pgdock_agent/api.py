@@ -155,17 +155,23 @@ class Server(ThreadingHTTPServer):
 
 def serve(address: str, port: int, looks: Looks, stopping: threading.Event,
           log: Callable[[str], None]) -> None:
-    """Serves until `stopping` is set; a server that fails is started again RESTART_SECONDS later."""
+    """Serves until `stopping` is set; a server that fails is started again RESTART_SECONDS later (a failure
+    is logged when it differs from the previous one: a port that stays taken is said once, not every 5 s)."""
+    said = None
     while not stopping.is_set():
         try:
             with Server(address, port, looks) as server:
                 log(f"health API on {address}:{port}")
+                said = None
                 watcher = threading.Thread(target=lambda: (stopping.wait(), server.shutdown()), daemon=True)
                 watcher.start()
                 server.serve_forever()
         except Exception as exc:  # noqa: BLE001 - see the module docstring
-            log(f"health API on {address}:{port} failed ({type(exc).__name__}: {exc}); "
-                f"retrying in {RESTART_SECONDS:g} s")
+            failure = f"health API on {address}:{port} failed ({type(exc).__name__}: {exc}); " \
+                      f"retrying every {RESTART_SECONDS:g} s"
+            if failure != said:
+                log(failure)
+            said = failure
         stopping.wait(RESTART_SECONDS)
 
 
