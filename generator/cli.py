@@ -467,16 +467,26 @@ def switchover(spec_path: Path, in_lab: bool, node: str, force: bool) -> None:
 @cli.command()
 @SPEC_OPTION
 @click.option("--readonly", is_flag=True, help="For readers: prefer standbys, spread over them.")
-def dsn(spec_path: Path, readonly: bool) -> None:
+@click.option("--proxy", "proxy_host", is_flag=False, flag_value="localhost", default=None, metavar="HOST",
+              help="Through the HAProxy of proxy/ on HOST (localhost, the default, or an IP address).")
+def dsn(spec_path: Path, readonly: bool, proxy_host: str | None) -> None:
     """Print a libpq multi-host URI that always reaches the primary (or a standby with --readonly).
 
+    With --proxy, the URI goes through the cluster's HAProxy (the spec's `proxy`
+    section, run from proxy/ on an app host), for drivers without target_session_attrs.
+
     \b
-    Example:
+    Examples:
       psql "$(pgdock-gen dsn -f cluster.yaml)"
+      pgdock-gen dsn -f cluster.yaml --proxy --readonly      # HAProxy on this host, a standby
     """
     from . import dsn as uris
 
-    click.echo(uris.uri(_load(spec_path), readonly=readonly))
+    spec = _load(spec_path)
+    if proxy_host is not None:
+        click.echo(uris.proxy_uri(spec, proxy_host, readonly=readonly))
+    else:
+        click.echo(uris.uri(spec, readonly=readonly))
 
 
 @cli.command()
