@@ -291,10 +291,14 @@ def lab_up(spec_path: Path, timeout: int, no_cache: bool, mirror: str | None, as
       pgdock-gen lab up -f examples/shop.yaml
     """
     from . import lab as labs
+    from . import lab_proxy
 
     spec = _load(spec_path)
-    _, rows = labs.up(spec_path, spec, timeout=timeout, no_cache=no_cache, mirror=mirror, s3=s3, progress=_progress())
+    the_lab, rows = labs.up(spec_path, spec, timeout=timeout, no_cache=no_cache, mirror=mirror, s3=s3,
+                            progress=_progress())
     _print_status(spec, rows, as_json)
+    if the_lab.proxy_address and not as_json:
+        click.echo(lab_proxy.where(spec, the_lab.proxy_address, spec_path))
 
 
 @lab.command("down")
@@ -466,27 +470,35 @@ def switchover(spec_path: Path, in_lab: bool, node: str, force: bool) -> None:
 
 @cli.command()
 @SPEC_OPTION
+@LAB_OPTION
 @click.option("--readonly", is_flag=True, help="For readers: prefer standbys, spread over them.")
-@click.option("--proxy", "proxy_host", is_flag=False, flag_value="localhost", default=None, metavar="HOST",
-              help="Through the HAProxy of proxy/ on HOST (localhost, the default, or an IP address).")
-def dsn(spec_path: Path, readonly: bool, proxy_host: str | None) -> None:
+@click.option("--proxy", "proxy_host", is_flag=False, flag_value="", default=None, metavar="HOST",
+              help="Through the HAProxy of proxy/ on HOST (an IP address; without it localhost, or with --lab "
+                   "the lab's proxy container).")
+def dsn(spec_path: Path, in_lab: bool, readonly: bool, proxy_host: str | None) -> None:
     """Print a libpq multi-host URI that always reaches the primary (or a standby with --readonly).
 
     With --proxy, the URI goes through the cluster's HAProxy (the spec's `proxy`
     section, run from proxy/ on an app host), for drivers without target_session_attrs.
+    With --lab, the URI reaches the lab cluster (its addresses, its CA file).
 
     \b
     Examples:
       psql "$(pgdock-gen dsn -f cluster.yaml)"
       pgdock-gen dsn -f cluster.yaml --proxy --readonly      # HAProxy on this host, a standby
+      pgdock-gen dsn -f cluster.yaml --lab --proxy           # the lab's HAProxy container
     """
     from . import dsn as uris
 
-    spec = _load(spec_path)
+    spec, ca_file, default_proxy = _load(spec_path), uris.CA_FILE, uris.PROXY_NAME
+    if in_lab:
+        the_lab = _lab_of(spec_path, spec)
+        spec, ca_file = the_lab.lab_spec, str(the_lab.repo / uris.CA_FILE)
+        default_proxy = the_lab.proxy_address or default_proxy
     if proxy_host is not None:
-        click.echo(uris.proxy_uri(spec, proxy_host, readonly=readonly))
+        click.echo(uris.proxy_uri(spec, proxy_host or default_proxy, readonly=readonly, ca_file=ca_file))
     else:
-        click.echo(uris.uri(spec, readonly=readonly))
+        click.echo(uris.uri(spec, readonly=readonly, ca_file=ca_file))
 
 
 @cli.command()
@@ -520,16 +532,21 @@ def drill(spec_path: Path, scenario: str, partition: str, as_json: bool) -> None
         click.echo(f"{key:>24}: {value}")
 
 
+def _lab_of(spec_path: Path, spec):
+    """The spec's lab as it runs: rendered again with its S3 server when one runs, so nothing changes."""
+    from . import docker
+    from . import lab as labs
+
+    with_s3 = docker.client().container.exists(contract.lab_s3_container(spec.cluster))
+    return labs.prepare(spec_path, spec, s3=with_s3)
+
+
 def _cluster_secrets(spec_path: Path, in_lab: bool):
     """The spec and secrets folder of this cluster (the lab's when --lab): backups and rotations use them."""
     spec = _load(spec_path)
     if not in_lab:
         return spec, spec_path.parent / "secrets"
-    from . import docker
-    from . import lab as labs
-
-    with_s3 = docker.client().container.exists(contract.lab_s3_container(spec.cluster))
-    the_lab = labs.prepare(spec_path, spec, s3=with_s3)
+    the_lab = _lab_of(spec_path, spec)
     return the_lab.lab_spec, the_lab.repo / "secrets"
 
 

@@ -253,6 +253,20 @@ def lab_s3_container(cluster: str) -> str:
     return f"{cluster}-s3"
 
 
+def proxy_container(cluster: str) -> str:
+    """The cluster's HAProxy (proxy/): its container on an app host, and in the lab on the lab network."""
+    return f"{cluster}-proxy"
+
+
+LAB_PROXY_IMAGE_REPO = "pgdock/lab-proxy"
+"""The lab's HAProxy image, tagged with the cluster: it packs that lab's haproxy.cfg (lab addresses)."""
+
+
+def lab_proxy_image(cluster: str) -> str:
+    """The image `lab up` builds from the lab's proxy/ folder."""
+    return f"{LAB_PROXY_IMAGE_REPO}:{cluster}"
+
+
 def volume(cluster: str, node: str, kind: str) -> str:
     """A node's named volume; `kind` is one of VOLUME_KINDS."""
     if kind not in VOLUME_KINDS:

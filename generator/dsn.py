@@ -16,20 +16,21 @@ from .errors import UsageError
 from .spec import Spec
 
 CA_FILE = "secrets/tls/ca.crt"
+"""The cluster CA, relative to the cluster repo (where operators run pgdock-gen); the lab passes its own, absolute."""
 
 
-def _uri(spec: Spec, hosts: str, params: dict[str, str], sslmode: str, connect_timeout: int) -> str:
-    params = params | {"connect_timeout": str(connect_timeout), "sslmode": sslmode, "sslrootcert": CA_FILE}
+def _uri(spec: Spec, hosts: str, params: dict[str, str], sslmode: str, connect_timeout: int, ca_file: str) -> str:
+    params = params | {"connect_timeout": str(connect_timeout), "sslmode": sslmode, "sslrootcert": ca_file}
     query = "&".join(f"{k}={quote(v, safe='/')}" for k, v in params.items())
     return f"postgresql://{quote(spec.user)}@{hosts}/{quote(spec.database)}?{query}"
 
 
-def uri(spec: Spec, *, readonly: bool = False, connect_timeout: int = 3) -> str:
+def uri(spec: Spec, *, readonly: bool = False, connect_timeout: int = 3, ca_file: str = CA_FILE) -> str:
     hosts = ",".join(f"{node.uri_host}:{node.port}" for node in spec.nodes)
     params = {"target_session_attrs": "read-write"}
     if readonly:
         params = {"target_session_attrs": "prefer-standby", "load_balance_hosts": "random"}
-    return _uri(spec, hosts, params, "verify-full", connect_timeout)
+    return _uri(spec, hosts, params, "verify-full", connect_timeout, ca_file)
 
 
 PROXY_NAME = "localhost"
@@ -37,7 +38,8 @@ PROXY_NAME = "localhost"
 (credentials.py), so `verify-full` holds through a proxy that may hand the connection to any node."""
 
 
-def proxy_uri(spec: Spec, host: str = PROXY_NAME, *, readonly: bool = False, connect_timeout: int = 3) -> str:
+def proxy_uri(spec: Spec, host: str = PROXY_NAME, *, readonly: bool = False, connect_timeout: int = 3,
+              ca_file: str = CA_FILE) -> str:
     """The URI through the HAProxy on `host` (an app host running proxy/): localhost, or the proxy host's IP
     address, dialled with `hostaddr` while the certificate is checked against PROXY_NAME. Through a proxy the
     name dialled is the proxy's, not the node's; what the check proves is a node certified by this cluster's CA."""
@@ -52,4 +54,4 @@ def proxy_uri(spec: Spec, host: str = PROXY_NAME, *, readonly: bool = False, con
                              f"and checks the node's certificate by the name {PROXY_NAME}, which every node's "
                              "certificate carries)") from None
     port = spec.proxy.readonly_port if readonly else spec.proxy.port
-    return _uri(spec, f"{PROXY_NAME}:{port}", params, "verify-full", connect_timeout)
+    return _uri(spec, f"{PROXY_NAME}:{port}", params, "verify-full", connect_timeout, ca_file)
