@@ -385,17 +385,25 @@ The exit status is the verdict, for scripts and monitoring:
 Examples:
   pgdock-gen status -f cluster.yaml
   pgdock-gen status -f cluster.yaml --lab --json
+  pgdock-gen status -f cluster.yaml --watch
   pgdock-gen status -f cluster.yaml > /dev/null || echo "exit $?: see pgdock-gen status"
 """)
 @SPEC_OPTION
 @LAB_OPTION
 @_json_option()
-def status(spec_path: Path, in_lab: bool, as_json: bool) -> None:
+@click.option("--watch", is_flag=True, help="Redraw the table and the last events every 2 s until Ctrl-C.")
+def status(spec_path: Path, in_lab: bool, as_json: bool, watch: bool) -> None:
     """(The help is above: it lists exits.MEANINGS, so the codes are spelled in one place.) The exit status
     is the verdict, so monitoring can branch on it without parsing the table."""
     from . import cluster
 
     spec = _load(spec_path)
+    if watch:
+        if as_json:
+            raise UsageError("--watch redraws a table; leave out --json (or run status --json in a loop)")
+        from . import watch as live
+
+        click.get_current_context().exit(live.run(cluster.Running(spec, in_lab)))
     rows = cluster.Running(spec, in_lab).status()
     _print_status(spec, rows, as_json)
     click.get_current_context().exit(cluster.verdict(spec, rows).exit_code)

@@ -58,7 +58,7 @@ def test_dsn_lab_proxy_dials_the_proxy_container_with_the_labs_ca(run_cli, prepa
     monkeypatch.setattr(cli, "_lab_of", lambda spec_path, loaded: prepared)
     spec_file = prepared.root.parent.parent / "cluster.yaml"  # the lab renders under <spec dir>/.lab/<cluster>
     result = run_cli("dsn", "-f", spec_file, "--lab", "--proxy")
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 0, result.stderr
     url = urlsplit(result.stdout.strip())
     query = {k: v[0] for k, v in parse_qs(url.query).items()}
     assert (url.hostname, url.port) == ("localhost", 5000)  # the name every node's certificate carries
