@@ -291,10 +291,14 @@ def lab_up(spec_path: Path, timeout: int, no_cache: bool, mirror: str | None, as
       pgdock-gen lab up -f examples/shop.yaml
     """
     from . import lab as labs
+    from . import lab_proxy
 
     spec = _load(spec_path)
-    _, rows = labs.up(spec_path, spec, timeout=timeout, no_cache=no_cache, mirror=mirror, s3=s3, progress=_progress())
+    the_lab, rows = labs.up(spec_path, spec, timeout=timeout, no_cache=no_cache, mirror=mirror, s3=s3,
+                            progress=_progress())
     _print_status(spec, rows, as_json)
+    if the_lab.proxy_address and not as_json:
+        click.echo(lab_proxy.where(spec, the_lab.proxy_address, spec_path))
 
 
 @lab.command("down")
@@ -381,17 +385,25 @@ The exit status is the verdict, for scripts and monitoring:
 Examples:
   pgdock-gen status -f cluster.yaml
   pgdock-gen status -f cluster.yaml --lab --json
+  pgdock-gen status -f cluster.yaml --watch
   pgdock-gen status -f cluster.yaml > /dev/null || echo "exit $?: see pgdock-gen status"
 """)
 @SPEC_OPTION
 @LAB_OPTION
 @_json_option()
-def status(spec_path: Path, in_lab: bool, as_json: bool) -> None:
+@click.option("--watch", is_flag=True, help="Redraw the table and the last events every 2 s until Ctrl-C.")
+def status(spec_path: Path, in_lab: bool, as_json: bool, watch: bool) -> None:
     """(The help is above: it lists exits.MEANINGS, so the codes are spelled in one place.) The exit status
     is the verdict, so monitoring can branch on it without parsing the table."""
     from . import cluster
 
     spec = _load(spec_path)
+    if watch:
+        if as_json:
+            raise UsageError("--watch redraws a table; leave out --json (or run status --json in a loop)")
+        from . import watch as live
+
+        click.get_current_context().exit(live.run(cluster.Running(spec, in_lab)))
     rows = cluster.Running(spec, in_lab).status()
     _print_status(spec, rows, as_json)
     click.get_current_context().exit(cluster.verdict(spec, rows).exit_code)
@@ -466,17 +478,35 @@ def switchover(spec_path: Path, in_lab: bool, node: str, force: bool) -> None:
 
 @cli.command()
 @SPEC_OPTION
+@LAB_OPTION
 @click.option("--readonly", is_flag=True, help="For readers: prefer standbys, spread over them.")
-def dsn(spec_path: Path, readonly: bool) -> None:
+@click.option("--proxy", "proxy_host", is_flag=False, flag_value="", default=None, metavar="HOST",
+              help="Through the HAProxy of proxy/ on HOST (an IP address; without it localhost, or with --lab "
+                   "the lab's proxy container).")
+def dsn(spec_path: Path, in_lab: bool, readonly: bool, proxy_host: str | None) -> None:
     """Print a libpq multi-host URI that always reaches the primary (or a standby with --readonly).
 
+    With --proxy, the URI goes through the cluster's HAProxy (the spec's `proxy`
+    section, run from proxy/ on an app host), for drivers without target_session_attrs.
+    With --lab, the URI reaches the lab cluster (its addresses, its CA file).
+
     \b
-    Example:
+    Examples:
       psql "$(pgdock-gen dsn -f cluster.yaml)"
+      pgdock-gen dsn -f cluster.yaml --proxy --readonly      # HAProxy on this host, a standby
+      pgdock-gen dsn -f cluster.yaml --lab --proxy           # the lab's HAProxy container
     """
     from . import dsn as uris
 
-    click.echo(uris.uri(_load(spec_path), readonly=readonly))
+    spec, ca_file, default_proxy = _load(spec_path), uris.CA_FILE, uris.PROXY_NAME
+    if in_lab:
+        the_lab = _lab_of(spec_path, spec)
+        spec, ca_file = the_lab.lab_spec, str(the_lab.repo / uris.CA_FILE)
+        default_proxy = the_lab.proxy_address or default_proxy
+    if proxy_host is not None:
+        click.echo(uris.proxy_uri(spec, proxy_host or default_proxy, readonly=readonly, ca_file=ca_file))
+    else:
+        click.echo(uris.uri(spec, readonly=readonly, ca_file=ca_file))
 
 
 @cli.command()
@@ -510,16 +540,21 @@ def drill(spec_path: Path, scenario: str, partition: str, as_json: bool) -> None
         click.echo(f"{key:>24}: {value}")
 
 
+def _lab_of(spec_path: Path, spec):
+    """The spec's lab as it runs: rendered again with its S3 server when one runs, so nothing changes."""
+    from . import docker
+    from . import lab as labs
+
+    with_s3 = docker.client().container.exists(contract.lab_s3_container(spec.cluster))
+    return labs.prepare(spec_path, spec, s3=with_s3)
+
+
 def _cluster_secrets(spec_path: Path, in_lab: bool):
     """The spec and secrets folder of this cluster (the lab's when --lab): backups and rotations use them."""
     spec = _load(spec_path)
     if not in_lab:
         return spec, spec_path.parent / "secrets"
-    from . import docker
-    from . import lab as labs
-
-    with_s3 = docker.client().container.exists(contract.lab_s3_container(spec.cluster))
-    the_lab = labs.prepare(spec_path, spec, s3=with_s3)
+    the_lab = _lab_of(spec_path, spec)
     return the_lab.lab_spec, the_lab.repo / "secrets"
 
 

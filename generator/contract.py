@@ -101,6 +101,8 @@ ENV_ROLE = "PGDOCK_ROLE"
 ENV_PG_VERSION = "PGDOCK_PG_VERSION"
 ENV_PORT = "PGDOCK_PORT"
 ENV_SSH_PORT = "PGDOCK_SSH_PORT"
+ENV_API_PORT = "PGDOCK_API_PORT"
+"""The node's health API (served by the agent on ENV_ADDRESS); unset: no API (a repo rendered before it)."""
 ENV_DATABASE = "PGDOCK_DATABASE"
 ENV_USER = "PGDOCK_USER"
 ENV_PEERS = "PGDOCK_PEERS"
@@ -195,6 +197,18 @@ def replication_slot(node_id: int) -> str:
 STATUS_KEYS = ("node", "role", "timeline", "upstream", "lag_bytes", "lag_seconds", "replicas", "status",
                "repmgrd", "registered", "archiving", "paused", "received_lsn", "replayed_lsn")
 
+# ---------------------------------------------------------------- the node's health API (agent, HAProxy, Prometheus)
+
+DEFAULT_API_PORT = 8008
+API_PRIMARY = "/primary"
+"""200 only on a writable, unfenced primary: HAProxy's check for the read-write port."""
+API_REPLICA = "/replica"
+"""200 on a standby that streams (within `?lag=`): HAProxy's check for the read-only port."""
+API_HEALTH = "/health"
+API_STATUS = "/status"
+API_METRICS = "/metrics"
+"""Prometheus text exposition: what monitoring/prometheus.yml scrapes and monitoring/alerts.yml reads."""
+
 # ---------------------------------------------------------------- Docker names
 
 BASE_IMAGE_REPO = "pgdock/base"
@@ -237,6 +251,20 @@ def backup_container(cluster: str, node: str) -> str:
 def lab_s3_container(cluster: str) -> str:
     """The lab's S3-protocol server of a cluster."""
     return f"{cluster}-s3"
+
+
+def proxy_container(cluster: str) -> str:
+    """The cluster's HAProxy (proxy/): its container on an app host, and in the lab on the lab network."""
+    return f"{cluster}-proxy"
+
+
+LAB_PROXY_IMAGE_REPO = "pgdock/lab-proxy"
+"""The lab's HAProxy image, tagged with the cluster: it packs that lab's haproxy.cfg (lab addresses)."""
+
+
+def lab_proxy_image(cluster: str) -> str:
+    """The image `lab up` builds from the lab's proxy/ folder."""
+    return f"{LAB_PROXY_IMAGE_REPO}:{cluster}"
 
 
 def volume(cluster: str, node: str, kind: str) -> str:

@@ -61,3 +61,24 @@ def cron_problem(expression: str) -> str | None:
         return verdict
     where = _culprit(text.split()) if text not in MACROS else None
     return f"croniter refuses {where or 'it'}: {verdict}"
+
+
+GAP_SPAN = dt.timedelta(days=8 * 366)
+"""How far ahead longest_gap looks: two leap cycles, so a schedule on 29 February shows its real gap."""
+GAP_RUNS = 1000
+"""At most this many runs are looked at: a schedule that runs often has found its longest gap long before."""
+
+
+def longest_gap(expression: str) -> dt.timedelta:
+    """The longest time between two consecutive runs of a usable schedule (cron_problem says None), from a fixed
+    start over GAP_SPAN: how old the newest base backup may be just before the next one comes due. A schedule
+    that comes due once or never in that span counts as GAP_SPAN."""
+    end = _PROBE_START + GAP_SPAN
+    runs = croniter(expression.strip(), _PROBE_START)
+    previous, longest = runs.get_next(dt.datetime), dt.timedelta(0)
+    for _ in range(GAP_RUNS):
+        current = runs.get_next(dt.datetime)
+        if current > end:
+            break
+        longest, previous = max(longest, current - previous), current
+    return longest or GAP_SPAN

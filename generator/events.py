@@ -17,11 +17,12 @@ from .spec import Spec
 EVENTS_FILE = str(contract.EVENTS)
 
 
-def _read(target: Target) -> list[dict[str, Any]]:
+def _read(target: Target, tail: int | None = None) -> list[dict[str, Any]]:
     from python_on_whales.exceptions import DockerException
 
     try:
-        text = target.client.execute(target.container, ["cat", EVENTS_FILE])
+        command = ["tail", "-n", str(tail), EVENTS_FILE] if tail else ["cat", EVENTS_FILE]
+        text = target.client.execute(target.container, command)
     except DockerException:
         return [{"time": "", "node": target.node.name, "event": "unreachable", "success": False,
                  "details": f"cannot read {EVENTS_FILE} from {target.container}"}]
@@ -29,9 +30,11 @@ def _read(target: Target) -> list[dict[str, Any]]:
     return [event | {"node": target.node.name} for event in json_lines(text, f"{target.node.name}: {EVENTS_FILE}")]
 
 
-def collect(running: Running) -> list[dict[str, Any]]:
+def collect(running: Running, tail: int | None = None) -> list[dict[str, Any]]:
+    """Every member's events in time order; with `tail`, only each member's newest `tail` (what a
+    refreshing view needs, without reading whole logs every time)."""
     with ThreadPoolExecutor(8) as pool:
-        found = [event for events in pool.map(_read, running.targets()) for event in events]
+        found = [event for events in pool.map(lambda t: _read(t, tail), running.targets()) for event in events]
     return sorted(found, key=lambda e: (str(e.get("time") or ""), e["node"]))
 
 

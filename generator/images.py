@@ -158,8 +158,9 @@ def debian_image(suite: str, *, mirror: str | None = None, progress: Progress = 
     return bootstrap(suite, bootstrapped, mirror=mirror, progress=progress)
 
 
-def _build(context: Path, tag: str, *, file: Path | None = None, build_args: dict[str, str] | None = None,
-           no_cache: bool = False, labels: dict[str, str] | None = None) -> None:
+def build_image(context: Path, tag: str, *, file: Path | None = None, build_args: dict[str, str] | None = None,
+                no_cache: bool = False, labels: dict[str, str] | None = None) -> None:
+    """`docker build` of one context into `tag` on the local engine, failures said as what was being built."""
     with docker.translated(f"building {tag}"):
         docker.client().build(context, tags=[tag], file=file, build_args=build_args or {}, cache=not no_cache,
                               labels=labels or {}, load=True, progress=False)
@@ -170,7 +171,7 @@ def build_base(spec: Spec, repo: Path, *, no_cache: bool = False, mirror: str | 
     image = names(spec, repo)
     debian = debian_image(DEBIAN_SUITES[spec.pg_version], mirror=mirror, progress=progress)
     progress(f"building {image.base} from {debian}")
-    _build(repo / "base-image", image.base, no_cache=no_cache,
+    build_image(repo / "base-image", image.base, no_cache=no_cache,
            build_args={"DEBIAN_IMAGE": debian, "PG_VERSION": str(spec.pg_version)})
     return image.base
 
@@ -178,7 +179,7 @@ def build_base(spec: Spec, repo: Path, *, no_cache: bool = False, mirror: str | 
 def build_backup(spec: Spec, repo: Path, *, no_cache: bool = False, progress: Progress = print) -> str:
     image = names(spec, repo)
     progress(f"building {image.backup}")
-    _build(repo / "backup-image", image.backup, no_cache=no_cache, build_args={"BASE_IMAGE": image.base})
+    build_image(repo / "backup-image", image.backup, no_cache=no_cache, build_args={"BASE_IMAGE": image.base})
     return image.backup
 
 
@@ -187,8 +188,8 @@ def build_config(spec: Spec, repo: Path, node: Node, *, no_cache: bool = False) 
     tag = f"{names(spec, repo).config_repo(node)}:{config_version(repo, node)}"
     if not no_cache and docker.client().image.exists(tag):
         return tag  # the tag is a hash of the content: an image with it already packs these files
-    _build(repo, tag, file=repo / "nodes" / node.name / "Dockerfile", no_cache=no_cache,
-           labels={"org.pgdock.version": tag.rsplit(":", 1)[1]})
+    build_image(repo, tag, file=repo / "nodes" / node.name / "Dockerfile", no_cache=no_cache,
+                labels={"org.pgdock.version": tag.rsplit(":", 1)[1]})
     return tag
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from . import backup, cluster, contract, docker, images, render, volumes
+from . import backup, cluster, contract, docker, images, lab_proxy, render, volumes
 from .errors import DockerError, PgdockError, UsageError
 from .spec import Spec, parse
 from .template import environment
@@ -58,6 +58,11 @@ class Lab:
     def running(self) -> cluster.Running:
         """The lab cluster as a running cluster (every node on the local engine)."""
         return cluster.Running(self.lab_spec, lab=True)
+
+    @property
+    def proxy_address(self) -> str | None:
+        """Where the lab's HAProxy listens, when the spec has `proxy`."""
+        return lab_proxy.address(self.subnet) if self.lab_spec.proxy else None
 
     def container(self, node_name: str) -> str:
         return contract.container(self.spec.cluster, node_name)
@@ -324,6 +329,8 @@ def up(spec_path: Path, spec: Spec, *, timeout: float = 300, no_cache: bool = Fa
     _ensure_network(lab, client)
     if lab.s3_container:
         _start_s3(lab, client, progress)
+    if lab.lab_spec.proxy:  # before the nodes: its checks find the primary while the cluster settles
+        lab_proxy.start(lab.lab_spec, lab.repo, lab.network, lab.subnet, mirror=mirror, progress=progress)
     for node in lab.lab_spec.members:
         progress(f"starting {lab.container(node.name)}")
         install_node(lab, client, node.name, tags[node.name])
@@ -356,6 +363,7 @@ def down(spec_path: Path, spec: Spec, *, remove_volumes: bool, progress: Progres
     lab = prepare(spec_path, spec, client)
     for node in lab.lab_spec.members:
         remove_node(lab, node.name, remove_volumes=remove_volumes, progress=progress)
+    lab_proxy.remove(client, spec.cluster)
     own_s3 = contract.lab_s3_container(spec.cluster)
     if client.container.exists(own_s3):
         client.container.remove(own_s3, force=True)

@@ -34,6 +34,8 @@ VERSION_FILE = ".pgdock.json"
 """Which pgdock-gen rendered the repo: {"pgdock-gen": "<version>"}. Its CI installs that version, and a
 render by another version says so. pgdock's own bookkeeping: never a conflict, always rewritten."""
 VERSION_KEY = "pgdock-gen"
+OPTIONAL_FOLDERS = ("proxy", "monitoring")
+"""Template folders rendered into the folder of the same name when the spec has the section of that name."""
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,9 @@ def plan(spec: Spec, spec_text: str, *, version: str | None = None) -> dict[str,
             files[(target / output_name(relative)).as_posix()] = File(content, _mode(source))
 
     add("cluster", Path("."))
+    for folder in OPTIONAL_FOLDERS:
+        if getattr(spec, folder) is not None:
+            add(folder, Path(folder))
     for node in spec.members:
         peers = [n for n in spec.nodes if n.name != node.name]
         add("node", Path("nodes") / node.name, node=node, node_peers=peers)
@@ -144,6 +149,8 @@ def compare(files: dict[str, File], out: Path) -> Changes:
             unchanged.append(rel)
     wanted = {rel.split("/")[1] for rel in files if rel.startswith("nodes/")}
     stale = sorted(f"nodes/{d.name}/" for d in (out / "nodes").glob("*") if d.is_dir() and d.name not in wanted)
+    stale += [f"{folder}/" for folder in OPTIONAL_FOLDERS
+              if (out / folder).is_dir() and not any(rel.startswith(f"{folder}/") for rel in files)]
     return Changes(new, changed, unchanged, stale)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .contract import COMPRESSION_FLAGS, DEFAULT_BACKUP_JOBS, DEFAULT_COMPRESSION
+from .contract import COMPRESSION_FLAGS, DEFAULT_API_PORT, DEFAULT_BACKUP_JOBS, DEFAULT_COMPRESSION
 
 NAME_PATTERN = "^[a-z][a-z0-9-]*$"
 SUPPORTED_PG_VERSIONS = (15, 17)
@@ -18,6 +18,10 @@ DEFAULT_DETECTION_SECONDS = 5
 """failover.detection_seconds when the spec does not say: measured in bench/ (kill-primary, soak)."""
 DEFAULT_SHM_SIZE = "256m"
 DEFAULT_MAX_WAL_KEEP = "16GB"
+DEFAULT_PROXY_PORT = 5000
+DEFAULT_PROXY_READONLY_PORT = 5001
+DEFAULT_MAX_LAG_SECONDS = 30
+DEFAULT_MAX_PAUSED_MINUTES = 60
 MAX_DATA_NODES = 64
 """More would not make a cluster safer; the limit keeps any spec quick to check."""
 
@@ -35,6 +39,8 @@ PARAMETER_NAME_PATTERN = "^[a-z_][a-z0-9_]*(?:\\.[a-z_][a-z0-9_]*)*$"
 
 _NAME = {"type": "string", "pattern": NAME_PATTERN, "maxLength": 30}
 _PORT = {"type": "integer", "minimum": 1, "maximum": 65535}
+_UNPRIVILEGED_PORT = {**_PORT, "minimum": 1024}
+"""HAProxy runs as an unprivileged user in its container, on the app host's network: no port below 1024."""
 _ADDRESS = {
     "type": "string",
     "maxLength": 253,
@@ -53,6 +59,9 @@ def _node(*, data: bool) -> dict[str, Any]:
                     "description": "docker context (default: the name)"},
         "port": {**_PORT, "default": 5432, "description": "PostgreSQL port on the host"},
         "ssh_port": {**_PORT, "default": 2222, "description": "sshd port used by repmgr switchover"},
+        "api_port": {**_PORT, "default": DEFAULT_API_PORT,
+                     "description": "the agent's health API (/primary, /replica, /health, /status, /metrics) on the "
+                                    "node's address: for HAProxy's checks and Prometheus"},
         "location": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$", "default": "default"},
         "id": {"type": "integer", "minimum": 1, "maximum": 2147483647, "description": "repmgr node_id"},
     }
@@ -153,6 +162,31 @@ SCHEMA: dict[str, Any] = {
         },
         "nodes": {"type": "array", "minItems": 1, "maxItems": MAX_DATA_NODES, "items": _node(data=True)},
         "witness": _node(data=False),
+        "proxy": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "render proxy/: HAProxy for application hosts, routing by each node's health API",
+            "properties": {
+                "port": {**_UNPRIVILEGED_PORT, "default": DEFAULT_PROXY_PORT,
+                         "description": "reaches the writable primary (checked with GET /primary)"},
+                "readonly_port": {**_UNPRIVILEGED_PORT, "default": DEFAULT_PROXY_READONLY_PORT,
+                                  "description": "reaches a streaming standby (GET /replica), the primary only "
+                                                 "while no standby is healthy"},
+            },
+        },
+        "monitoring": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "render monitoring/: prometheus.yml scraping every node's /metrics, and alerts.yml",
+            "properties": {
+                "max_lag_seconds": {"type": "integer", "minimum": 1, "maximum": 86400,
+                                    "default": DEFAULT_MAX_LAG_SECONDS,
+                                    "description": "alert when a standby's replay lags more than this"},
+                "max_paused_minutes": {"type": "integer", "minimum": 1, "maximum": 10080,
+                                       "default": DEFAULT_MAX_PAUSED_MINUTES,
+                                       "description": "alert when maintenance mode (pause) lasts longer"},
+            },
+        },
         "backup": {
             "type": "object",
             "additionalProperties": False,

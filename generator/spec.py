@@ -10,20 +10,32 @@ location) get warnings in the same format, in `Spec.warnings`.
 
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import ipaddress
 import math
 from collections import Counter
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .contract import DEFAULT_BACKUP_JOBS, DEFAULT_COMPRESSION
-from .cron import cron_problem
+from .contract import DEFAULT_API_PORT, DEFAULT_BACKUP_JOBS, DEFAULT_COMPRESSION
+from .cron import cron_problem, longest_gap
 from .errors import SpecError
-from .schema import DEFAULT_DETECTION_SECONDS, DEFAULT_MAX_WAL_KEEP, DEFAULT_SHM_SIZE, SCHEMA, allowed_keys
+from .schema import (
+    DEFAULT_DETECTION_SECONDS,
+    DEFAULT_MAX_LAG_SECONDS,
+    DEFAULT_MAX_PAUSED_MINUTES,
+    DEFAULT_MAX_WAL_KEEP,
+    DEFAULT_PROXY_PORT,
+    DEFAULT_PROXY_READONLY_PORT,
+    DEFAULT_SHM_SIZE,
+    SCHEMA,
+    allowed_keys,
+)
 
 MAX_SPEC_BYTES = 1_000_000
 """A spec is a page or two; anything near this size is a mistake or an attack, refused before parsing."""
@@ -93,6 +105,7 @@ class Node:
     id: int
     priority: int
     witness: bool = False
+    api_port: int = DEFAULT_API_PORT
 
     @property
     def hba_address(self) -> str:
@@ -119,6 +132,10 @@ class S3:
     ca_bundle: str | None
 
 
+BACKUP_SLACK = dt.timedelta(hours=2)
+"""How long a base backup may take after it came due: the sidecar logs it when it is done."""
+
+
 @dataclass(frozen=True)
 class Backup:
     s3: S3
@@ -126,6 +143,33 @@ class Backup:
     retention_days: int
     compression: str
     jobs: int
+
+    @cached_property
+    def longest_gap(self) -> dt.timedelta:
+        """The longest time between two runs of the schedule (croniter asked once per spec)."""
+        return longest_gap(self.schedule)
+
+    @property
+    def max_age(self) -> dt.timedelta:
+        """How old the newest base backup may be before something is wrong: the schedule's longest gap between
+        two runs plus BACKUP_SLACK (monitoring/alerts.yml)."""
+        return self.longest_gap + BACKUP_SLACK
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """HAProxy on the application hosts (proxy/): `port` reaches the primary, `readonly_port` a standby."""
+
+    port: int
+    readonly_port: int
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    """Prometheus' scrape config and alert rules (monitoring/)."""
+
+    max_lag_seconds: int
+    max_paused_minutes: int
 
 
 @dataclass(frozen=True)
@@ -147,6 +191,8 @@ class Spec:
     nodes: tuple[Node, ...]
     witness: Node | None
     backup: Backup | None
+    proxy: Proxy | None
+    monitoring: Monitoring | None
     raw: dict[str, Any] = field(repr=False, compare=False)
     warnings: tuple[str, ...] = ()
     """Valid but probably unintended (file:line: field: message): `validate` shows them, nothing refuses them."""
@@ -378,6 +424,8 @@ def _semantic_problems(data: dict[str, Any], problems: _Problems) -> None:
             problems.add(where + ("ssh_port",), f"{ssh[0]}:{ssh[1]} is also the sshd of {seen_ssh[ssh]}; "
                                                 "nodes sharing a host need their own ssh_port")
         seen_ssh.setdefault(ssh, _format_path(where))
+    _api_port_problems(members, endpoints, problems)
+    _proxy_problems(data.get("proxy"), problems)
     for i, node in enumerate(nodes):
         name, address = node.get("name"), node.get("address")
         if name in seen_names:
@@ -408,6 +456,34 @@ def _semantic_problems(data: dict[str, Any], problems: _Problems) -> None:
         problems.add(("backup", "schedule"), f"bad cron expression {schedule!r}: {why}")
 
 
+def _api_port_problems(members: list[tuple[tuple[str | int, ...], dict[str, Any]]],
+                       endpoints: Counter[tuple[Any, Any]], problems: _Problems) -> None:
+    """Each member's health API needs a port of its own on its address: not another member's api_port, nor any
+    member's PostgreSQL or sshd port there (its own included). Members that share address and port are already
+    reported as such."""
+    taken: dict[tuple[Any, Any], str] = {}
+    for where, member in members:
+        for key, default in (("port", 5432), ("ssh_port", 2222)):
+            taken.setdefault((member.get("address"), member.get(key, default)), _format_path(where + (key,)))
+    for where, member in members:
+        address = member.get("address")
+        if endpoints[(address, member.get("port", 5432))] > 1:
+            continue
+        api = (address, member.get("api_port", DEFAULT_API_PORT))
+        if api in taken:
+            problems.add(where + ("api_port",), f"{address}:{api[1]} is also {taken[api]}; nodes sharing a host need "
+                                                "their own api_port")
+        taken.setdefault(api, _format_path(where + ("api_port",)))
+
+
+def _proxy_problems(proxy: Any, problems: _Problems) -> None:
+    if not isinstance(proxy, dict):
+        return
+    port = proxy.get("port", DEFAULT_PROXY_PORT)
+    if proxy.get("readonly_port", DEFAULT_PROXY_READONLY_PORT) == port:
+        problems.add(("proxy", "readonly_port"), f"{port} is also proxy.port; the read-only port needs its own")
+
+
 def _placement_warnings(spec: Spec, warnings: _Problems) -> None:
     """A node that can become primary and has its location to itself is never failed over.
 
@@ -434,6 +510,7 @@ def _node(raw: dict[str, Any], index: int, *, witness: bool) -> Node:
         context=raw.get("context", raw["name"]),
         port=raw.get("port", 5432),
         ssh_port=raw.get("ssh_port", 2222),
+        api_port=raw.get("api_port", DEFAULT_API_PORT),
         location=raw.get("location", "default"),
         id=raw.get("id", WITNESS_DEFAULT_ID if witness else index + 1),
         priority=0 if witness else raw.get("priority", 100),
@@ -445,6 +522,7 @@ def _build(data: dict[str, Any]) -> Spec:
     pg = data["postgres"]
     backup = data.get("backup")
     s3 = backup["s3"] if backup else None
+    proxy, monitoring = data.get("proxy"), data.get("monitoring")
     parameters = dict(sorted((pg.get("parameters") or {}).items()))
     libraries = [lib.strip() for lib in parameters.pop("shared_preload_libraries", "").split(",")]
     return Spec(
@@ -475,6 +553,12 @@ def _build(data: dict[str, Any]) -> Spec:
             compression=backup.get("compression", DEFAULT_COMPRESSION),
             jobs=backup.get("jobs", DEFAULT_BACKUP_JOBS),
         ) if backup else None,
+        proxy=Proxy(port=proxy.get("port", DEFAULT_PROXY_PORT),
+                    readonly_port=proxy.get("readonly_port", DEFAULT_PROXY_READONLY_PORT),
+                    ) if proxy is not None else None,
+        monitoring=Monitoring(max_lag_seconds=monitoring.get("max_lag_seconds", DEFAULT_MAX_LAG_SECONDS),
+                              max_paused_minutes=monitoring.get("max_paused_minutes", DEFAULT_MAX_PAUSED_MINUTES),
+                              ) if monitoring is not None else None,
         raw=data,
     )
 

@@ -9,6 +9,7 @@ ask the same questions with the same defaults.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from importlib import resources
 from pathlib import Path
@@ -51,6 +52,15 @@ def _pg_value(value: Any) -> str:
     return contract.conf_string(str(value))
 
 
+def _duration(span: dt.timedelta) -> str:
+    """A span as people read it in a README or a comment: whole days, else whole hours, else minutes."""
+    seconds = int(span.total_seconds())
+    for unit, size in (("d", 86400), ("h", 3600)):
+        if seconds % size == 0:
+            return f"{seconds // size} {unit}"
+    return f"{seconds / 60:g} min"
+
+
 def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -66,6 +76,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["pg_value"] = _pg_value
     env.filters["quote_ident"] = _quote_ident
+    env.filters["duration"] = _duration
     env.globals["c"] = contract  # names that cross into the containers: env vars, paths
     return env
 

@@ -37,6 +37,14 @@ if command -v apt-get >/dev/null; then
         # shellcheck disable=SC2086
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $base
     fi
+    # The unit tests check rendered monitoring/ and proxy/ files with the real tools: promtool (in
+    # Debian's prometheus package) and haproxy -c. Without recommends: no node exporter.
+    checkers=$(apt_missing prometheus haproxy)
+    if [ -n "$checkers" ]; then
+        $SUDO apt-get update -qq
+        # shellcheck disable=SC2086
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $checkers
+    fi
     if ! docker compose version >/dev/null 2>&1 || ! docker buildx version >/dev/null 2>&1; then
         add_next_release_source
         DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends -t trixie docker-compose docker-buildx

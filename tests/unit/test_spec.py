@@ -238,7 +238,8 @@ def test_a_top_level_key_given_twice_is_reported() -> None:
 
 def test_same_address_with_other_port_is_allowed() -> None:
     spec = parse(
-        with_nodes("name: n1\naddress: 10.0.0.1", "name: n2\naddress: 10.0.0.1\nport: 5433\nssh_port: 2223")
+        with_nodes("name: n1\naddress: 10.0.0.1",
+                   "name: n2\naddress: 10.0.0.1\nport: 5433\nssh_port: 2223\napi_port: 8009")
     )
     assert [(n.address, n.port) for n in spec.nodes] == [("10.0.0.1", 5432), ("10.0.0.1", 5433)]
 

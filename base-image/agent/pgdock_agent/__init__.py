@@ -17,5 +17,9 @@ Rooms:
   events      the event log and the failover hooks (detached, with a time budget)
   files       secrets and config files installed where programs want them
   status      what `pgdock-gen status` shows, and the healthcheck
+  health      the health API's verdicts (/primary, /replica, /health), from observed facts (pure)
+  metrics     those facts in Prometheus' text format (pure)
+  observe     gathers the API's facts: one local query, the data volume, the supervisor
+  api         the health API's HTTP server, a thread of the supervisor
   supervisor  observe, decide, apply: the container's main loop
 """

@@ -9,6 +9,7 @@ import psycopg
 
 from . import contract
 from .archive import gap_note
+from .health import Archive
 from .node import STATUS, env
 from .peers import peers
 from .postgres import PG_BIN, is_standby, local_conn, running
@@ -33,19 +34,45 @@ FROM pg_stat_replication
 """
 
 
+ARCHIVER_SQL = """
+SELECT last_archived_time, last_failed_time,
+       (SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'),
+       extract(epoch FROM now() - last_archived_time)::float8
+FROM pg_stat_archiver
+"""
+
+
+def archiver(conn: psycopg.Connection) -> Archive | None:
+    """Continuous archiving as PostgreSQL's archiver reports it; None when archive_mode is off."""
+    if conn.execute("SHOW archive_mode").fetchone()[0] == "off":
+        return None
+    last_ok, last_failed, ready, age = conn.execute(ARCHIVER_SQL).fetchone()
+    return Archive(failing=bool(last_failed and (last_ok is None or last_failed > last_ok)), pending=ready,
+                   last_archived_age=age, gap=gap_note() is not None, failing_since=last_failed)
+
+
 def archiving(conn: psycopg.Connection) -> str:
     """`ok`, `off`, or why WAL is not reaching the archive (shown by status)."""
-    if conn.execute("SHOW archive_mode").fetchone()[0] == "off":
+    state = archiver(conn)
+    if state is None:
         return "off"
-    failed, last_ok, last_failed, ready = conn.execute(
-        "SELECT failed_count, last_archived_time, last_failed_time, "
-        "(SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready') FROM pg_stat_archiver"
-    ).fetchone()
     gap = gap_note()
-    if last_failed and (last_ok is None or last_failed > last_ok):
-        failing = f"failing since {last_failed:%H:%M:%S} ({ready} WAL files waiting)"
+    if state.failing:
+        failing = f"failing since {state.failing_since:%H:%M:%S} ({state.pending} WAL files waiting)"
         return f"{failing}; {gap}" if gap else failing
     return gap or "ok"
+
+
+def repmgrd_running() -> bool:
+    """A process named repmgrd runs in this container (the image has no procps: /proc is read directly; a
+    process that ends meanwhile is skipped)."""
+    for comm in Path("/proc").glob("[0-9]*/comm"):
+        try:
+            if comm.read_text().strip() == "repmgrd":
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def node_state() -> dict:
@@ -54,7 +81,7 @@ def node_state() -> dict:
     state: dict = dict.fromkeys(contract.STATUS_KEYS) | {
         "node": env(contract.ENV_NODE), "role": "down", "replicas": {},
         "status": STATUS.read_text().strip() if STATUS.exists() else "starting",
-        "repmgrd": any(c.read_text().strip() == "repmgrd" for c in Path("/proc").glob("[0-9]*/comm")),
+        "repmgrd": repmgrd_running(),
         "registered": False, "paused": Path(contract.PAUSED).exists()}
     if not running():
         return state

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psycopg
 
-from . import archive, bootstrap, contract, decide, events, postgres, promote, restore_wal
+from . import api, archive, bootstrap, contract, decide, events, postgres, promote, restore_wal
 from .decide import Act, Action
 from .files import install_secrets
 from .node import RUN, env, log, set_status
@@ -123,6 +123,13 @@ class Supervisor:
             count = fresh
             self.members = (time.monotonic(), count)
         return count or configured
+
+    def stops_postgres(self) -> bool:
+        """Whether the last decision takes PostgreSQL down (fence, step down, refuse): the health API's /primary
+        answers 503 from that moment, before PostgreSQL has stopped. Read from the API's thread: one attribute
+        read, no lock needed."""
+        previous = self.previous
+        return previous is not None and previous.act in (Act.FENCE, Act.STEP_DOWN, Act.REFUSE)
 
     # ------------------------------------------------------------ apply
 
@@ -298,6 +305,7 @@ class Supervisor:
         postgres.forward_log()
         install_secrets()
         self.prober.start()
+        api.start(self.stops_postgres, self.stopping)
         self.prober.wait_round(self.started)
         pause = TICK
         while not self.stopping.wait(pause):
