@@ -134,6 +134,10 @@ ENV_S3_PATH_STYLE = "PGDOCK_S3_PATH_STYLE"
 ENV_S3_ENDPOINT = "PGDOCK_S3_ENDPOINT"
 ENV_MAX_WAL_KEEP_MB = "PGDOCK_MAX_WAL_KEEP_MB"
 """postgres.max_wal_keep in MB: pg_wal's bound during an archive outage (archive.py)."""
+ENV_POOLER_PORT = "PGDOCK_POOLER_PORT"
+"""PgBouncer's port on the node's address (spec `pooler`); unset: no pooler on this node (the witness, or a
+cluster without one)."""
+ENV_POOL_MODE = "PGDOCK_POOL_MODE"
 ENV_RESTORE_SERVER = "PGDOCK_RESTORE_SERVER"
 ENV_RESTORE_TARGET = "PGDOCK_RESTORE_TARGET"
 ENV_SECRETS_DIR = "PGDOCK_SECRETS_DIR"
@@ -186,6 +190,8 @@ AGENT_PROMOTE = "promote"
 AGENT_FOLLOW = "follow"
 AGENT_PAUSE = "pause"
 AGENT_RESUME = "resume"
+AGENT_POOLER = "pooler"
+"""`pooler pause|resume`: the switchover holds every node's PgBouncer around the change of primary."""
 
 
 def replication_slot(node_id: int) -> str:
@@ -208,6 +214,25 @@ API_HEALTH = "/health"
 API_STATUS = "/status"
 API_METRICS = "/metrics"
 """Prometheus text exposition: what monitoring/prometheus.yml scrapes and monitoring/alerts.yml reads."""
+
+# ---------------------------------------------------------------- the pooler (PgBouncer on every data node)
+
+DEFAULT_POOLER_PORT = 6432
+POOL_MODES = ("transaction", "session")
+DEFAULT_POOL_MODE = "transaction"
+POOLER_ROLE = "pgdock_pooler"
+"""The role PgBouncer's auth_query logs in as, with the node's certificate (no password anywhere): it may only
+call POOLER_AUTH_FUNCTION."""
+POOLER_AUTH_FUNCTION = "pgdock.pooler_auth"
+"""SECURITY DEFINER: the SCRAM secret of a login role that is not a superuser, a replication role or one of
+pgdock's own; created in the cluster's database by the primary's agent."""
+IDENT_MAP = "pgdock"
+"""pg_ident.conf's map from a data node's certificate name (its node name) to POOLER_ROLE."""
+POOLER_PAUSED = RUN / "pooler-paused"
+"""Written by `pgdock-agent pooler pause`: the primary the pool was paused on; the agent resumes the pool once
+it sees another primary ready (or after POOLER_PAUSE_MAX_SECONDS), and removes the file."""
+POOLER_PAUSE_MAX_SECONDS = 60
+"""A pause nobody lifts (a switchover that died) ends by itself after this."""
 
 # ---------------------------------------------------------------- Docker names
 

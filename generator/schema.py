@@ -9,7 +9,15 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .contract import COMPRESSION_FLAGS, DEFAULT_API_PORT, DEFAULT_BACKUP_JOBS, DEFAULT_COMPRESSION
+from .contract import (
+    COMPRESSION_FLAGS,
+    DEFAULT_API_PORT,
+    DEFAULT_BACKUP_JOBS,
+    DEFAULT_COMPRESSION,
+    DEFAULT_POOL_MODE,
+    DEFAULT_POOLER_PORT,
+    POOL_MODES,
+)
 
 NAME_PATTERN = "^[a-z][a-z0-9-]*$"
 SUPPORTED_PG_VERSIONS = (15, 17)
@@ -172,6 +180,23 @@ SCHEMA: dict[str, Any] = {
                 "readonly_port": {**_UNPRIVILEGED_PORT, "default": DEFAULT_PROXY_READONLY_PORT,
                                   "description": "reaches a streaming standby (GET /replica), the primary only "
                                                  "while no standby is healthy"},
+                "via_pooler": {"type": "boolean", "default": False,
+                               "description": "send `port` to the nodes' PgBouncer (needs `pooler`) instead of "
+                                              "the primary's PostgreSQL: every pooler forwards to the primary"},
+            },
+        },
+        "pooler": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "PgBouncer on every data node, forwarding to the current primary (TLS, SCRAM via "
+                           "auth_query: no password in its files); switchover pauses it instead of failing "
+                           "transactions",
+            "properties": {
+                "port": {**_UNPRIVILEGED_PORT, "default": DEFAULT_POOLER_PORT,
+                         "description": "PgBouncer's port on each data node's address"},
+                "pool_mode": {"enum": list(POOL_MODES), "default": DEFAULT_POOL_MODE,
+                              "description": "transaction: a server connection per transaction (most "
+                                             "clients); session: per client session"},
             },
         },
         "monitoring": {

@@ -22,7 +22,13 @@ from typing import Any
 
 import yaml
 
-from .contract import DEFAULT_API_PORT, DEFAULT_BACKUP_JOBS, DEFAULT_COMPRESSION
+from .contract import (
+    DEFAULT_API_PORT,
+    DEFAULT_BACKUP_JOBS,
+    DEFAULT_COMPRESSION,
+    DEFAULT_POOL_MODE,
+    DEFAULT_POOLER_PORT,
+)
 from .cron import cron_problem, longest_gap
 from .errors import SpecError
 from .schema import (
@@ -58,6 +64,7 @@ RESERVED_NAMES: dict[str, str] = {
     "template1": "a template database initdb creates",
     "repmgr": "repmgr's superuser and metadata database, created on every node's first start",
     "replicator": "the streaming replication role, created on the primary's first start",
+    "pgdock_pooler": "the role the nodes' PgBouncer looks up clients' secrets as (pooler)",
 }
 """Roles and databases a node has before the spec's own are created (initdb, base-image/agent): reusing
 one fails the primary's first start. pgdock quotes names (sql.Identifier), so only an exact match
@@ -162,6 +169,16 @@ class Proxy:
 
     port: int
     readonly_port: int
+    via_pooler: bool = False
+    """`port` goes to the data nodes' PgBouncer (each forwards to the primary) instead of the primary itself."""
+
+
+@dataclass(frozen=True)
+class Pooler:
+    """PgBouncer on every data node (pgdock_agent.pooler), forwarding to whichever node is primary."""
+
+    port: int
+    pool_mode: str
 
 
 @dataclass(frozen=True)
@@ -193,6 +210,7 @@ class Spec:
     backup: Backup | None
     proxy: Proxy | None
     monitoring: Monitoring | None
+    pooler: Pooler | None
     raw: dict[str, Any] = field(repr=False, compare=False)
     warnings: tuple[str, ...] = ()
     """Valid but probably unintended (file:line: field: message): `validate` shows them, nothing refuses them."""
@@ -425,6 +443,7 @@ def _semantic_problems(data: dict[str, Any], problems: _Problems) -> None:
                                                 "nodes sharing a host need their own ssh_port")
         seen_ssh.setdefault(ssh, _format_path(where))
     _api_port_problems(members, endpoints, problems)
+    _pooler_problems(data, members, problems)
     _proxy_problems(data.get("proxy"), problems)
     for i, node in enumerate(nodes):
         name, address = node.get("name"), node.get("address")
@@ -476,6 +495,34 @@ def _api_port_problems(members: list[tuple[tuple[str | int, ...], dict[str, Any]
         taken.setdefault(api, _format_path(where + ("api_port",)))
 
 
+POOLER_MIN_VERSION = 17
+"""PgBouncer's auth_dbname (1.20) is what lets one auth function serve every database: Debian bookworm, the
+suite of PostgreSQL 15 here, ships 1.18."""
+
+
+def _pooler_problems(data: dict[str, Any], members: list[tuple[tuple[str | int, ...], dict[str, Any]]],
+                     problems: _Problems) -> None:
+    """PgBouncer listens on each data node's address: its port must be free there (no member's PostgreSQL, sshd
+    or health API port on that address), and it needs Debian trixie's PgBouncer."""
+    pooler = data.get("pooler")
+    if not isinstance(pooler, dict):
+        if isinstance(data.get("proxy"), dict) and data["proxy"].get("via_pooler"):
+            problems.add(("proxy", "via_pooler"), "needs a `pooler:` section (PgBouncer on the data nodes)")
+        return
+    if data["postgres"].get("version") != POOLER_MIN_VERSION:
+        problems.add(("pooler",), f"needs postgres.version {POOLER_MIN_VERSION}: PgBouncer's auth_dbname, "
+                                  "which pgdock's auth setup relies on, is missing from bookworm's PgBouncer")
+    port = pooler.get("port", DEFAULT_POOLER_PORT)
+    taken = {(m.get("address"), m.get(key, default)): _format_path(where + (key,)) for where, m in members
+             for key, default in (("port", 5432), ("ssh_port", 2222), ("api_port", DEFAULT_API_PORT))}
+    for where, member in members:
+        if where[0] == "nodes" and (member.get("address"), port) in taken:
+            problems.add(("pooler", "port"), f"{member.get('address')}:{port} is also "
+                                             f"{taken[(member.get('address'), port)]}; PgBouncer needs a port "
+                                             "of its own on every data node's address")
+            return
+
+
 def _proxy_problems(proxy: Any, problems: _Problems) -> None:
     if not isinstance(proxy, dict):
         return
@@ -522,7 +569,7 @@ def _build(data: dict[str, Any]) -> Spec:
     pg = data["postgres"]
     backup = data.get("backup")
     s3 = backup["s3"] if backup else None
-    proxy, monitoring = data.get("proxy"), data.get("monitoring")
+    proxy, monitoring, pooler = data.get("proxy"), data.get("monitoring"), data.get("pooler")
     parameters = dict(sorted((pg.get("parameters") or {}).items()))
     libraries = [lib.strip() for lib in parameters.pop("shared_preload_libraries", "").split(",")]
     return Spec(
@@ -555,7 +602,10 @@ def _build(data: dict[str, Any]) -> Spec:
         ) if backup else None,
         proxy=Proxy(port=proxy.get("port", DEFAULT_PROXY_PORT),
                     readonly_port=proxy.get("readonly_port", DEFAULT_PROXY_READONLY_PORT),
+                    via_pooler=proxy.get("via_pooler", False),
                     ) if proxy is not None else None,
+        pooler=Pooler(port=pooler.get("port", DEFAULT_POOLER_PORT),
+                      pool_mode=pooler.get("pool_mode", DEFAULT_POOL_MODE)) if pooler is not None else None,
         monitoring=Monitoring(max_lag_seconds=monitoring.get("max_lag_seconds", DEFAULT_MAX_LAG_SECONDS),
                               max_paused_minutes=monitoring.get("max_paused_minutes", DEFAULT_MAX_PAUSED_MINUTES),
                               ) if monitoring is not None else None,

@@ -8,11 +8,13 @@ checks that make refusing safe, and waits until the cluster is whole again.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from . import contract
-from .cluster import NodeStatus, Running
+from .cluster import NodeStatus, Running, Target
 from .errors import PgdockError, UsageError
+from .maintenance import agent
 from .spec import Spec
 
 MAX_LAG_BYTES = 16 * 1024 * 1024
@@ -59,13 +61,58 @@ def switchover(running: Running, node: str, *, force: bool, progress: Callable[[
     unpause = [] if any(r.paused for r in rows) else ["--repmgrd-force-unpause"]
     command = ["repmgr", "-f", str(contract.REPMGR_CONF), "standby", "switchover", "--siblings-follow",
                "--force-rewind", *unpause]
+    poolers = pooler_targets(running, rows)
+    paused_at = pause_poolers(poolers, progress)
     try:
         target.client.execute(target.container, command, user="postgres")
     except DockerException as exc:
+        resume_poolers(poolers, paused_at, progress)
         output = (exc.stderr or "") + (exc.stdout or "")
         lines = [ln for ln in output.splitlines() if "ERROR" in ln or "HINT" in ln] or output.splitlines()[-3:]
         raise PgdockError(f"repmgr standby switchover on {node} failed: {' / '.join(lines)}") from None
-    rows = running.wait_healthy(timeout=timeout, progress=progress)
+    try:
+        rows = running.wait_healthy(timeout=timeout, progress=progress)
+    finally:
+        # each agent resumed its pool on seeing the new primary ready; this lifts any pause left (an agent that
+        # missed it), only now that every node knows the new primary, so no pool resumes towards the old one
+        resume_poolers(poolers, paused_at, progress)
     if not any(r.name == node and r.role == "primary" for r in rows):
         raise PgdockError(f"switchover finished but {node} is not primary; run `pgdock-gen status`")
     return rows
+
+
+def pooler_targets(running: Running, rows: list[NodeStatus]) -> list[Target]:
+    """The data nodes whose PgBouncer a switchover holds: every reachable one when the spec has `pooler`."""
+    if running.spec.pooler is None:
+        return []
+    reachable = {r.name for r in rows if r.reachable}
+    return [running.target(n.name) for n in running.spec.nodes if n.name in reachable]
+
+
+def pause_poolers(poolers: list[Target], progress: Callable[[str], None]) -> float:
+    """Pauses every pool (each waits for its transactions in flight) so no transaction fails on the old primary
+    shutting down; each agent resumes its pool once it sees the new primary. A pool that cannot be paused
+    undoes the others and refuses the switchover. Returns when the pause began."""
+    started, paused = time.monotonic(), []
+    for target in poolers:
+        try:
+            agent(target, contract.AGENT_POOLER, "pause")
+        except PgdockError as exc:
+            resume_poolers(paused, started, progress)
+            raise PgdockError(f"switchover refused: {exc}; the primary is unchanged") from None
+        paused.append(target)
+    if poolers:
+        progress(f"poolers paused on {', '.join(t.node.name for t in poolers)} "
+                 f"({time.monotonic() - started:.1f} s for transactions in flight)")
+    return started
+
+
+def resume_poolers(poolers: list[Target], paused_at: float, progress: Callable[[str], None]) -> None:
+    """Lifts every pool's pause (those that already resumed by themselves stay as they are)."""
+    for target in poolers:
+        try:
+            agent(target, contract.AGENT_POOLER, "resume")
+        except PgdockError as exc:
+            progress(f"warning: {exc}; its agent lifts the pause within {contract.POOLER_PAUSE_MAX_SECONDS} s")
+    if poolers:
+        progress(f"poolers checked resumed, {time.monotonic() - paused_at:.1f} s after the pause began")

@@ -127,7 +127,8 @@ def test_haproxy_checks_every_data_node_by_its_api(both: Path) -> None:
     for check in ("option httpchk GET /primary", "option httpchk GET /replica", "mode tcp", "bind :5000",
                   "bind :5001", "on-marked-down shutdown-sessions"):
         assert check in cfg, check
-    servers = re.findall(r"^\s+server (\S+) (\S+) check port (\d+)$", cfg, re.MULTILINE)
+    servers = re.findall(r"^\s+server (\S+) (\S+) check port (\d+) on-marked-down shutdown-sessions$", cfg,
+                         re.MULTILINE)
     assert servers == [("n1", "10.0.0.1:5432", "8008"), ("n2", "10.0.0.2:5432", "9000")] * 2  # the witness: never
     compose = yaml.safe_load((both / "proxy" / "compose.yaml").read_text())
     assert compose["services"]["haproxy"]["cap_drop"] == ["ALL"]

@@ -234,7 +234,9 @@ def test_pg_hba_has_no_trust_and_remote_lines_are_hostssl(golden_repo: Path) -> 
             assert kind in ("local", "host", "hostssl"), fields
             if kind == "host":
                 assert fields[3] in loopback, f"{hba}: remote line without TLS: {fields}"
-            if kind != "local":
+            if kind != "local" and fields[2] == "pgdock_pooler" and fields[-2] == "cert":
+                assert kind == "hostssl" and fields[-1] == "map=pgdock", fields  # the pooler: certificate only
+            elif kind != "local":
                 assert fields[-1] in ("scram-sha-256", "reject"), fields
 
 
@@ -253,6 +255,7 @@ def test_witness_gets_its_own_folder_without_replication(golden_repo: Path) -> N
         "compose.yaml",
         "env",
         "pg_hba.conf",
+        "pg_ident.conf",
         "postgresql.conf",
         "repmgr.conf",
     ]

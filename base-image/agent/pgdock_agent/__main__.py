@@ -23,6 +23,7 @@ USAGE = """usage: pgdock-agent COMMAND
   validate-failover        repmgrd's failover_validation_command (the promotion gate)
   promote [DETAIL] | follow ID  repmgr's promote_command / follow_command (DETAIL: an operator's promotion)
   pause | resume           maintenance mode on this node: no promotion here, repmgrd paused
+  pooler pause|resume      hold this node's PgBouncer (transactions in flight finish) / lift that
   pg-start | pg-stop | pg-restart | pg-reload | reload | repmgrd-stop | repmgrd-start
   install-version SRC STORE  add SRC to the config volume STORE as a version, make it current (the carrier)
   install-config SRC DST   make DST hold exactly SRC's files, swapped in one by one (secrets)
@@ -80,6 +81,10 @@ def dispatch(command: str, args: list[str]) -> int:  # noqa: C901, PLR0911 - one
         return repmgr("standby", "follow", f"--upstream-node-id={args[0]}", check=False).returncode
     elif command in (contract.AGENT_PAUSE, contract.AGENT_RESUME):
         return _pause(command == contract.AGENT_PAUSE)
+    elif command == contract.AGENT_POOLER and args[:1] in (["pause"], ["resume"]):
+        from . import pooler
+
+        return pooler.pause() if args[0] == "pause" else pooler.resume()
     elif command in ("pg-start", "pg-stop", "pg-restart", "pg-reload", "reload"):
         return _service(command)
     elif command in ("repmgrd-stop", "repmgrd-start"):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import psycopg
 
-from . import api, archive, bootstrap, contract, decide, events, postgres, promote, restore_wal
+from . import api, archive, bootstrap, contract, decide, events, pooler, postgres, promote, restore_wal
 from .decide import Act, Action
 from .files import install_secrets
 from .node import RUN, env, log, set_status
@@ -78,6 +78,8 @@ class Supervisor:
         self.lost_slots: set[str] = set()
         """Slots already reported lost (one event each)."""
         self.hold_down = float(env(contract.ENV_PROMOTE_SECONDS, "5")) + HOLD_DOWN_SLACK
+        settings = pooler.Settings.from_env()
+        self.pooler = pooler.Pooler(settings) if settings else None
         self.handlers = {
             Act.START_PRIMARY: self._start, Act.START_STANDBY: self._start, Act.START_WITNESS: self._start,
             Act.REFUSE: self._apply_refuse, Act.BOOTSTRAP_PRIMARY: self._apply_bootstrap_primary,
@@ -273,6 +275,15 @@ class Supervisor:
                 env={**os.environ, "HOME": str(postgres.HOME), "PGPASSFILE": str(postgres.HOME / ".pgpass")},
                 **extra)
 
+    def keep_pooler(self) -> None:
+        """PgBouncer forwards to the primary: this node while it is one, else the one the prober sees ready."""
+        if self.pooler is None:
+            return
+        i_am_primary = postgres.running() and not postgres.is_standby() and not bootstrap.BOOTSTRAPPING.exists() \
+            and not self.stops_postgres()
+        found = self.prober.primary()
+        self.pooler.step(i_am_primary, f"{found[0].address}:{found[0].port}" if found else None)
+
     # ------------------------------------------------------------ the loop
 
     def step(self) -> None:
@@ -285,6 +296,7 @@ class Supervisor:
         finally:
             self.busy = False
         self.ensure_daemons()
+        self.keep_pooler()
 
     def shutdown(self, *_: object) -> None:
         self.stopping.set()
@@ -341,6 +353,8 @@ class Supervisor:
         if self.repmgrd and self.repmgrd.poll() is None:
             self.repmgrd.terminate()
             self.repmgrd.wait(10)
+        if self.pooler:
+            self.pooler.stop()
         postgres.stop_held("fast")
         if self.sshd and self.sshd.poll() is None:
             self.sshd.terminate()
