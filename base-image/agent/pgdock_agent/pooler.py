@@ -130,6 +130,7 @@ default_pool_size = 20
 max_prepared_statements = 200
 ignore_startup_parameters = extra_float_digits
 server_login_retry = 1
+server_connect_timeout = 3
 log_connections = 0
 log_disconnections = 0
 client_tls_sslmode = require
