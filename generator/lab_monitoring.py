@@ -89,5 +89,5 @@ def url(at: str) -> str:
 
 def where(spec: Spec, at: str) -> str:
     """Where to open the lab's Prometheus, for the end of `lab up --monitoring`."""
-    return (f"prometheus {contract.prometheus_container(spec.cluster)}: open {url(at)} (alerts: {url(at)}/alerts); "
-            f"it scrapes every member every {LAB_INTERVAL}")
+    return (f"prometheus {contract.prometheus_container(spec.cluster)}: open {url(at)} (Debian's classic UI; "
+            f"alerts: {url(at)}/classic/alerts); it scrapes every member every {LAB_INTERVAL}")
