@@ -283,22 +283,32 @@ def lab() -> None:
 @MIRROR_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
 @click.option("--s3", is_flag=True, help="Also run an S3-protocol server and send the cluster's backups to it.")
-def lab_up(spec_path: Path, timeout: int, no_cache: bool, mirror: str | None, as_json: bool, s3: bool) -> None:
+@click.option("--monitoring", is_flag=True,
+              help="Also run Prometheus (<cluster>-prometheus) with the spec's monitoring/ (needs `monitoring:` in "
+                   "the spec), scraping every 5 s.")
+def lab_up(spec_path: Path, timeout: int, no_cache: bool, mirror: str | None, as_json: bool, s3: bool,
+           monitoring: bool) -> None:
     """Render, build and start every node; wait until healthy; print the status.
 
+    With --monitoring, Prometheus loads the lab's monitoring/prometheus.yml and
+    alerts.yml; `lab up` prints where to open it.
+
     \b
-    Example:
+    Examples:
       pgdock-gen lab up -f examples/shop.yaml
+      pgdock-gen lab up -f examples/shop.yaml --monitoring    # then open the http://…:9090 it prints
     """
     from . import lab as labs
-    from . import lab_proxy
+    from . import lab_monitoring, lab_proxy
 
     spec = _load(spec_path)
     the_lab, rows = labs.up(spec_path, spec, timeout=timeout, no_cache=no_cache, mirror=mirror, s3=s3,
-                            progress=_progress())
+                            monitoring=monitoring, progress=_progress())
     _print_status(spec, rows, as_json)
     if the_lab.proxy_address and not as_json:
         click.echo(lab_proxy.where(spec, the_lab.proxy_address, spec_path))
+    if monitoring and the_lab.prometheus_address and not as_json:
+        click.echo(lab_monitoring.where(spec, the_lab.prometheus_address))
 
 
 @lab.command("down")

@@ -292,6 +292,21 @@ def lab_proxy_image(cluster: str) -> str:
     return f"{LAB_PROXY_IMAGE_REPO}:{cluster}"
 
 
+def prometheus_container(cluster: str) -> str:
+    """The lab's Prometheus (`lab up --monitoring`), loading the lab render's monitoring/."""
+    return f"{cluster}-prometheus"
+
+
+LAB_PROMETHEUS_IMAGE_REPO = "pgdock/lab-prometheus"
+"""The lab's Prometheus image, tagged with the cluster: it packs that lab's prometheus.yml (lab addresses)
+and alerts.yml."""
+
+
+def lab_prometheus_image(cluster: str) -> str:
+    """The image `lab up --monitoring` builds from the lab's monitoring/ folder."""
+    return f"{LAB_PROMETHEUS_IMAGE_REPO}:{cluster}"
+
+
 def volume(cluster: str, node: str, kind: str) -> str:
     """A node's named volume; `kind` is one of VOLUME_KINDS."""
     if kind not in VOLUME_KINDS:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from . import backup, cluster, contract, docker, images, lab_proxy, render, volumes
+from . import backup, cluster, contract, docker, images, lab_monitoring, lab_proxy, render, volumes
 from .errors import DockerError, PgdockError, UsageError
 from .spec import Spec, parse
 from .template import environment
@@ -63,6 +63,11 @@ class Lab:
     def proxy_address(self) -> str | None:
         """Where the lab's HAProxy listens, when the spec has `proxy`."""
         return lab_proxy.address(self.subnet) if self.lab_spec.proxy else None
+
+    @property
+    def prometheus_address(self) -> str | None:
+        """Where the lab's Prometheus listens when it runs (`lab up --monitoring`, for a spec with `monitoring`)."""
+        return lab_monitoring.address(self.subnet) if self.lab_spec.monitoring else None
 
     def container(self, node_name: str) -> str:
         return contract.container(self.spec.cluster, node_name)
@@ -319,8 +324,12 @@ def _start_s3(lab: Lab, client: DockerClient, progress: Progress) -> None:
 
 
 def up(spec_path: Path, spec: Spec, *, timeout: float = 300, no_cache: bool = False, mirror: str | None = None,
-       s3: bool = False, restore: RestoreFrom | None = None,
+       s3: bool = False, restore: RestoreFrom | None = None, monitoring: bool = False,
        progress: Progress = print) -> tuple[Lab, list[cluster.NodeStatus]]:
+    """Renders the lab, builds its images and starts every node (with `monitoring`, Prometheus too: the spec
+    must have `monitoring`); waits until the cluster is healthy."""
+    if monitoring:
+        lab_monitoring.require(spec, spec_path)
     client = docker.client()
     lab = prepare(spec_path, spec, client, s3=s3, restore=restore)
     progress(f"lab network {lab.network} ({lab.subnet}); rendered {lab.repo}")
@@ -331,6 +340,9 @@ def up(spec_path: Path, spec: Spec, *, timeout: float = 300, no_cache: bool = Fa
         _start_s3(lab, client, progress)
     if lab.lab_spec.proxy:  # before the nodes: its checks find the primary while the cluster settles
         lab_proxy.start(lab.lab_spec, lab.repo, lab.network, lab.subnet, mirror=mirror, progress=progress)
+    if monitoring:  # before the nodes too: it sees them come up
+        lab_monitoring.start(lab.lab_spec, lab.repo, lab.root / "prometheus", lab.network, lab.subnet, mirror=mirror,
+                             progress=progress)
     for node in lab.lab_spec.members:
         progress(f"starting {lab.container(node.name)}")
         install_node(lab, client, node.name, tags[node.name])
@@ -364,6 +376,7 @@ def down(spec_path: Path, spec: Spec, *, remove_volumes: bool, progress: Progres
     for node in lab.lab_spec.members:
         remove_node(lab, node.name, remove_volumes=remove_volumes, progress=progress)
     lab_proxy.remove(client, spec.cluster)
+    lab_monitoring.remove(client, spec.cluster)
     own_s3 = contract.lab_s3_container(spec.cluster)
     if client.container.exists(own_s3):
         client.container.remove(own_s3, force=True)

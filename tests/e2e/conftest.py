@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -79,6 +80,15 @@ class LabCluster:
         lab.wait_healthy(self.lab, timeout, print)
 
 
+def cli(the_cluster: LabCluster, command: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    """`pgdock-gen COMMAND -f SPEC --lab ARGS`, as an operator runs it."""
+    result = subprocess.run([sys.executable, "-m", "pgdock_gen", command, "-f", str(the_cluster.spec_path), "--lab",
+                             *args], capture_output=True, text=True, timeout=900)
+    if check:
+        assert result.returncode == 0, f"{command} {args}: exit {result.returncode}\n{result.stderr[-4000:]}"
+    return result
+
+
 def wait_until(check: Callable[[], object], timeout: float, what: str, pause: float = 0.5) -> object:
     deadline = time.monotonic() + timeout
     last: object = None
@@ -104,8 +114,10 @@ def render_fork(tmp: Path, spec_file: str, added: dict[str, str]) -> Path:
     return tmp / "repo" / "cluster.yaml"
 
 
-def bring_up(tmp: Path, spec_file: str, added: dict[str, str] | None = None, timeout: float = 240) -> LabCluster:
-    """A lab cluster of `spec_file`, from a fork with `added` files when given; leftovers removed first."""
+def bring_up(tmp: Path, spec_file: str, added: dict[str, str] | None = None, timeout: float = 240, *,
+             monitoring: bool = False) -> LabCluster:
+    """A lab cluster of `spec_file`, from a fork with `added` files when given (with `monitoring`, the lab's
+    Prometheus too); leftovers removed first."""
     if added:
         spec_path = render_fork(tmp, spec_file, added)
     else:
@@ -113,7 +125,7 @@ def bring_up(tmp: Path, spec_file: str, added: dict[str, str] | None = None, tim
         shutil.copy(SPECS / spec_file, spec_path)
     loaded = spec.load(spec_path)
     lab.down(spec_path, loaded, remove_volumes=True, progress=lambda m: None)  # leftovers of an earlier run
-    the_lab, _ = lab.up(spec_path, loaded, timeout=timeout, progress=print)
+    the_lab, _ = lab.up(spec_path, loaded, timeout=timeout, monitoring=monitoring, progress=print)
     return LabCluster(spec_path, loaded, the_lab)
 
 

@@ -1,17 +1,22 @@
-"""Issue 15 on the real engine: every node's health API, and HAProxy in front of the lab cluster.
+"""Issue 15 on the real engine: every node's health API, HAProxy in front of the lab cluster, and Prometheus.
 
-One lab cluster of its own (tests/e2e/specs/proxy.yaml: three data nodes, a witness, `proxy: {}`), because
-the last tests kill its primary and take the lab down. In this order:
+One lab cluster of its own (tests/e2e/specs/proxy.yaml: three data nodes, a witness, `proxy: {}`,
+`monitoring: {}`, brought up with `--monitoring`), because the last tests kill its primary and take the lab
+down. In this order:
 
 1. exactly one member answers 200 on /primary, the others 503; every standby 200 on /replica;
 2. /metrics is Prometheus text (promtool reads it) with the role of each member;
 3. no answer of the API carries a secret of the lab (passwords, private keys);
 4. through `<cluster>-proxy` (the URIs `dsn --lab --proxy` prints, verify-full) a client writes on the primary,
    and the read-only port lands on standbys only;
-5. the primary is killed: a new connection through the same proxy address writes again within the failover
+5. the lab's Prometheus (`<cluster>-prometheus`, unprivileged) has loaded the rendered rules and sees every
+   member's target up; the agents log no traceback for the clients that hang up on them (HAProxy's checks);
+6. the "no primary" alert fires during a paused outage (pause, stop the primary's container) no sooner than its
+   `for:` and within `for:` + 2 intervals + slack, and clears once the primary is back (then resume);
+7. the primary is killed: a new connection through the same proxy address writes again within the failover
    time (until a survivor answers 200 on /primary) + 2 s, and meanwhile the read-only port never reaches the
    primary while some standby is healthy;
-6. `lab down` removes the proxy container.
+8. `lab down` removes the proxy and Prometheus containers.
 """
 
 from __future__ import annotations
@@ -19,7 +24,6 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -29,13 +33,21 @@ from dataclasses import dataclass, field
 
 import psycopg
 import pytest
+import yaml
 
-from pgdock_gen import contract, docker, lab
+from pgdock_gen import contract, docker, lab, lab_monitoring
 
-from .conftest import LabCluster, bring_up, wait_until
+from .conftest import LabCluster, bring_up, cli, wait_until
 
 PROMOTION_SLACK = 2.0
 """Issue 15: through the proxy, writes resume within the failover time plus this."""
+NO_PRIMARY = "PgdockNoPrimary"
+"""monitoring/alerts.yml's "no primary" alert."""
+ALERT_SLACK = 20.0
+"""Beyond an alert's `for:` and two scrape/evaluation intervals: a scrape of the stopped node that times out,
+Prometheus and this test's polling late on a loaded 2-core machine."""
+RESTART_BOUND = 120.0
+"""How long the stopped primary may take to answer 200 on /primary again after `docker start`."""
 HEALTHY_FOR = 3.0
 """A standby counts as healthy for the read-only check once its /replica has answered 200 this long: HAProxy
 takes a node up after 2 good checks a second apart (haproxy.cfg), so a shorter run may not be in use yet."""
@@ -43,7 +55,7 @@ takes a node up after 2 good checks a second apart (haproxy.cfg), so a shorter r
 
 @pytest.fixture(scope="module")
 def px(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
-    the_cluster = bring_up(tmp_path_factory.mktemp("proxy"), "proxy.yaml")
+    the_cluster = bring_up(tmp_path_factory.mktemp("proxy"), "proxy.yaml", monitoring=True)
     yield the_cluster
     lab.down(the_cluster.spec_path, the_cluster.spec, remove_volumes=True, progress=lambda m: None)
 
@@ -60,10 +72,7 @@ def api(the_cluster: LabCluster, node: str, path: str, timeout: float = 2.0) -> 
 
 def proxy_uri(the_cluster: LabCluster, *args: str) -> str:
     """The URI `pgdock-gen dsn --lab --proxy` prints, as a user would get it."""
-    result = subprocess.run([sys.executable, "-m", "pgdock_gen", "dsn", "-f", str(the_cluster.spec_path), "--lab",
-                             "--proxy", *args], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+    return cli(the_cluster, "dsn", "--proxy", *args).stdout.strip()
 
 
 def app_password(the_cluster: LabCluster) -> str:
@@ -136,6 +145,114 @@ def test_a_client_writes_through_the_proxy_and_readers_land_on_standbys(px: LabC
     landed = [through(px, readonly, "SELECT pg_is_in_recovery(), host(inet_server_addr())") for _ in range(8)]
     assert all(in_recovery for in_recovery, _ in landed), landed
     assert {addresses(px)[at] for _, at in landed} <= {n.name for n in px.spec.nodes} - {primary}
+
+
+# ---------------------------------------------------------------- the lab's Prometheus
+
+
+def prometheus(the_cluster: LabCluster, path: str) -> dict:
+    """`data` of an answer of the lab Prometheus's HTTP API."""
+    at = the_cluster.lab.prometheus_address
+    assert at
+    with urllib.request.urlopen(f"{lab_monitoring.url(at)}{path}", timeout=5) as answer:
+        body = json.load(answer)
+    assert body["status"] == "success", body
+    return body["data"]
+
+
+def alert_states(the_cluster: LabCluster, name: str) -> set[str]:
+    """The states (pending, firing) of the alert `name` right now; empty when it is inactive."""
+    return {alert["state"] for alert in prometheus(the_cluster, "/api/v1/alerts")["alerts"]
+            if alert["labels"]["alertname"] == name}
+
+
+def seconds(duration: str) -> float:
+    """A Prometheus duration of one unit (30s, 1m, 2h) in seconds."""
+    return float(duration[:-1]) * {"s": 1, "m": 60, "h": 3600}[duration[-1]]
+
+
+def rule(the_cluster: LabCluster, name: str) -> dict:
+    """The alert rule `name` as the lab's render wrote it (monitoring/alerts.yml)."""
+    loaded = yaml.safe_load((the_cluster.lab.repo / "monitoring" / "alerts.yml").read_text())
+    found = [r for group in loaded["groups"] for r in group["rules"] if r.get("alert") == name]
+    assert len(found) == 1, f"{name} in alerts.yml: {found}"
+    return found[0]
+
+
+def test_prometheus_runs_unprivileged_with_the_rules_and_sees_every_member(px: LabCluster) -> None:
+    info = docker.client().container.inspect(contract.prometheus_container(px.spec.cluster))
+    assert info.state.running and info.config.user == "prometheus", (info.state.status, info.config.user)
+    assert info.host_config.cap_drop == ["ALL"] and "no-new-privileges:true" in info.host_config.security_opt
+    assert info.host_config.log_config.type == contract.LOG_DRIVER
+    assert info.network_settings.networks[px.lab.network].ip_address == px.lab.prometheus_address
+    rules = {r["name"] for group in prometheus(px, "/api/v1/rules")["groups"] for r in group["rules"]}
+    assert {NO_PRIMARY, "PgdockNodeDown", "PgdockTwoPrimaries"} <= rules, rules
+    members = {n.name: f"{n.address}:{n.api_port}" for n in px.lab.lab_spec.members}
+
+    def all_up() -> dict[str, str] | None:
+        targets = prometheus(px, "/api/v1/targets?state=active")["activeTargets"]
+        seen = {t["labels"]["node"]: (t["labels"]["instance"], t["health"]) for t in targets}
+        return seen if seen == {name: (at, "up") for name, at in members.items()} else None
+
+    started = time.monotonic()
+    wait_until(all_up, 60, "Prometheus scraping every member's /metrics with success")  # 12 scrapes at 5 s
+    print(f"\nevery target up {time.monotonic() - started:.1f} s into this test")
+
+
+def test_agents_log_no_traceback_for_clients_that_hang_up(px: LabCluster) -> None:
+    """HAProxy checks /primary and /replica on every data node every second and hangs up as soon as it has its
+    answer, Prometheus scrapes every member: by now each agent has served hundreds of such requests."""
+    for node in px.spec.members:
+        logs = subprocess.run(["docker", "logs", px.lab.container(node.name)], capture_output=True, text=True)
+        text = logs.stdout + logs.stderr
+        noise = [w for w in ("BrokenPipeError", "ConnectionResetError", "Exception occurred during processing")
+                 if w in text]
+        assert not noise, f"{node.name} logs {noise}:\n{text[-3000:]}"
+
+
+def test_no_primary_alert_fires_during_a_paused_outage_and_clears_after(px: LabCluster) -> None:
+    primary = px.primary()
+    interval = seconds(lab_monitoring.LAB_INTERVAL)
+    hold = seconds(rule(px, NO_PRIMARY)["for"])
+    fire_bound, clear_bound = hold + 2 * interval + ALERT_SLACK, 2 * interval + ALERT_SLACK
+    assert alert_states(px, NO_PRIMARY) == set()  # a healthy cluster: not even pending
+    cli(px, "pause")
+    stopped = False
+    try:
+        stopping = time.monotonic()
+        lab.container_action(px.spec, primary, "stop")
+        stopped = True
+        down = time.monotonic()
+        wait_until(lambda: alert_states(px, NO_PRIMARY) == {"firing"}, fire_bound + (down - stopping) + 10,
+                   f"{NO_PRIMARY} firing", pause=0.25)
+        fired = time.monotonic()
+        print(f"\n{NO_PRIMARY} firing {fired - down:.1f} s after `docker stop` returned ({fired - stopping:.1f} s "
+              f"after it began; for: {hold:g} s, interval {interval:g} s, allowed {fire_bound:g} s)")
+        assert fired - stopping >= hold, "fired before its `for:` had passed"
+        assert fired - down <= fire_bound
+        assert not [n for n, row in px.status().items() if row.role == "primary"]  # paused: nobody promoted
+        lab.container_action(px.spec, primary, "start")
+        stopped = False
+        started = time.monotonic()
+        wait_until(lambda: api(px, primary, contract.API_PRIMARY, timeout=1)[0] == 200, RESTART_BOUND,
+                   f"{primary} answering 200 on /primary again")
+        writable = time.monotonic()
+        wait_until(lambda: alert_states(px, NO_PRIMARY) == set(), clear_bound + 10, f"{NO_PRIMARY} cleared",
+                   pause=0.25)
+        cleared = time.monotonic()
+        print(f"{NO_PRIMARY} cleared {cleared - started:.1f} s after `docker start`, {cleared - writable:.1f} s "
+              f"after {primary} answered 200 on /primary (allowed {clear_bound:g} s)")
+        assert cleared - writable <= clear_bound
+    finally:
+        if stopped:
+            lab.container_action(px.spec, primary, "start")
+        cli(px, "resume")
+    wait_until(lambda: [n.name for n in px.spec.members if api(px, n.name, contract.API_PRIMARY)[0] == 200]
+               == [primary], 60, f"{primary} the only member answering 200 on /primary")
+    standbys = [n.name for n in px.spec.nodes if n.name != primary]
+    wait_until(lambda: all(api(px, n, contract.API_REPLICA)[0] == 200 for n in standbys), 60,
+               "every standby streaming again (200 on /replica)")
+    px.wait_healthy(120)  # repmgrd resumed everywhere: the failover below needs it
 
 
 @dataclass
@@ -234,8 +351,8 @@ def test_failover_through_the_proxy(px: LabCluster) -> None:
     assert len(watch.readers) >= 10, watch.readers  # the readers did read, before and after the kill
 
 
-def test_lab_down_removes_the_proxy(px: LabCluster) -> None:
-    name = contract.proxy_container(px.spec.cluster)
-    assert docker.client().container.exists(name)
+def test_lab_down_removes_the_proxy_and_prometheus(px: LabCluster) -> None:
+    names = [contract.proxy_container(px.spec.cluster), contract.prometheus_container(px.spec.cluster)]
+    assert all(docker.client().container.exists(name) for name in names)
     lab.down(px.spec_path, px.spec, remove_volumes=True, progress=lambda m: None)
-    assert not docker.client().container.exists(name)
+    assert not [name for name in names if docker.client().container.exists(name)]

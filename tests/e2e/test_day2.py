@@ -19,7 +19,6 @@ import getpass
 import json
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,7 +29,7 @@ import pytest
 
 from pgdock_gen import cluster, contract, drill, events, failover, images, lab
 
-from .conftest import LabCluster, bring_up, wait_until
+from .conftest import LabCluster, bring_up, cli, wait_until
 
 OPERATOR = f"{getpass.getuser()}@{socket.gethostname()}"
 """How the commands name whoever ran them in the events (lock.operator)."""
@@ -41,15 +40,6 @@ def day2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
     the_cluster = bring_up(tmp_path_factory.mktemp("day2"), "day2.yaml")
     yield the_cluster
     lab.down(the_cluster.spec_path, the_cluster.spec, remove_volumes=True, progress=lambda m: None)
-
-
-def cli(the_cluster: LabCluster, command: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """`pgdock-gen COMMAND -f SPEC --lab ARGS`, as an operator runs it."""
-    result = subprocess.run([sys.executable, "-m", "pgdock_gen", command, "-f", str(the_cluster.spec_path), "--lab",
-                             *args], capture_output=True, text=True, timeout=900)
-    if check:
-        assert result.returncode == 0, f"{command} {args}: exit {result.returncode}\n{result.stderr[-4000:]}"
-    return result
 
 
 def status_json(the_cluster: LabCluster) -> dict:

@@ -4,6 +4,8 @@ and the parts of gathering that read files (the backup log, the event log)."""
 from __future__ import annotations
 
 import json
+import socket
+import struct
 import threading
 import time
 import urllib.error
@@ -105,6 +107,57 @@ def test_a_failed_look_is_503_and_the_server_keeps_serving(base_url: str, node: 
         assert code == 503 and "RuntimeError" in body and "hunter2" not in body
     node.failure = None
     assert get(base_url + "/primary")[0] == 200
+
+
+@pytest.mark.parametrize(("exc", "logged"), [
+    (BrokenPipeError(32, "Broken pipe"), False),  # the response written to a client that closed
+    (ConnectionResetError(104, "Connection reset by peer"), False),  # its RST came first
+    (ConnectionAbortedError(103, "Software caused connection abort"), False),
+    (ValueError("a bug of ours"), True),
+    (OSError(24, "Too many open files"), True),  # an OSError, but not a client's doing
+    (TimeoutError("timed out"), True),  # http.server handles a slow client itself; one that gets here is news
+    (None, True),  # nothing known: log what socketserver would
+])
+def test_worth_logging(exc: BaseException | None, logged: bool) -> None:
+    assert api.worth_logging(exc) is logged
+
+
+def test_a_client_that_hangs_up_leaves_no_traceback_and_other_errors_still_do(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    asked, gone = threading.Event(), threading.Event()
+    judged: list[BaseException | None] = []
+    worth = api.worth_logging
+    monkeypatch.setattr(api, "worth_logging", lambda exc: judged.append(exc) or worth(exc))
+
+    def look(detailed: bool) -> Facts:
+        asked.set()
+        gone.wait(5)  # answer only once the client is gone, as a health check that stopped waiting
+        return PRIMARY
+
+    server = api.Server("127.0.0.1", 0, api.Looks(facts=look, state=lambda: STATE))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        client = socket.create_connection(server.server_address[:2], timeout=5)
+        client.sendall(b"GET /primary HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert asked.wait(5)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+        client.close()
+        time.sleep(0.2)
+        gone.set()
+        deadline = time.monotonic() + 5
+        while not judged and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert judged and isinstance(judged[0], api.CLIENT_GONE), judged
+        assert "Traceback" not in capsys.readouterr().err
+        try:
+            raise ValueError("a bug of ours")
+        except ValueError:
+            server.handle_error(None, ("127.0.0.1", 1))
+        err = capsys.readouterr().err
+        assert "Traceback" in err and "ValueError: a bug of ours" in err
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_requests_share_one_look_for_a_moment() -> None:

@@ -1,5 +1,6 @@
-"""The lab's HAProxy (issue 15): where it sits, what `lab up` does with an existing container, and the URI
-`dsn --lab --proxy` prints for it. `lab.prepare` runs for real but for its one Docker question (a free subnet)."""
+"""The lab's HAProxy (issue 15): where it sits, what `lab up` does with an existing service container
+(lab_service, shared with the lab's Prometheus), and the URI `dsn --lab --proxy` prints for it.
+`lab.prepare` runs for real but for its one Docker question (a free subnet)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from pgdock_gen import cli, lab, lab_proxy, spec
-from pgdock_gen.lab_proxy import Found
+from pgdock_gen import cli, lab, lab_proxy, lab_service, spec
+from pgdock_gen.lab_service import Found
 
 from .test_proxy_monitoring import WITH_BOTH
 
@@ -26,14 +27,14 @@ def prepared(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> lab.Lab:
 
 @pytest.mark.parametrize(("found", "action"), [
     (None, "create"),
-    (Found("sha256:old", "172.28.7.240", True), "replace"),  # another haproxy.cfg (re-rendered, earlier lab)
+    (Found("sha256:old", "172.28.7.240", True), "replace"),  # another config packed (re-rendered, earlier lab)
     (Found("sha256:new", "172.28.7.9", True), "replace"),
     (Found("sha256:new", None, False), "replace"),  # not on the lab network at all
     (Found("sha256:new", "172.28.7.240", False), "start"),
     (Found("sha256:new", "172.28.7.240", True), "keep"),
 ])
 def test_plan(found: Found | None, action: str) -> None:
-    assert lab_proxy.plan(found, "sha256:new", "172.28.7.240") == action
+    assert lab_service.plan(found, "sha256:new", "172.28.7.240") == action
 
 
 def test_the_proxy_has_an_address_of_its_own_and_checks_the_lab_nodes(prepared: lab.Lab) -> None:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -143,6 +144,16 @@ class Handler(BaseHTTPRequestHandler):
         """Quiet: HAProxy checks every node every second; failures show in the answers, not the log."""
 
 
+CLIENT_GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError)
+"""What writing to (or reading from) a client that hung up raises: HAProxy's checks close their connection
+as soon as they have the status line, often before the server has written the rest."""
+
+
+def worth_logging(exc: BaseException | None) -> bool:
+    """Whether a request's failure says something about this server: a client that went away does not."""
+    return not isinstance(exc, CLIENT_GONE)
+
+
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
@@ -151,6 +162,12 @@ class Server(ThreadingHTTPServer):
         self.address_family = socket.getaddrinfo(address, port, type=socket.SOCK_STREAM)[0][0]
         self.looks = looks
         super().__init__((address, port), Handler)
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """socketserver's traceback on stderr (the container log), except for clients that hung up: one per
+        health check would flood the log."""
+        if worth_logging(sys.exc_info()[1]):
+            super().handle_error(request, client_address)
 
 
 def serve(address: str, port: int, looks: Looks, stopping: threading.Event,
