@@ -140,10 +140,11 @@ def test_when_a_paused_pool_resumes(paused_on: str, target: str | None, paused_f
 def test_pgbouncer_ini_has_tls_both_ways_and_no_secret() -> None:
     settings = pooler.Settings("n1", "10.0.0.1", 6432, "transaction", "shop")
     text = pooler.config_text(settings, "10.0.0.2:5433")
-    for line in ("shop = host=10.0.0.2 port=5433 dbname=shop", "* = host=10.0.0.2 port=5433",
+    for line in ("shop = host=10.0.0.2 port=5433 auth_dbname=shop dbname=shop",
+                 "* = host=10.0.0.2 port=5433 auth_dbname=shop",
                  "listen_addr = 10.0.0.1", "listen_port = 6432", "pool_mode = transaction",
                  "client_tls_sslmode = require", "server_tls_sslmode = verify-full", "auth_type = hba",
-                 f"auth_user = {contract.POOLER_ROLE}", "auth_dbname = shop",
+                 f"auth_user = {contract.POOLER_ROLE}",
                  f"auth_query = SELECT usename, passwd FROM {contract.POOLER_AUTH_FUNCTION}($1)"):
         assert f"\n{line}\n" in text, line
     assert "password" not in text.lower() and "auth_file" not in text

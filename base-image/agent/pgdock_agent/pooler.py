@@ -107,7 +107,8 @@ def config_text(settings: Settings, target: str) -> str:
     """pgbouncer.ini forwarding every database to `target`: TLS both ways (the primary's certificate and name
     checked), SCRAM with secrets from auth_query, logging connections off (every client would log twice)."""
     host, _, port = target.rpartition(":")
-    server = f"host={host} port={port}"
+    # auth_dbname per database: set globally it would apply to the admin console too, which PgBouncer refuses
+    server = f"host={host} port={port} auth_dbname={settings.database}"
     return f"""; PgBouncer of {settings.node}. Written by pgdock-agent: forwards to the primary {target}.
 [databases]
 {settings.database} = {server} dbname={settings.database}
@@ -121,7 +122,6 @@ unix_socket_mode = 0700
 auth_type = hba
 auth_hba_file = {HBA}
 auth_user = {contract.POOLER_ROLE}
-auth_dbname = {settings.database}
 auth_query = SELECT usename, passwd FROM {contract.POOLER_AUTH_FUNCTION}($1)
 admin_users = postgres
 pool_mode = {settings.pool_mode}
