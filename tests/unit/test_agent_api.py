@@ -278,3 +278,11 @@ def test_gathered_roles(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, env_rol
     if role == "primary":
         assert facts.replicas[0].name == "n2" and facts.archive is not None and facts.archive.pending == 3
     assert facts.events == (("x", 1),)
+
+
+@pytest.mark.parametrize(("accepting", "code"), [(True, 200), (False, 503), (None, 503)])
+def test_the_pooler_route_asks_the_pooler_not_postgresql(accepting: bool | None, code: int) -> None:
+    down = Node(Facts(node="n1", role="down", answers=False))  # PostgreSQL down: the pooler may still forward
+    looks = api.Looks(facts=down.look, state=lambda: STATE, pooler=lambda: accepting)
+    assert api.answer(contract.API_POOLER, looks).code == code
+    assert api.answer(contract.API_HEALTH, looks).code == 503

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from pgdock_agent import pooler
+from pgdock_agent import health, pooler
 
 from pgdock_gen import contract, spec
 from pgdock_gen.cluster import NodeStatus, Running
@@ -105,7 +105,7 @@ def test_haproxy_sends_the_write_port_to_any_live_pooler(pooled: Path) -> None:
     cfg = (pooled / "proxy" / "haproxy.cfg").read_text()
     assert "default_backend c-pooler" in cfg
     backend = cfg.split("\nbackend c-pooler\n")[1].split("\n\n")[0]
-    assert "balance first" in backend and "option httpchk GET /health" in backend
+    assert "balance first" in backend and "option httpchk GET /pooler" in backend
     assert re.findall(r"server (\S+) (\S+) check port (\d+)$", backend, re.M) == [
         ("n1", "10.0.0.1:6432", "8008"), ("n2", "10.0.0.2:6432", "8008")]
     assert "shutdown-sessions" not in backend  # a pooler keeps its clients through a change of primary
@@ -172,3 +172,12 @@ def test_a_switchover_pauses_the_reachable_data_nodes_pools() -> None:
     assert [t.node.name for t in pooler_targets(Running(spec.parse(POOLED), lab=True), rows)] == ["n1"]
     plain = POOLED.replace("pooler: {}\n", "").replace("proxy: {via_pooler: true}", "proxy: {}")
     assert pooler_targets(Running(spec.parse(plain), lab=True), rows) == []
+
+
+@pytest.mark.parametrize(("accepting", "code", "reason"), [
+    (True, 200, "n1: PgBouncer accepts connections"),
+    (False, 503, "n1: PgBouncer does not accept connections"),
+    (None, 503, "n1: no pooler on this node"),
+])
+def test_the_pooler_check_haproxy_uses(accepting: bool | None, code: int, reason: str) -> None:
+    assert health.pooler("n1", accepting) == health.Verdict(code, reason)

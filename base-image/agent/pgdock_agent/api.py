@@ -3,6 +3,7 @@
     GET /primary          200 only on the writable, unfenced primary (HAProxy's read-write check)
     GET /replica[?lag=X]  200 on a streaming standby within X (bytes: 1048576, 16MB; seconds: 10s)
     GET /health           200 when PostgreSQL answers
+    GET /pooler           200 while this node's PgBouncer accepts connections (HAProxy's check with via_pooler)
     GET /status           this node's JSON as `pgdock-gen status` shows it (`pgdock-agent state`)
     GET /metrics          Prometheus text exposition (metrics.py)
 
@@ -55,6 +56,8 @@ class Looks:
 
     facts: Callable[[bool], Facts]
     state: Callable[[], dict]
+    pooler: Callable[[], bool | None] = lambda: None
+    """Whether this node's PgBouncer accepts connections; None without one (pooler.accepting)."""
 
 
 def _text(verdict: health.Verdict) -> Response:
@@ -76,14 +79,16 @@ def answer(target: str, looks: Looks) -> Response:
             return _text(health.replica(looks.facts(False), bound))
         if url.path == contract.API_HEALTH:
             return _text(health.health(looks.facts(False)))
+        if url.path == contract.API_POOLER:
+            return _text(health.pooler(looks.facts(False).node, looks.pooler()))
         if url.path == contract.API_STATUS:
             return Response(OK, "application/json", json.dumps(looks.state()) + "\n")
         if url.path == contract.API_METRICS:
             return Response(OK, metrics.CONTENT_TYPE, metrics.exposition(looks.facts(True)))
     except Exception as exc:  # noqa: BLE001 - a failed look is an unavailable node, never a dead server
         return Response(UNAVAILABLE, TEXT, f"cannot look at this node: {type(exc).__name__}\n")
-    paths = ", ".join((contract.API_PRIMARY, contract.API_REPLICA, contract.API_HEALTH, contract.API_STATUS,
-                       contract.API_METRICS))
+    paths = ", ".join((contract.API_PRIMARY, contract.API_REPLICA, contract.API_HEALTH, contract.API_POOLER,
+                       contract.API_STATUS, contract.API_METRICS))
     return Response(NOT_FOUND, TEXT, f"no such path; try {paths}\n")
 
 
@@ -106,7 +111,8 @@ class Shared:
 def shared(looks: Looks) -> Looks:
     """`looks` behind one lock and a short cache (see Shared)."""
     lock = threading.Lock()
-    return Looks(facts=Shared(looks.facts, lock), state=Shared(looks.state, lock))  # type: ignore[arg-type]
+    return Looks(facts=Shared(looks.facts, lock), state=Shared(looks.state, lock),  # type: ignore[arg-type]
+                 pooler=looks.pooler)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -204,7 +210,9 @@ def start(fenced: Callable[[], bool], stopping: threading.Event) -> threading.Th
     port = os.environ.get(contract.ENV_API_PORT)
     if not port:
         return None
-    looks = shared(Looks(facts=gatherer(fenced), state=node_state))
+    from .pooler import accepting
+
+    looks = shared(Looks(facts=gatherer(fenced), state=node_state, pooler=accepting))
     thread = threading.Thread(target=serve, args=(env(contract.ENV_ADDRESS), int(port), looks, stopping, log),
                               name="health-api", daemon=True)
     thread.start()

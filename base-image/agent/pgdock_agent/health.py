@@ -163,3 +163,13 @@ def health(facts: Facts) -> Verdict:
     if not facts.answers:
         return Verdict(UNAVAILABLE, f"{facts.node}: PostgreSQL does not answer")
     return Verdict(OK, f"{facts.node}: PostgreSQL answers as {facts.role}")
+
+
+def pooler(node: str, accepting: bool | None) -> Verdict:
+    """/pooler: 200 while this node's PgBouncer accepts connections (HAProxy's check with `via_pooler`: a pooler
+    forwards to the primary wherever it is, so any accepting one will do); 503 on a node without one."""
+    if accepting is None:
+        return Verdict(UNAVAILABLE, f"{node}: no pooler on this node")
+    if not accepting:
+        return Verdict(UNAVAILABLE, f"{node}: PgBouncer does not accept connections")
+    return Verdict(OK, f"{node}: PgBouncer accepts connections")

@@ -16,6 +16,7 @@ The decisions (where to forward, when to resume, the files' text) are pure funct
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -142,6 +143,19 @@ server_tls_ca_file = {TLS / "ca.crt"}
 server_tls_cert_file = {TLS / "server.crt"}
 server_tls_key_file = {TLS / "server.key"}
 """
+
+
+def accepting(timeout: float = 0.5) -> bool | None:
+    """Whether this node's PgBouncer accepts TCP connections on its address (None: no pooler here). A connect,
+    not a login: the health API must not cost the pool a server connection."""
+    settings = Settings.from_env()
+    if settings is None:
+        return None
+    try:
+        with socket.create_connection((settings.address, settings.port), timeout=timeout):
+            return True
+    except OSError:
+        return False
 
 
 def admin(*commands: str) -> subprocess.CompletedProcess:
