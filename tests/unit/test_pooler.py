@@ -140,16 +140,20 @@ def test_when_a_paused_pool_resumes(paused_on: str, target: str | None, paused_f
 def test_pgbouncer_ini_has_tls_both_ways_and_no_secret() -> None:
     settings = pooler.Settings("n1", "10.0.0.1", 6432, "transaction", "shop")
     text = pooler.config_text(settings, "10.0.0.2:5433")
-    for line in ("shop = host=10.0.0.2 port=5433 auth_dbname=shop dbname=shop",
-                 "* = host=10.0.0.2 port=5433 auth_dbname=shop",
+    for line in ("[databases]\nshop = host=10.0.0.2 port=5433 dbname=shop auth_dbname=shop\n\n[pgbouncer]",
                  "listen_addr = 10.0.0.1", "listen_port = 6432", "pool_mode = transaction",
                  "client_tls_sslmode = require", "server_tls_sslmode = verify-full", "auth_type = hba",
                  f"auth_user = {contract.POOLER_ROLE}",
                  f"auth_query = SELECT usename, passwd FROM {contract.POOLER_AUTH_FUNCTION}($1)"):
         assert f"\n{line}\n" in text, line
-    assert "password" not in text.lower() and "auth_file" not in text
+    assert "password" not in text.lower()
     assert "local    pgbouncer  postgres                 peer" in pooler.HBA_TEXT
-    assert "trust" not in pooler.HBA_TEXT
+    rules = [line.split() for line in pooler.HBA_TEXT.splitlines() if line and not line.startswith("#")]
+    assert [r for r in rules if "postgres" in r and r[0] != "local"] == [
+        ["hostssl", "all", "postgres", "0.0.0.0/0", "reject"], ["hostssl", "all", "postgres", "::/0", "reject"]]
+    assert rules.index(["hostssl", "all", "postgres", "0.0.0.0/0", "reject"]) < rules.index(
+        ["hostssl", "all", "all", "0.0.0.0/0", "scram-sha-256"])  # its empty userlist entry is never a login
+    assert "trust" not in pooler.HBA_TEXT and pooler.USERS_TEXT == '"postgres" ""\n'
 
 
 def test_the_auth_function_never_serves_pgdocks_roles() -> None:

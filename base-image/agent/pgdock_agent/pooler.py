@@ -61,9 +61,15 @@ AUTH_SQL = (
 """Idempotent: the primary's agent runs it once per container life (a cluster that adds `pooler` later gets it
 too). Superusers, replication roles and pgdock's own are never served: they cannot log in through a pooler."""
 
+USERS = DIR / "userlist.txt"
+USERS_TEXT = '"postgres" ""\n'
+"""The admin console's user, listed so PgBouncer does not look it up with auth_query (it would, in the admin
+database, and refuse: "bouncer config error"). No password: it logs in by peer on the private socket only."""
 HBA_TEXT = """# PgBouncer's clients. Written by pgdock-agent.
-# the admin console: the postgres OS user on the private socket only
+# the admin console: the postgres OS user on the private socket only, never over the network
 local    pgbouncer  postgres                 peer
+hostssl  all        postgres  0.0.0.0/0      reject
+hostssl  all        postgres  ::/0           reject
 # applications: TLS and SCRAM (secrets from auth_query), from anywhere PostgreSQL's pg_hba allows them
 hostssl  all        all       0.0.0.0/0      scram-sha-256
 hostssl  all        all       ::/0           scram-sha-256
@@ -105,15 +111,14 @@ def resume_due(paused_on: str, target: str | None, paused_for: float) -> bool:
 
 
 def config_text(settings: Settings, target: str) -> str:
-    """pgbouncer.ini forwarding every database to `target`: TLS both ways (the primary's certificate and name
+    """pgbouncer.ini forwarding the cluster's database to `target`: TLS both ways (the primary's certificate and name
     checked), SCRAM with secrets from auth_query, logging connections off (every client would log twice)."""
     host, _, port = target.rpartition(":")
-    # auth_dbname per database: set globally it would apply to the admin console too, which PgBouncer refuses
-    server = f"host={host} port={port} auth_dbname={settings.database}"
+    # the cluster's database only: auth_query's function lives there, and auth_dbname set globally or on a
+    # `*` entry would also apply to the admin console, which PgBouncer refuses ("bouncer config error")
     return f"""; PgBouncer of {settings.node}. Written by pgdock-agent: forwards to the primary {target}.
 [databases]
-{settings.database} = {server} dbname={settings.database}
-* = {server}
+{settings.database} = host={host} port={port} dbname={settings.database} auth_dbname={settings.database}
 
 [pgbouncer]
 listen_addr = {settings.address}
@@ -122,6 +127,7 @@ unix_socket_dir = {DIR}
 unix_socket_mode = 0700
 auth_type = hba
 auth_hba_file = {HBA}
+auth_file = {USERS}
 auth_user = {contract.POOLER_ROLE}
 auth_query = SELECT usename, passwd FROM {contract.POOLER_AUTH_FUNCTION}($1)
 admin_users = postgres
@@ -225,6 +231,7 @@ class Pooler:
         if changed:
             write_owned(CONFIG, config_text(self.settings, target))
             write_owned(HBA, HBA_TEXT)
+            write_owned(USERS, USERS_TEXT)
             write_owned(TARGET, target, 0o644)
             self.target = target
         if self.process is None or self.process.poll() is not None:
