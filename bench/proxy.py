@@ -6,10 +6,11 @@
 One lab cluster, bench/specs/px.yaml (`bench-px`: three data nodes, a witness and `proxy: {}`, async, the
 default detection_seconds). Two writers run at the same time, one per path, each with the URI an application
 would be given: `pgdock-gen dsn --lab --proxy` (through the container `bench-px-proxy`) and `pgdock-gen dsn
---lab` (multi-host, target_session_attrs=read-write). Each commits one numbered row about every 50 ms into a
-table of its own, keeps its connection and opens a new one after any error, and notes when each commit was
-acknowledged. Both get the same client-side TCP settings (CLIENT below): without them a statement sent to a
-primary that vanished waits for the kernel's retransmissions (minutes), which measures nothing of pgdock.
+--lab` (multi-host, target_session_attrs=read-write). Each is `pgdock-gen drill`'s writer (drill.WriteLoad)
+given that URI: it commits one numbered row about every 50 ms into a table of its own, keeps its connection,
+opens a new one 0.1 s after any error, and notes when each commit was acknowledged. Both URIs get the same
+client-side TCP settings (CLIENT below): without them a statement sent to a primary that vanished waits for
+the kernel's retransmissions (minutes), which measures nothing of pgdock.
 
 Per kill (`docker kill` of the primary's container): kill → first commit acknowledged by the new primary, per
 path; promotion → that commit, the promotion being the new primary's own `standby_promote` event (what
@@ -44,70 +45,13 @@ PATHS = {"proxy": ("--proxy",), "multi-host": ()}
 """Each path and the `dsn --lab` flags that print its URI."""
 TABLES = {"proxy": "bench_px_proxy", "multi-host": "bench_px_multihost"}
 PAUSE = 0.05
-"""Seconds between a writer's attempts, after a commit and after an error alike."""
+"""Seconds between a writer's commits (after an error drill.WriteLoad waits 0.1 s)."""
 CLIENT = "keepalives_idle=2&keepalives_interval=1&keepalives_count=2&tcp_user_timeout=4000"
-"""Added to both URIs (as bench/failover.py's writer has them): a connection whose server vanished fails in ~4 s."""
+"""Added to both URIs (drill.WriteLoad's own): a connection whose server vanished fails in ~4 s."""
 TARGET = 2.0
 """Issue 15: through the proxy, writes resume within the failover time + 2 s (promotion → first commit)."""
 RESUME_TIMEOUT = 90.0
 HEALTHY_TIMEOUT = 180.0
-
-
-class Writer:
-    """Commits numbered rows through one URI on its own thread; acks are (id, time.time(), server address)."""
-
-    def __init__(self, path: str, uri: str, password: str):
-        self.path, self.uri, self.password, self.table = path, uri, password, TABLES[path]
-        self.acks: list[tuple[int, float, str]] = []
-        self.errors = 0
-        self._next = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"writer {path}", daemon=True)
-
-    def connect(self):
-        import psycopg
-
-        return psycopg.connect(self.uri, password=self.password, autocommit=True)
-
-    def start(self) -> None:
-        with self.connect() as conn:
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (id bigint PRIMARY KEY, at timestamptz)")
-            self._next = conn.execute(f"SELECT coalesce(max(id), 0) FROM {self.table}").fetchone()[0]
-        self._thread.start()
-
-    def _run(self) -> None:
-        import psycopg
-
-        conn = None
-        while not self._stop.is_set():
-            try:
-                if conn is None:
-                    conn = self.connect()
-                self._next += 1
-                server = conn.execute(f"INSERT INTO {self.table} VALUES (%s, now()) "
-                                      "RETURNING host(inet_server_addr())", (self._next,)).fetchone()[0]
-                self.acks.append((self._next, time.time(), server))
-            except psycopg.Error:
-                self.errors += 1
-                if conn is not None:
-                    conn.close()
-                conn = None
-            self._stop.wait(PAUSE)
-        if conn is not None:
-            conn.close()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(15)
-
-    def first_after(self, moment: float, server: str) -> float | None:
-        return next((at for _, at, by in self.acks if at > moment and by == server), None)
-
-    def lost(self) -> list[int]:
-        """Acknowledged ids missing from the table on today's primary."""
-        with self.connect() as conn:
-            present = {row[0] for row in conn.execute(f"SELECT id FROM {self.table}")}
-        return sorted(i for i, _, _ in self.acks if i not in present)
 
 
 class PrimaryWatch:
@@ -124,7 +68,7 @@ class PrimaryWatch:
 
         url = f"http://{node.address}:{node.api_port}{contract.API_PRIMARY}"
         while not self._stop.is_set() and node.name not in self.first_200:
-            asked = time.time()
+            asked = time.monotonic()
             try:
                 with urllib.request.urlopen(url, timeout=0.5) as answer:
                     if answer.status == 200 and asked >= self.since:
@@ -153,7 +97,8 @@ def dsn(spec_path: Path, *flags: str) -> str:
 
 
 def promotion(the_lab: Any, old: str, since: float) -> tuple[str | None, float | None]:
-    """The first promotion event of a node other than `old` at or after `since`: (node, time.time() of it)."""
+    """The first promotion event of a node other than `old` at or after `since` (time.time()): the node, and
+    the event's time.time()."""
     from pgdock_gen import contract, events
 
     for event in events.collect(the_lab.running):
@@ -165,14 +110,17 @@ def promotion(the_lab: Any, old: str, since: float) -> tuple[str | None, float |
 
 
 def one_kill(the_lab: Any, uris: dict[str, str], password: str) -> dict[str, Any]:
-    """Kills the primary under both writers, waits until both wrote on the new primary, lets it rejoin."""
-    from pgdock_gen import lab
+    """Kills the primary under both writers, waits until both wrote on the new primary, lets it rejoin.
+    Times are time.monotonic(); the promotion event's wall-clock time is placed on it through the kill's."""
+    from pgdock_gen import drill, lab
 
     spec, running = the_lab.lab_spec, the_lab.running
     rows = running.wait_healthy(timeout=HEALTHY_TIMEOUT, progress=lambda m: stamp(f"  {m}"))
     old = next(r.name for r in rows if r.role == "primary")
     old_address = spec.member(old).address
-    writers = {path: Writer(path, uri, password) for path, uri in uris.items()}
+    ca_file = str(the_lab.repo / "secrets" / "tls" / "ca.crt")
+    writers = {path: drill.WriteLoad(spec, password, ca_file, PAUSE, uri=uri, table=TABLES[path])
+               for path, uri in uris.items()}
     watch = None
     try:
         for writer in writers.values():
@@ -185,22 +133,22 @@ def one_kill(the_lab: Any, uris: dict[str, str], password: str) -> dict[str, Any
             time.sleep(0.2)
         time.sleep(2)  # both writers in their stride when the primary dies
         busy = len(others(f"{spec.cluster}-"))
-        watch = PrimaryWatch([n for n in spec.nodes if n.name != old], time.time())
+        watch = PrimaryWatch([n for n in spec.nodes if n.name != old], time.monotonic())
         watch.start()
-        killed = time.time()
+        killed, killed_wall = time.monotonic(), time.time()
         lab.container_action(the_lab.spec, old, "kill")
-        kill_returned = time.time() - killed
+        kill_returned = time.monotonic() - killed
         stamp(f"  killed {old}")
         new_address, resumed = None, {}
         while len(resumed) < len(writers):
-            if time.time() - killed > RESUME_TIMEOUT:
+            if time.monotonic() - killed > RESUME_TIMEOUT:
                 raise RuntimeError(f"writes did not resume on a new primary within {RESUME_TIMEOUT:.0f} s after "
                                    f"killing {old}; resumed: {sorted(resumed) or 'none'}")
             for path, writer in writers.items():
-                after = [(at, by) for _, at, by in writer.acks if at > killed and by != old_address]
+                after = [a for a in writer.acks if a.at > killed and a.server != old_address]
                 if after and path not in resumed:
-                    resumed[path] = after[0][0]
-                    new_address = new_address or after[0][1]
+                    resumed[path] = after[0].at
+                    new_address = new_address or after[0].server
             time.sleep(0.1)
         time.sleep(1)
     finally:
@@ -209,12 +157,13 @@ def one_kill(the_lab: Any, uris: dict[str, str], password: str) -> dict[str, Any
         if watch is not None:
             watch.stop()
     new = next(n.name for n in spec.nodes if n.address == new_address)
-    promoted_node, promoted = promotion(the_lab, old, killed)
+    promoted_node, promoted_wall = promotion(the_lab, old, killed_wall)
+    promoted = None if promoted_wall is None else killed + (promoted_wall - killed_wall)  # as time.monotonic()
     lost = {path: len(writer.lost()) for path, writer in writers.items()}
     stamp(f"  {new} took over; starting {old} again")
     lab.container_action(the_lab.spec, old, "start")
     running.wait_healthy(timeout=HEALTHY_TIMEOUT, progress=lambda m: stamp(f"  {m}"))
-    rejoined = time.time() - killed
+    rejoined = time.monotonic() - killed
     api = watch.first_200.get(new)
     report: dict[str, Any] = {
         "old_primary": old, "new_primary": new, "promotion_event_node": promoted_node,
@@ -223,12 +172,12 @@ def one_kill(the_lab: Any, uris: dict[str, str], password: str) -> dict[str, Any
         "rejoined_healthy_after_kill_s": round(rejoined, 2), "kill_command_s": round(kill_returned, 3),
         "other_containers": busy}
     for path, writer in writers.items():
-        first = writer.first_after(killed, new_address)
+        first = next((a.at for a in writer.acks if a.at > killed and a.server == new_address), None)
         report[path] = {
-            "kill_to_commit_s": round(first - killed, 3),
-            "promotion_to_commit_s": None if promoted is None else round(first - promoted, 3),
+            "kill_to_commit_s": None if first is None else round(first - killed, 3),
+            "promotion_to_commit_s": None if first is None or promoted is None else round(first - promoted, 3),
             "acked_commits": len(writer.acks), "errors": writer.errors, "lost_commits": lost[path],
-            "acks_s": [round(at - killed, 3) for _, at, _ in writer.acks]}
+            "acks_s": [round(a.at - killed, 3) for a in writer.acks]}
     return report
 
 
