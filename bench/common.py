@@ -5,11 +5,14 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -93,3 +96,47 @@ def save(name: str, metrics: list[dict[str, object]], **extra: object) -> Path:
         table.add_row(row["metric"], fmt(row["value"], row["unit"]), row["target"], ok, row["notes"])
     Console().print(table)
     return path
+
+
+def stamp(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
+
+
+def others(*mine: str) -> list[str]:
+    """Containers on the engine whose names start with none of `mine`: load that may have skewed the timings."""
+    names = sh("docker", "ps", "--format", "{{.Names}}", check=False).splitlines()
+    return sorted(n for n in names if not n.startswith(mine))
+
+
+def remove_carrier_images(cluster: str) -> None:
+    """The per-node config-carrier images of a bench cluster (the shared base images stay)."""
+    for image in sh("docker", "images", "--format", "{{.Repository}}:{{.Tag}}", f"pgdock/{cluster}-*").splitlines():
+        subprocess.run(["docker", "image", "rm", image], capture_output=True, check=False)
+
+
+@contextmanager
+def lab_cluster(spec_file: str, tmp: Path, timeout: float = 300) -> Iterator[tuple[Path, object]]:
+    """bench/specs/`spec_file` up in the lab from a copy under `tmp` (leftovers of an earlier run removed
+    first); yields (spec path, loaded spec). At the end, even on failure or Ctrl-C, the cluster is taken down
+    with its volumes and carrier images, with Ctrl-C ignored meanwhile so the cleanup cannot be cut short."""
+    from pgdock_gen import lab, spec
+
+    quiet = lambda message: None  # noqa: E731
+    spec_path = tmp / spec_file.replace(".yaml", "") / "cluster.yaml"
+    spec_path.parent.mkdir()
+    shutil.copy(BENCH / "specs" / spec_file, spec_path)
+    loaded = spec.load(spec_path)
+    try:
+        lab.down(spec_path, loaded, remove_volumes=True, progress=quiet)  # leftovers of an earlier run
+        start = time.perf_counter()
+        lab.up(spec_path, loaded, timeout=timeout, progress=quiet)
+        stamp(f"{loaded.cluster} healthy after {time.perf_counter() - start:.1f} s")
+        yield spec_path, loaded
+    finally:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            stamp(f"taking {loaded.cluster} down")
+            lab.down(spec_path, loaded, remove_volumes=True, progress=quiet)
+            remove_carrier_images(loaded.cluster)
+        finally:
+            signal.signal(signal.SIGINT, previous)

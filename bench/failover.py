@@ -28,7 +28,6 @@ import argparse
 import collections
 import json
 import re
-import shutil
 import statistics
 import subprocess
 import tempfile
@@ -37,7 +36,7 @@ import traceback
 from pathlib import Path
 
 import common
-from common import BENCH, RESULTS, metric, save, sh
+from common import RESULTS, lab_cluster, metric, others, save, stamp
 
 # Published figures from ../shared/research/anchors-ha.md, "Numbers to beat" (defaults, not measured here).
 PUBLISHED_FAILOVER = ("repmgr defaults ~50–62 s to election; Bitnami repmgr ~12–27 s; Patroni ~30–40 s; "
@@ -55,16 +54,6 @@ PHASES = ("detection", "election", "promotion", "first_write", "fenced")
 
 def label(scenario: str, partition: str) -> str:
     return scenario if partition == "-" else f"{scenario}/{partition}"
-
-
-def stamp(message: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {message}", flush=True)
-
-
-def others() -> list[str]:
-    """Containers on the engine that are not this benchmark's: load that may have skewed the timings."""
-    names = sh("docker", "ps", "--format", "{{.Names}}", check=False).splitlines()
-    return sorted(n for n in names if not n.startswith(("bench-ha-", "bench-ha5-", "bench-hasync-")))
 
 
 def evidence(container: str, since: str) -> str:
@@ -96,20 +85,12 @@ def repair(the_lab, loaded, spec_path: Path, quiet) -> None:
 
 def run_cluster(spec_file: str, scenarios: tuple[tuple[str, str], ...], runs: int,
                 tmp: Path) -> dict[str, list[dict]]:
-    from pgdock_gen import cluster, drill, lab, spec
+    from pgdock_gen import cluster, drill, lab
     from pgdock_gen.errors import PgdockError
 
     quiet = lambda message: None  # noqa: E731
-    spec_path = tmp / spec_file.replace(".yaml", "") / "cluster.yaml"
-    spec_path.parent.mkdir()
-    shutil.copy(BENCH / "specs" / spec_file, spec_path)
-    loaded = spec.load(spec_path)
     results: dict[str, list[dict]] = {label(*s): [] for s in scenarios}
-    try:
-        lab.down(spec_path, loaded, remove_volumes=True, progress=quiet)  # leftovers of an earlier run
-        start = time.perf_counter()
-        lab.up(spec_path, loaded, timeout=300, progress=quiet)
-        stamp(f"{loaded.cluster} healthy after {time.perf_counter() - start:.1f} s")
+    with lab_cluster(spec_file, tmp) as (spec_path, loaded):
         the_lab = lab.prepare(spec_path, loaded)
         for scenario, partition in scenarios:
             for i in range(runs):
@@ -118,7 +99,7 @@ def run_cluster(spec_file: str, scenarios: tuple[tuple[str, str], ...], runs: in
                 except PgdockError as exc:
                     stamp(f"{loaded.cluster} is not healthy; skipping its remaining runs: {exc}")
                     return results
-                busy = others()
+                busy = others("bench-ha-", "bench-ha5-", "bench-hasync-")
                 since = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime())
                 try:
                     report = drill.run(the_lab, scenario, partition="drop" if partition == "-" else partition,
@@ -133,11 +114,6 @@ def run_cluster(spec_file: str, scenarios: tuple[tuple[str, str], ...], runs: in
                 results[label(scenario, partition)].append(report)
                 stamp(f"{loaded.cluster} {label(scenario, partition)} run {i + 1}/{runs}: "
                       + ", ".join(f"{k}={v}" for k, v in report.items() if k != "scenario"))
-    finally:
-        lab.down(spec_path, loaded, remove_volumes=True, progress=quiet)
-        for image in sh("docker", "images", "--format", "{{.Repository}}:{{.Tag}}",
-                        f"pgdock/{loaded.cluster}-*").splitlines():
-            subprocess.run(["docker", "image", "rm", image], capture_output=True, check=False)
     return results
 
 

@@ -15,12 +15,11 @@ import argparse
 import re
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
-from common import REPO, metric, save, sh
+from common import REPO, metric, remove_carrier_images, save, sh
 
 CLUSTER = "bench-lab"
 UNITS = {"B": 1, "kB": 1e3, "KiB": 1024, "MB": 1e6, "MiB": 1024**2, "GB": 1e9, "GiB": 1024**3}
@@ -37,11 +36,6 @@ def memory() -> dict[str, float]:
             number, unit = re.match(r"([\d.]+)\s*([A-Za-z]+)", mem).groups()
             usage[name] = float(number) * UNITS[unit]
     return usage
-
-
-def remove_carrier_images() -> None:
-    for image in sh("docker", "images", "--format", "{{.Repository}}:{{.Tag}}", f"pgdock/{CLUSTER}-*").splitlines():
-        subprocess.run(["docker", "image", "rm", image], capture_output=True, check=False)
 
 
 def main() -> None:
@@ -91,7 +85,7 @@ def main() -> None:
                     peak = max(samples, key=lambda s: sum(s.values()))
         finally:
             lab.down(spec_path, loaded, remove_volumes=True, progress=quiet)
-            remove_carrier_images()
+            remove_carrier_images(CLUSTER)
 
     totals = [r["total"] for r in runs]
     warmest = statistics.median(r["start_to_healthy"] for r in runs)

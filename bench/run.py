@@ -1,7 +1,8 @@
 """Runs every benchmark, then rewrites README.md's "## Benchmarks" section from bench/results/*.json.
 
     python bench/run.py              # run all, then update the README
-    python bench/run.py --only cli   # run some (cli images lab failover soak backup deploy day2), update the README
+    python bench/run.py --only cli   # run some (cli images lab failover proxy soak backup deploy day2),
+                                     # then update the README
     python bench/run.py --readme     # only rewrite the README from the JSON files there are
 """
 
@@ -14,7 +15,7 @@ import sys
 
 from common import BENCH, REPO, RESULTS, fmt
 
-BENCHES = ("cli", "images", "lab", "failover", "soak", "backup", "deploy", "day2")
+BENCHES = ("cli", "images", "lab", "failover", "proxy", "soak", "backup", "deploy", "day2")
 HEADING = "## Benchmarks"
 
 
@@ -35,8 +36,9 @@ def table() -> str:
     where = "; ".join(f"{n} cores, Docker Engine {v}" for n, v in sorted(machines, key=str))
     return (f"Numbers from `bench/` ({where}); the e2e suite may have been running on the same engine "
             "at the time, so timings are upper bounds. Raw samples and machine info are in "
-            "`bench/results/*.json`; rerun with `python bench/run.py` (about 50 minutes: a cold base-image "
-            "build and a debootstrap need the Debian mirror; failover runs 20 drills, backup loads ~1 GB). "
+            "`bench/results/*.json`; rerun with `python bench/run.py` (about 65 minutes: a cold base-image "
+            "build and a debootstrap need the Debian mirror; failover runs 20 drills, proxy 5 kills, backup loads "
+            "~1 GB). "
             "The \"published\" column quotes the anchors' own documented defaults and test limits from "
             "`../shared/research/anchors-ha.md` (\"Numbers to beat\"), not measurements on this machine.\n\n"
             + "\n".join(lines) + "\n")

@@ -44,9 +44,12 @@ class Ack:
 
 
 class WriteLoad:
-    """Commits one numbered row at a time through the multi-host URI; reconnects after every failure."""
+    """Commits one numbered row at a time into `table`; reconnects after every failure. It connects to the
+    first node that takes writes, asking all at once, or, given `uri`, through that URI as an application
+    would (the lab's HAProxy, `pgdock-gen dsn`'s multi-host URI)."""
 
-    def __init__(self, spec: Spec, password: str, ca_file: str, pause: float = 0.02):
+    def __init__(self, spec: Spec, password: str, ca_file: str, pause: float = 0.02, *, uri: str | None = None,
+                 table: str = TABLE):
         def conninfo(hosts: list[Node]) -> str:
             return psycopg.conninfo.make_conninfo(
                 host=",".join(n.address for n in hosts), port=",".join(str(n.port) for n in hosts),
@@ -55,10 +58,13 @@ class WriteLoad:
                 # a primary that vanishes mid-query must not hang the writer: TCP keepalives notice in ~4 s
                 keepalives_idle=2, keepalives_interval=1, keepalives_count=2, tcp_user_timeout=4000)
 
-        self.conninfo = conninfo(list(spec.nodes))
+        self.uri = uri
+        self.conninfo = conninfo(list(spec.nodes)) if uri is None else psycopg.conninfo.make_conninfo(
+            uri, password=password)
         self.per_node = [conninfo([node]) for node in spec.nodes]
         self.pool = ThreadPoolExecutor(4 * len(self.per_node))  # room for attempts still hanging on a dead host
         self.pause = pause
+        self.table = table
         self.acks: list[Ack] = []
         self.errors = 0
         self._stop = threading.Event()
@@ -67,11 +73,13 @@ class WriteLoad:
 
     def prepare(self) -> None:
         with psycopg.connect(self.conninfo, autocommit=True) as conn:
-            conn.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (id bigint PRIMARY KEY, at timestamptz)")
-            self._next = conn.execute(f"SELECT coalesce(max(id), 0) FROM {TABLE}").fetchone()[0]
+            conn.execute(f"CREATE TABLE IF NOT EXISTS {self.table} (id bigint PRIMARY KEY, at timestamptz)")
+            self._next = conn.execute(f"SELECT coalesce(max(id), 0) FROM {self.table}").fetchone()[0]
 
     def _connect(self) -> psycopg.Connection:
         """The first node that accepts a read-write session, all asked at once; the others are closed."""
+        if self.uri is not None:
+            return psycopg.connect(self.conninfo, autocommit=True)
         pending = {self.pool.submit(psycopg.connect, info, autocommit=True) for info in self.per_node}
         winner = None
         deadline = time.monotonic() + 1.0  # a dead host hangs to its connect_timeout: do not wait for it
@@ -95,8 +103,8 @@ class WriteLoad:
                 if conn is None:
                     conn = self._connect()
                 self._next += 1
-                server = conn.execute(f"INSERT INTO {TABLE} VALUES (%s, now()) RETURNING host(inet_server_addr())",
-                                      (self._next,)).fetchone()[0]
+                server = conn.execute(f"INSERT INTO {self.table} VALUES (%s, now()) "
+                                      "RETURNING host(inet_server_addr())", (self._next,)).fetchone()[0]
                 self.acks.append(Ack(self._next, time.monotonic(), server))
             except psycopg.Error:
                 self.errors += 1
@@ -121,7 +129,7 @@ class WriteLoad:
     def lost(self) -> list[int]:
         """Acknowledged ids missing from the table on today's primary."""
         with psycopg.connect(self.conninfo, autocommit=True) as conn:
-            present = {row[0] for row in conn.execute(f"SELECT id FROM {TABLE}")}
+            present = {row[0] for row in conn.execute(f"SELECT id FROM {self.table}")}
         return sorted(a.id for a in self.acks if a.id not in present)
 
 
