@@ -151,7 +151,7 @@ def verdict(spec: Spec, rows: list[NodeStatus]) -> Verdict:
         elif expected == "standby" and row.upstream is None:
             problems.append(f"{row.name} is not streaming yet")
         elif not row.registered or not row.repmgrd:
-            problems.append(f"{row.name} is not registered with repmgr or repmgrd is not running yet")
+            problems.append(f"{row.name} is not registered with repmgr or its repmgrd is not monitoring yet")
     problems += [f"repmgrd is not running on {r.name} yet" for r in primaries if not r.repmgrd]
     return Verdict(DEGRADED if problems else HEALTHY, tuple(problems))
 

@@ -418,3 +418,23 @@ def test_restore_fetches_ahead_answers_from_the_spool_and_keeps_it_bounded(
     assert len(fetched) == 4 and dest.read_text() == archive[names[-1]]
     restore_wal.clear_spool()
     assert list((tmp_path / "spool").iterdir()) == []
+
+
+@pytest.mark.parametrize(("role", "running", "last_seen", "monitoring"), [
+    ("primary", True, -1.0, True),  # a primary's repmgrd has no upstream
+    ("primary", False, None, False),
+    ("standby", True, 0.0, True),
+    ("standby", True, 9.5, True),
+    ("standby", True, -1.0, False),  # started, has not seen its upstream yet: an election must not count on it
+    ("standby", True, 42.0, False),  # stale: left in shared memory by a repmgrd that stopped
+    ("standby", True, None, False),  # repmgr's metadata unreadable
+    ("witness", True, 1.0, True),
+    ("witness", True, -1.0, False),
+    ("standby", False, 0.0, False),
+])
+def test_repmgrd_counts_on_a_standby_only_once_it_monitors_its_upstream(role: str, running: bool,
+                                                                       last_seen: float | None,
+                                                                       monitoring: bool) -> None:
+    from pgdock_agent.status import monitoring as monitors
+
+    assert monitors(role, running, last_seen) is monitoring

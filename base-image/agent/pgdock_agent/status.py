@@ -75,6 +75,33 @@ def repmgrd_running() -> bool:
     return False
 
 
+MONITORING_FRESH_SECONDS = 10
+"""A standby's or the witness's repmgrd that last saw its upstream longer ago than this is not monitoring (it
+checks every second: monitor_interval_secs)."""
+
+
+def monitoring(role: str, process_running: bool, upstream_last_seen: float | None) -> bool:
+    """Whether repmgrd takes part in failover here. A repmgrd process alone is not enough on a standby or the
+    witness: until it has seen its upstream it answers siblings "upstream node -1", yet an election may still
+    pick its node as the candidate, and that repmgrd, unable to start without an upstream, never promotes (a
+    failover that never happens). Only there, -1 (never) or a stale last-seen says "not yet"."""
+    if not process_running:
+        return False
+    if role == "primary":
+        return True
+    return upstream_last_seen is not None and 0 <= upstream_last_seen <= MONITORING_FRESH_SECONDS
+
+
+def upstream_last_seen() -> float | None:
+    """Seconds since this node's repmgrd last saw its upstream (repmgr's shared memory; -1: never)."""
+    try:
+        with local_conn("repmgr", "repmgr") as conn:
+            row = conn.execute("SELECT repmgr.get_upstream_last_seen()").fetchone()
+    except psycopg.Error:
+        return None
+    return float(row[0]) if row and row[0] is not None else None
+
+
 def node_state() -> dict:
     """What `pgdock-gen status` shows for this node, as JSON-ready data."""
     by_address = {p.address: p.name for p in peers()}
@@ -102,6 +129,8 @@ def node_state() -> dict:
     except psycopg.Error as exc:
         state["status"] = f"cannot query PostgreSQL: {exc}".strip()
     state["registered"] = registered()
+    if state["repmgrd"] and state["role"] != "primary":
+        state["repmgrd"] = monitoring(state["role"], True, upstream_last_seen())
     return state
 
 
