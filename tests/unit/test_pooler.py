@@ -185,3 +185,24 @@ def test_a_switchover_pauses_the_reachable_data_nodes_pools() -> None:
 ])
 def test_the_pooler_check_haproxy_uses(accepting: bool | None, code: int, reason: str) -> None:
     assert health.pooler("n1", accepting) == health.Verdict(code, reason)
+
+
+def test_pooler_metrics_only_where_a_pooler_runs() -> None:
+    from pgdock_agent import metrics
+
+    base = health.Facts(node="n1", role="standby", answers=True)
+    assert "pgdock_pooler" not in metrics.exposition(base)
+    text = metrics.exposition(health.Facts(node="n1", role="standby", answers=True, pooler=False))
+    assert "pgdock_pooler_up 0\n" in text and "pgdock_pooler_paused 0\n" in text
+    paused = metrics.exposition(health.Facts(node="n1", role="standby", answers=True, pooler=True,
+                                             pooler_paused=True))
+    assert "pgdock_pooler_up 1\n" in paused and "pgdock_pooler_paused 1\n" in paused
+
+
+def test_the_pooler_alerts_come_with_the_pooler(tmp_path: Path) -> None:
+    render_spec(POOLED + "monitoring: {}\n", tmp_path / "with")
+    render_spec(POOLED.replace("pooler: {}\n", "").replace("proxy: {via_pooler: true}", "proxy: {}")
+                + "monitoring: {}\n", tmp_path / "without")
+    with_pooler = (tmp_path / "with" / "monitoring" / "alerts.yml").read_text()
+    assert "alert: PgdockPoolerDown" in with_pooler and "alert: PgdockPoolerPausedTooLong" in with_pooler
+    assert "Pooler" not in (tmp_path / "without" / "monitoring" / "alerts.yml").read_text()

@@ -163,7 +163,7 @@ def test_alerts_name_only_metrics_the_agent_exports(golden_repo: Path) -> None:
     everything = Facts(node="n", role="primary", answers=True, timeline=1, lag_bytes=1, lag_seconds=1.0,
                        streaming=True, replicas=(Replica("r", True, 1, 1.0),),
                        archive=Archive(failing=False, pending=0, last_archived_age=1.0), backup_age=1.0,
-                       events=(("e", 1),))
+                       events=(("e", 1),), pooler=True)
     exported = {m.name for m in metrics.metrics(everything)} | {"up"}
     named = set(re.findall(r"\b(pgdock_[a-z_]+|up)\{", (golden_repo / "monitoring" / "alerts.yml").read_text()))
     assert named and named <= exported, named - exported

@@ -91,6 +91,10 @@ class Facts:
     """Seconds since the last base backup this node's sidecar took (None: none known here)."""
     events: tuple[tuple[str, int], ...] = ()
     """How often each event name is in this node's event log, sorted by name."""
+    pooler: bool | None = None
+    """This node's PgBouncer accepts connections (None: no pooler on this node)."""
+    pooler_paused: bool = False
+    """A switchover paused the pool (contract.POOLER_PAUSED) and it has not resumed yet."""
 
     @property
     def writable_primary(self) -> bool:

@@ -49,6 +49,10 @@ def _node_metrics(facts: Facts) -> list[Metric]:
         Metric("pgdock_fenced", "gauge", "the agent fences, steps down or refuses this node", _one(facts.fenced)),
         Metric("pgdock_paused", "gauge", "maintenance mode (pgdock-gen pause): no automatic failover",
                _one(facts.paused)),
+        Metric("pgdock_pooler_up", "gauge", "this node's PgBouncer accepts connections (absent: no pooler)",
+               _one(facts.pooler)),
+        Metric("pgdock_pooler_paused", "gauge", "a switchover paused this node's PgBouncer: new transactions wait",
+               _one(facts.pooler_paused if facts.pooler is not None else None)),
     ]
 
 

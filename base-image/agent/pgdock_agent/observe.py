@@ -9,6 +9,7 @@ hold a load balancer's check open.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ from . import contract, postgres
 from .health import Facts, Replica
 from .node import env
 from .peers import peers
+from .pooler import accepting
 from .status import NODE_STATE_SQL, REPLICAS_SQL, archiver, repmgrd_running
 
 STATEMENT_TIMEOUT_MS = 2000
@@ -117,7 +119,9 @@ def gatherer(fenced: Callable[[], bool], events: Callable[[], tuple[tuple[str, i
         if postgres.running():
             found |= _postgres(detailed)
         if detailed:
-            found |= {"backup_age": backup_age(time.time()), "events": counts()}
+            pooler_up = accepting()
+            found |= {"backup_age": backup_age(time.time()), "events": counts(), "pooler": pooler_up,
+                      "pooler_paused": pooler_up is not None and os.path.exists(contract.POOLER_PAUSED)}
         return Facts(**found)
 
     return facts
