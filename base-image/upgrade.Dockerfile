@@ -20,7 +20,8 @@ RUN apt-get update \
  && cp -a "/usr/share/postgresql/${OLD_VERSION}" "${out}/usr/share/postgresql/" \
  && elves() { find "$1" -type f -exec sh -c 'head -c4 "$1" | grep -q ELF' _ {} \; -print; } \
  && elves "${out}${old}" > /tmp/elves \
- && xargs -a /tmp/elves -d '\n' ldd 2>/dev/null | awk '$2 == "=>" && $3 ~ /^\// {print $3}' | sort -u \
+ && { xargs -a /tmp/elves -d '\n' ldd 2>/dev/null || true; } | awk '$2 == "=>" && $3 ~ /^\// {print $3}' \
+      | sort -u \
       | grep -Ev '/(ld-linux[^/]*|libc|libm|libdl|libpthread|librt|libresolv|libutil|libanl|libmvec)\.so[^/]*$' \
       | xargs -r cp -L -t "${out}${private}" \
  && xargs -a /tmp/elves -d '\n' -n1 patchelf --set-rpath "${private}" \

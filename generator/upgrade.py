@@ -158,12 +158,14 @@ def _initdb(version: int, directory: str) -> str:
 
 def _pg_upgrade(old: int, new: int, *extra: str) -> str:
     """pg_upgrade from the volume's PGDATA to data.new, its output kept and, on failure, its reasons on one
-    line of stderr (what a failed docker call reports)."""
+    line of stderr (what a failed docker call reports): the end of its output and the first errors of its
+    logs (a failed schema restore names the object only there)."""
     options = shlex.quote("-c ssl=off -c archive_mode=off")  # the node's TLS files are not in this container
     return (f"mkdir -p {WORK} && cd {WORK} && {_bin(new)}/pg_upgrade {' '.join(extra)} --link -U postgres "
             f"-b {_bin(old)} -B {_bin(new)} -d {contract.PGDATA} -D {contract.UPGRADE_NEW} -o {options} "
-            f"-O {options} > {WORK}/pg_upgrade.out 2>&1 || {{ grep -v -e '^$' -e 'Failure, exiting' "
-            f"{WORK}/pg_upgrade.out | tail -n 4 | tr -s ' \\n' ' ' >&2; exit 1; }}")
+            f"-O {options} > {WORK}/pg_upgrade.out 2>&1 || {{ {{ grep -v -e '^$' -e 'Failure, exiting' "
+            f"{WORK}/pg_upgrade.out | tail -n 3; grep -rh 'ERROR:' {contract.UPGRADE_NEW}/pg_upgrade_output.d "
+            f"2>/dev/null | head -n 2; }} | tr -s ' \\n' ' ' >&2; exit 1; }}")
 
 
 def check_script(old: int, new: int) -> str:
