@@ -203,7 +203,8 @@ def first_start_script(new: int, port: int, sql: str) -> str:
     data, bin_dir = contract.PGDATA, _bin(new)
     options = shlex.quote(f"-c listen_addresses='' -c unix_socket_directories={WORK} -c ssl=off "
                           f"-c archive_mode=off -p {port}")
-    psql = f"{bin_dir}/psql -X -q -v ON_ERROR_STOP=1 -h {WORK} -p {port} -U postgres"
+    psql = (f"PGOPTIONS='-c client_min_messages=warning' {bin_dir}/psql -X -q -v ON_ERROR_STOP=1 -h {WORK} "
+            f"-p {port} -U postgres")
     return (f"set -e; mkdir -p {WORK}; {bin_dir}/pg_ctl -D {data} -w -t 600 -o {options} -l {WORK}/first-start.log "
             f"start >/dev/null; trap '{bin_dir}/pg_ctl -D {data} -w -m fast stop >/dev/null' EXIT; "
             f"if [ -f {WORK}/update_extensions.sql ]; then {psql} -d postgres -f {WORK}/update_extensions.sql; fi; "
@@ -237,13 +238,23 @@ def _event(target: Target, event: str, details: str, *, ok: bool = True, moment:
     docker.call(f"logging {event} on {target.node.name}", target.client.execute, target.container, command)
 
 
+def query(running: cluster.Running, target: Target, sql: str) -> str:
+    """One value from the node, as the superuser over its socket (psql unaligned, tuples only)."""
+    from python_on_whales.exceptions import DockerException
+
+    command = cluster.psql_command(running.spec, target, None, "postgres") + ["-Atc", sql]
+    try:
+        return (target.client.execute(target.container, command, user="postgres") or "").strip()
+    except DockerException as exc:
+        raise PgdockError(f"psql on {target.node.name} failed: {(exc.stderr or exc.stdout or '').strip()}") from None
+
+
 def running_versions(running: cluster.Running) -> dict[str, int | None]:
     """Each member's running PostgreSQL major, None when it does not answer."""
     found: dict[str, int | None] = {}
     for target in running.targets():
         try:
-            found[target.node.name] = major(cluster.psql(running.spec, target, "SHOW server_version_num",
-                                                         "postgres") or "")
+            found[target.node.name] = major(query(running, target, "SHOW server_version_num"))
         except (PgdockError, ValueError):
             found[target.node.name] = None
     return found
@@ -335,13 +346,13 @@ def _catch_up(prepared: Prepared, progress: Progress) -> None:
     is no reason to keep writes open; it is cloned again anyway)."""
     running = prepared.place.running
     target = running.target(prepared.primary)
-    wanted = cluster.psql(running.spec, target, "SELECT pg_current_wal_lsn()", "postgres") or ""
-    query = (f"SELECT count(*) FROM pg_stat_replication WHERE replay_lsn >= '{wanted.strip()}'::pg_lsn")
+    wanted = query(running, target, "SELECT pg_current_wal_lsn()")
+    caught_up = f"SELECT count(*) FROM pg_stat_replication WHERE replay_lsn >= '{wanted}'::pg_lsn"
     standbys = [r.name for r in prepared.rows if r.role == "standby"]
     deadline = time.monotonic() + CATCH_UP_SECONDS
-    while int((cluster.psql(running.spec, target, query, "postgres") or "0").strip()) < len(standbys):
+    while int(query(running, target, caught_up) or "0") < len(standbys):
         if time.monotonic() > deadline:
-            raise PgdockError(f"the standbys did not replay the primary's WAL up to {wanted.strip()} within "
+            raise PgdockError(f"the standbys did not replay the primary's WAL up to {wanted} within "
                               f"{CATCH_UP_SECONDS} s")
         time.sleep(0.5)
 
@@ -353,7 +364,7 @@ def _wait_writable(prepared: Prepared, timeout: float = 300) -> float:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if (cluster.psql(running.spec, target, "SELECT pg_is_in_recovery()", "postgres") or "").strip() == "f":
+            if query(running, target, "SELECT pg_is_in_recovery()") == "f":
                 return time.monotonic()
         except PgdockError:
             pass
@@ -468,7 +479,8 @@ def _recreate(prepared: Prepared, tags: dict[str, str], others: list[str], progr
     labs.install_node(the_lab, client, prepared.primary, tags[prepared.primary])
     labs.recreate_node(the_lab, prepared.primary)
     for node in others:
-        progress(f"starting {the_lab.container(node)} anew: it clones the upgraded primary")
+        what = "a new witness" if the_lab.lab_spec.member(node).witness else "it clones the upgraded primary"
+        progress(f"starting {the_lab.container(node)} anew: {what}")
         labs.install_node(the_lab, client, node, tags[node])
         docker.call(f"starting {node}", the_lab.compose(node).compose.up, detach=True, quiet=True)
 
