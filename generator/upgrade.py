@@ -157,15 +157,15 @@ def _initdb(version: int, directory: str) -> str:
 
 
 def _pg_upgrade(old: int, new: int, *extra: str) -> str:
-    """pg_upgrade from the volume's PGDATA to data.new, its output kept and, on failure, its reasons on one
-    line of stderr (what a failed docker call reports): the end of its output and the first errors of its
-    logs (a failed schema restore names the object only there)."""
+    """pg_upgrade from the volume's PGDATA to data.new, its output kept and, on failure, its reasons as the last
+    line of stdout (what a failed `docker run` reports: python-on-whales leaves its stderr uncaptured): the end
+    of its output and the first errors of its logs (a failed schema restore names the object only there)."""
     options = shlex.quote("-c ssl=off -c archive_mode=off")  # the node's TLS files are not in this container
     return (f"mkdir -p {WORK} && cd {WORK} && {_bin(new)}/pg_upgrade {' '.join(extra)} --link -U postgres "
             f"-b {_bin(old)} -B {_bin(new)} -d {contract.PGDATA} -D {contract.UPGRADE_NEW} -o {options} "
             f"-O {options} > {WORK}/pg_upgrade.out 2>&1 || {{ {{ grep -v -e '^$' -e 'Failure, exiting' "
             f"{WORK}/pg_upgrade.out | tail -n 3; grep -rh 'ERROR:' {contract.UPGRADE_NEW}/pg_upgrade_output.d "
-            f"2>/dev/null | head -n 2; }} | tr -s ' \\n' ' ' >&2; exit 1; }}")
+            f"2>/dev/null | head -n 2; echo; }} | tr -s ' \\n' ' '; echo; exit 1; }}")
 
 
 def check_script(old: int, new: int) -> str:
@@ -502,12 +502,14 @@ def finish(spec_path: Path, spec: Spec, *, in_lab: bool, progress: Progress) -> 
     running, notes = place.running, []
     for node in running.spec.nodes:
         target = running.target(node.name)
-        script = (f"if [ -d {contract.UPGRADE_OLD} ]; then du -sm {contract.UPGRADE_OLD} | cut -f1; "
+        # du counts a file linked into both once, with data: data.old's line is what deleting it frees
+        script = (f"if [ -d {contract.UPGRADE_OLD} ]; then du -sm {contract.PGDATA} {contract.UPGRADE_OLD} | "
+                  "tail -n 1 | cut -f1; "
                   f"rm -rf {contract.UPGRADE_OLD}; fi; rm -rf {WORK}")
         volume = contract.volume(running.spec.cluster, node.name, "data")
         out = docker.call(f"deleting {contract.UPGRADE_OLD} on {node.name}", target.client.run,
                           images.helper_image(target.client, running.spec), ["-c", script], entrypoint="sh",
                           volumes=[(volume, str(STATE))], remove=True) or ""
-        notes.append(f"{node.name}: deleted {contract.UPGRADE_OLD} ({out.strip()} MB)" if out.strip()
+        notes.append(f"{node.name}: deleted {contract.UPGRADE_OLD} ({out.strip()} MB freed)" if out.strip()
                      else f"{node.name}: no {contract.UPGRADE_OLD}")
     return notes
