@@ -427,6 +427,8 @@ def upgrade(prepared: Prepared, progress: Progress) -> float:
                    f"PostgreSQL {prepared.old}: {exc}", ok=False)
         except PgdockError as again:
             raise PgdockError(f"upgrade failed at {step} ({exc}) and the rollback failed too: {again}") from None
+        if step == "images":
+            raise PgdockError(f"upgrade failed at {step}, nothing changed: {exc}") from None
         raise PgdockError(f"upgrade failed at {step}, rolled back: the cluster runs PostgreSQL {prepared.old} "
                           f"again, still paused (`pgdock-gen resume --lab` re-arms failover): {exc}") from None
     try:
