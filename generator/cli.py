@@ -1083,6 +1083,55 @@ def restart_command(spec_path: Path, in_lab: bool, node: str | None, every: bool
         _print_status(place.running.spec, rolling.apply(place, steps, progress=_progress(), timeout=timeout), False)
 
 
+@cli.command()
+@SPEC_OPTION
+@LAB_OPTION
+@click.option("--check", "check_only", is_flag=True, help="Only check (pg_upgrade --check on the live primary, free "
+                                                         "space, expected downtime); change nothing.")
+@click.option("--finish", is_flag=True, help="Delete the old major's data directory (data.old) on every data node.")
+@MIRROR_OPTION
+@YES_OPTION
+def upgrade(spec_path: Path, in_lab: bool, check_only: bool, finish: bool, mirror: str | None, yes: bool) -> None:
+    """Major upgrade in place to the spec's postgres.version (15 → 17), with pg_upgrade --link.
+
+    Set postgres.version to the new major, then check, upgrade, and once the
+    new cluster has proven itself, finish. Before the point of no return (the
+    swap of the primary's data directory) any failure rolls back to the old
+    major; after it the old data stays in data.old until --finish. Automatic
+    failover is paused for the upgrade; the standbys and the witness are cloned
+    again. The lab only, for now.
+
+    \b
+    Examples:
+      pgdock-gen upgrade -f cluster.yaml --lab --check
+      pgdock-gen upgrade -f cluster.yaml --lab --yes
+      pgdock-gen upgrade -f cluster.yaml --lab --finish
+    """
+    from . import upgrade as major
+
+    if check_only and finish:
+        raise click.UsageError("--check and --finish do not go together")
+    if not in_lab:
+        raise UsageError(major.PRODUCTION_REFUSED)
+    spec = _load(spec_path)
+    progress = _progress()
+    if finish:
+        for note in major.finish(spec_path, spec, in_lab=in_lab, progress=progress):
+            click.echo(note)
+        return
+    prepared = major.prepare(spec_path, spec, in_lab=in_lab, mirror=mirror, progress=progress)
+    for line in major.check(prepared, progress):
+        click.echo(line)
+    if check_only:
+        return
+    if not yes:
+        click.confirm(f"Upgrade cluster {spec.cluster} from PostgreSQL {prepared.old} to {prepared.new}? Writes stop "
+                      "until the primary runs the new major; the standbys are cloned again", abort=True)
+    downtime = major.upgrade(prepared, progress)
+    click.echo(f"upgraded to PostgreSQL {prepared.new}; write downtime {downtime:.1f} s. The old data stays in "
+               f"{contract.UPGRADE_OLD} until `pgdock-gen upgrade -f {spec_path} --lab --finish`")
+
+
 def main() -> None:
     try:
         # the name fixed: usage lines and the completion variable (_PGDOCK_GEN_COMPLETE) are the same under

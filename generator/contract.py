@@ -69,6 +69,15 @@ HOME = PurePosixPath("/var/lib/postgresql")
 TLS = HOME / "tls"
 CA_CERT = TLS / "ca.crt"
 
+INITDB_OPTIONS = ("--data-checksums", "-U", "postgres", "--auth-local=peer", "--auth-host=scram-sha-256",
+                  "--encoding=UTF8", "--locale=C.UTF-8")
+"""How every data directory is made: the first primary's bootstrap and a major upgrade's new cluster alike
+(pg_upgrade wants checksums, encoding and locale equal on both sides)."""
+UPGRADE_NEW = STATE / "data.new"
+"""A major upgrade's new data directory, beside PGDATA on the same volume (pg_upgrade --link hard-links)."""
+UPGRADE_OLD = STATE / "data.old"
+"""The old major's data directory after the upgrade swapped it out; `pgdock-gen upgrade --finish` deletes it."""
+
 # ---------------------------------------------------------------- the secrets volume's layout
 
 SECRET_PASSWORDS = "passwords"
@@ -180,6 +189,10 @@ EVENT_REMOVED = "pgdock_removed"
 """Recorded on the primary: a member was unregistered and stopped (`pgdock-gen remove`)."""
 EVENT_RESTARTED = "pgdock_restart"
 """A node's container was recreated by a rolling restart (`pgdock-gen restart`), on the image named."""
+EVENT_UPGRADE_STEP = "pgdock_upgrade_step"
+"""One step of a major upgrade (`pgdock-gen upgrade`), recorded on the primary when it is done."""
+EVENT_UPGRADE = "pgdock_upgrade"
+"""A major upgrade finished (details: from and to versions, the write downtime), or was rolled back (failed)."""
 
 # ---------------------------------------------------------------- `pgdock-agent` commands the operator's commands run
 
@@ -240,6 +253,11 @@ POOLER_PAUSE_MAX_SECONDS = 60
 
 BASE_IMAGE_REPO = "pgdock/base"
 """PostgreSQL + repmgr + the agent; tagged pg<major>-<hash of base-image/> (images.image_names)."""
+UPGRADE_IMAGE_REPO = "pgdock/upgrade"
+"""The new major's base image plus the old major's server binaries (base-image/upgrade.Dockerfile), for
+pg_upgrade; tagged pg<old>-pg<new>-<hash of both base tags>."""
+UPGRADE_DOCKERFILE = "upgrade.Dockerfile"
+"""In base-image/: the upgrade image's Dockerfile, built with the base image's context."""
 BACKUP_IMAGE_REPO = "pgdock/backup"
 """The backup sidecar; tagged pg<major>-<hash of backup-image/ and its base tag>."""
 LAB_S3_IMAGE = "pgdock/lab-s3:latest"

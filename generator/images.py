@@ -183,6 +183,33 @@ def build_backup(spec: Spec, repo: Path, *, no_cache: bool = False, progress: Pr
     return image.backup
 
 
+def upgrade_image_name(spec: Spec, repo: Path, old_base: str) -> str:
+    """The upgrade image's tag: the spec's (new) major's base image plus the binaries of `old_base`, the base
+    image the cluster runs on now (pgdock/base:pg15-...); the hash covers both base tags."""
+    old_version = old_base.rsplit(":", 1)[-1].split("-", 1)[0].removeprefix("pg")
+    new_base = names(spec, repo).base
+    return (f"{contract.UPGRADE_IMAGE_REPO}:pg{old_version}-pg{spec.pg_version}-"
+            f"{context_digest([], parent=f'{new_base}{chr(0)}{old_base}')}")
+
+
+def build_upgrade(spec: Spec, repo: Path, old_base: str, *, no_cache: bool = False, mirror: str | None = None,
+                  progress: Progress = print) -> str:
+    """Builds the new major's base image (when missing) and the upgrade image on top of it
+    (base-image/upgrade.Dockerfile); returns the upgrade image's tag."""
+    tag = upgrade_image_name(spec, repo, old_base)
+    client = docker.client()
+    if not no_cache and client.image.exists(tag):
+        return tag  # the tag is a hash of both base tags: an image with it is this build
+    new_base = names(spec, repo).base
+    if no_cache or not client.image.exists(new_base):
+        build_base(spec, repo, no_cache=no_cache, mirror=mirror, progress=progress)
+    old_version = tag.rsplit(":", 1)[1].split("-", 1)[0].removeprefix("pg")
+    progress(f"building {tag} ({new_base} plus PostgreSQL {old_version} from {old_base})")
+    build_image(repo / "base-image", tag, file=repo / "base-image" / contract.UPGRADE_DOCKERFILE, no_cache=no_cache,
+                build_args={"BASE_IMAGE": new_base, "OLD_IMAGE": old_base, "OLD_VERSION": old_version})
+    return tag
+
+
 def build_config(spec: Spec, repo: Path, node: Node, *, no_cache: bool = False) -> str:
     """Builds a node's config carrier from the cluster repo's root; returns `repo:version`."""
     tag = f"{names(spec, repo).config_repo(node)}:{config_version(repo, node)}"

@@ -59,9 +59,8 @@ def initdb() -> None:
     pwfile = RUN / "initdb.pw"
     write_owned(pwfile, password("superuser") + "\n")
     try:
-        as_postgres([str(PG_BIN / "initdb"), "-D", str(PGDATA), "--data-checksums", "-U", "postgres",
-                     "--pwfile", str(pwfile), "--auth-local=peer", "--auth-host=scram-sha-256",
-                     "--encoding=UTF8", "--locale=C.UTF-8"], capture=True)
+        as_postgres([str(PG_BIN / "initdb"), "-D", str(PGDATA), *contract.INITDB_OPTIONS, "--pwfile", str(pwfile)],
+                    capture=True)
     finally:
         pwfile.unlink(missing_ok=True)
     write_pgdata_conf()

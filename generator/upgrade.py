@@ -1,0 +1,517 @@
+"""`pgdock-gen upgrade --lab`: a major upgrade in place (PostgreSQL 15 → 17) with pg_upgrade --link.
+
+The spec names the new major; the running one is read from the nodes. Everything pg_upgrade needs runs in
+throwaway containers of the upgrade image (images.build_upgrade: the new base image plus the old server
+binaries) on the primary's volumes, never in the node's own container:
+
+- `--check` changes nothing: `pg_upgrade --check --link` against the live primary, from a container that
+  shares the primary's process namespace (so pg_upgrade's probe start of the old server sees the running
+  postmaster and refuses, instead of taking a postmaster.pid it cannot see for stale), with free space
+  beside PGDATA and the expected write downtime.
+- the upgrade: pause failover, wait for the standbys to replay what the primary wrote, stop the primary
+  (clean shutdown: writes end here), then the others; initdb the new major beside PGDATA with the options
+  every data directory is made with (contract.INITDB_OPTIONS) and `pg_upgrade --link`. Until here any failure
+  rolls back: pg_upgrade's rename of global/pg_control is undone, the new directory deleted, every node
+  started on the old major again (still paused). The swap of data → data.old, data.new → data is the point of
+  no return: the new cluster starts once on a private socket (extensions updated, the standbys' slots
+  created, the other members' repmgr records set inactive, so the primary's quorum counts only itself while
+  they are rebuilt), then its container is recreated on the new images, the standbys and the witness are
+  removed with their volumes and recreated (they clone the new primary), statistics rebuilt
+  (vacuumdb --analyze-in-stages), failover resumed.
+- `--finish` deletes data.old wherever it is.
+
+Each step is logged on the primary as contract.EVENT_UPGRADE_STEP at the time it was done (recorded once the
+primary's container runs again), the end as contract.EVENT_UPGRADE with the write downtime.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import cluster, contract, docker, images, lock, maintenance
+from .cluster import NodeStatus, Target
+from .errors import PgdockError, UsageError
+from .spec import Spec
+
+if TYPE_CHECKING:
+    from .lab import Lab
+
+Progress = Callable[[str], None]
+
+PRODUCTION_REFUSED = "upgrade runs in the lab only (--lab): production contexts are not built yet"
+STEPS = ("images", "pause", "catch-up", "stop", "pg_upgrade", "swap", "first-start", "recreate", "analyze",
+         "resume")
+"""The upgrade's steps in order; a failure before POINT_OF_NO_RETURN rolls back to the old major."""
+POINT_OF_NO_RETURN = "swap"
+STATE = contract.STATE
+WORK = STATE / "upgrade-work"
+"""pg_upgrade's working directory on the data volume: its sockets, and update_extensions.sql for the first
+start. Removed by `--finish`."""
+FREE_SPACE_FLOOR = 256 * 2**20
+"""What --link needs beside PGDATA at least: the new cluster's catalogs, WAL and pg_upgrade's schema dump."""
+CATCH_UP_SECONDS = 60
+
+
+# ---------------------------------------------------------------- pure decisions
+
+
+def major(version_num: str) -> int:
+    """`SHOW server_version_num` (150010) as a major (15)."""
+    return int(version_num.strip()) // 10000
+
+
+def problems(spec: Spec, rows: list[NodeStatus], versions: dict[str, int | None]) -> list[str]:
+    """Why the upgrade of the running cluster (`rows`, `versions`: each member's running major, None when it
+    did not answer) to the spec's version cannot start; empty when it can."""
+    target, supported = spec.pg_version, sorted(images.DEBIAN_SUITES)
+    found = []
+    if target not in images.DEBIAN_SUITES:
+        found.append(f"PostgreSQL {target} is not supported (pgdock builds {', '.join(map(str, supported))})")
+    primaries = [r.name for r in rows if r.role == "primary"]
+    if len(primaries) != 1:
+        found.append(f"one primary is needed, found {len(primaries)}" + (f" ({', '.join(primaries)})" if primaries
+                                                                           else ""))
+    witness = spec.witness.name if spec.witness else None
+    for row in rows:
+        if versions.get(row.name) is None:
+            found.append(f"{row.name} does not answer: its PostgreSQL version is unknown")
+        elif row.role == "standby" and row.upstream is None:
+            found.append(f"{row.name} is a standby that is not streaming")
+        elif row.role not in ("primary", "standby", "witness") or (row.role == "witness") != (row.name == witness):
+            found.append(f"{row.name} is {row.role}: {row.detail}")
+    source = versions.get(primaries[0]) if len(primaries) == 1 else None
+    if source is not None:
+        if source == target:
+            found.append(f"the cluster already runs PostgreSQL {target}: nothing to upgrade")
+        elif source > target:
+            found.append(f"the cluster runs PostgreSQL {source}, newer than the spec's {target}: no downgrades")
+        elif source not in images.DEBIAN_SUITES:
+            found.append(f"the cluster runs PostgreSQL {source}, which pgdock does not build")
+        found += [f"{name} runs PostgreSQL {v}, the primary {source}" for name, v in versions.items()
+                  if v is not None and v != source]
+    return found
+
+
+def space_problem(free: int, data: int) -> str | None:
+    """Whether the data volume has room for a --link upgrade beside PGDATA (`data` bytes in it)."""
+    needed = FREE_SPACE_FLOOR + data // 20
+    if free < needed:
+        return (f"{free // 2**20} MB free beside PGDATA, {needed // 2**20} MB needed (the new cluster's catalogs "
+                "and WAL, pg_upgrade's schema dump)")
+    return None
+
+
+def recoverable(step: str) -> bool:
+    """A failure in `step` returns the cluster to the old major (before the point of no return)."""
+    return STEPS.index(step) < STEPS.index(POINT_OF_NO_RETURN)
+
+
+def rollback_actions(step: str) -> tuple[str, ...]:
+    """What undoing a failure in `step` takes: `restore-data` (pg_upgrade touched the primary's volume: its
+    pg_control back, the new directory gone) and `start-nodes` (nodes were stopped). Empty after the point
+    of no return: nothing is rolled back there."""
+    if not recoverable(step):
+        return ()
+    done = STEPS.index(step)
+    actions = ()
+    if done >= STEPS.index("pg_upgrade"):
+        actions += ("restore-data",)
+    if done >= STEPS.index("stop"):
+        actions += ("start-nodes",)
+    return actions
+
+
+def restore_script(state: str = str(STATE)) -> str:
+    """Shell that undoes an unfinished `pg_upgrade --link` on a data volume mounted at `state`: pg_upgrade
+    renamed global/pg_control to pg_control.old before linking (the old cluster is safe again once renamed
+    back, as long as the new cluster never started), and the new directory goes."""
+    data = shlex.quote(f"{state}/data")
+    return (f"set -e; if [ -f {data}/global/pg_control.old ] && [ ! -f {data}/global/pg_control ]; then "
+            f"mv {data}/global/pg_control.old {data}/global/pg_control; fi; "
+            f"rm -rf {shlex.quote(state + '/data.new')} {shlex.quote(state + '/upgrade-work')}")
+
+
+def expected_downtime(check_seconds: float) -> float:
+    """The write downtime to expect, from how long `pg_upgrade --check` took: the upgrade repeats its checks,
+    adds the schema dump and restore (about as long again) and the stop, first start and recreation of the
+    primary (about 20 s in the lab on 2 cores)."""
+    return 2 * check_seconds + 20
+
+
+# ---------------------------------------------------------------- shell run in the upgrade image
+
+
+def _bin(version: int) -> str:
+    return f"/usr/lib/postgresql/{version}/bin"
+
+
+def _initdb(version: int, directory: str) -> str:
+    return f"rm -rf {directory}; {_bin(version)}/initdb -D {directory} {' '.join(contract.INITDB_OPTIONS)} >/dev/null"
+
+
+def _pg_upgrade(old: int, new: int, *extra: str) -> str:
+    """pg_upgrade from the volume's PGDATA to data.new, its output kept and, on failure, its reasons as the last
+    line of stdout (what a failed `docker run` reports: python-on-whales leaves its stderr uncaptured): the end
+    of its output and the first errors of its logs (a failed schema restore names the object only there)."""
+    options = shlex.quote("-c ssl=off -c archive_mode=off")  # the node's TLS files are not in this container
+    return (f"mkdir -p {WORK} && cd {WORK} && {_bin(new)}/pg_upgrade {' '.join(extra)} --link -U postgres "
+            f"-b {_bin(old)} -B {_bin(new)} -d {contract.PGDATA} -D {contract.UPGRADE_NEW} -o {options} "
+            f"-O {options} > {WORK}/pg_upgrade.out 2>&1 || {{ {{ grep -v -e '^$' -e 'Failure, exiting' "
+            f"{WORK}/pg_upgrade.out | tail -n 3; grep -rh 'ERROR:' {contract.UPGRADE_NEW}/pg_upgrade_output.d "
+            f"2>/dev/null | head -n 2; echo; }} | tr -s ' \\n' ' '; echo; exit 1; }}")
+
+
+def check_script(old: int, new: int) -> str:
+    new_dir = contract.UPGRADE_NEW
+    return (f"set -e; {_initdb(new, str(new_dir))}; status=0; ({_pg_upgrade(old, new, '--check')}) || status=1; "
+            f"rm -rf {new_dir} {WORK}; [ $status = 0 ]; "
+            f"echo free=$(df -B1 --output=avail {STATE} | tail -n 1) data=$(du -sb {contract.PGDATA} | cut -f1)")
+
+
+def upgrade_script(old: int, new: int) -> str:
+    return f"set -e; {_initdb(new, str(contract.UPGRADE_NEW))}; {_pg_upgrade(old, new)}"
+
+
+def swap_script() -> str:
+    """The point of no return's first half: the new directory takes PGDATA's place (it includes the node's
+    generated config, as the agent writes it), the old major's ALTER SYSTEM settings go along."""
+    data, new, old = contract.PGDATA, contract.UPGRADE_NEW, contract.UPGRADE_OLD
+    return (f"set -e; cp {data}/postgresql.auto.conf {new}/postgresql.auto.conf; rm -rf {old}; mv {data} {old}; "
+            f"mv {new} {data}; echo \"include '{contract.CONFIG / 'postgresql.conf'}'\" > {data}/postgresql.conf; "
+            f"chmod 600 {data}/postgresql.conf")
+
+
+def first_start_sql(primary_id: int, standby_ids: list[int]) -> str:
+    """Run once on the new cluster before any member sees it: repmgr's extension updated to the new major's
+    build, the standbys' slots (pg_upgrade carries none), and every other member's record inactive: the
+    primary's quorum (the agent counts active records) is then itself alone until each member registers
+    again (clone, witness register), so it does not fence while they are rebuilt."""
+    slots = "".join(f"SELECT pg_create_physical_replication_slot('{contract.replication_slot(i)}');\n"
+                    for i in standby_ids)
+    return ("ALTER EXTENSION repmgr UPDATE;\n"
+            f"UPDATE repmgr.nodes SET active = false WHERE node_id <> {int(primary_id)};\n" + slots)
+
+
+def first_start_script(new: int, port: int, sql: str) -> str:
+    data, bin_dir = contract.PGDATA, _bin(new)
+    options = shlex.quote(f"-c listen_addresses='' -c unix_socket_directories={WORK} -c ssl=off "
+                          f"-c archive_mode=off -p {port}")
+    psql = (f"PGOPTIONS='-c client_min_messages=warning' {bin_dir}/psql -X -q -v ON_ERROR_STOP=1 -h {WORK} "
+            f"-p {port} -U postgres")
+    return (f"set -e; mkdir -p {WORK}; {bin_dir}/pg_ctl -D {data} -w -t 600 -o {options} -l {WORK}/first-start.log "
+            f"start >/dev/null; trap '{bin_dir}/pg_ctl -D {data} -w -m fast stop >/dev/null' EXIT; "
+            f"if [ -f {WORK}/update_extensions.sql ]; then {psql} -d postgres -f {WORK}/update_extensions.sql; fi; "
+            f"printf '%s' {shlex.quote(sql)} | {psql} -d repmgr; touch {contract.FORCE_PRIMARY}")
+
+
+# ---------------------------------------------------------------- talking to the lab
+
+
+@dataclass
+class Journal:
+    """The steps done, each with its own time, for the primary's event log; progress lines as they happen."""
+
+    progress: Progress
+    done: list[tuple[str, str, str]] = field(default_factory=list)
+
+    def step(self, name: str, details: str) -> None:
+        self.progress(f"upgrade: {name}: {details}")
+        self.done.append((dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"), name, details))
+
+    def flush(self, target: Target) -> None:
+        """Records the steps not yet recorded in the primary's event log (its container must run)."""
+        for moment, name, details in self.done:
+            _event(target, contract.EVENT_UPGRADE_STEP, f"{name}: {details}", moment=moment)
+        self.done.clear()
+
+
+def _event(target: Target, event: str, details: str, *, ok: bool = True, moment: str = "") -> None:
+    command = [contract.AGENT, contract.AGENT_EVENT, "", event, "1" if ok else "0", moment,
+               f"by {lock.operator()}: {details}"]
+    docker.call(f"logging {event} on {target.node.name}", target.client.execute, target.container, command)
+
+
+def query(running: cluster.Running, target: Target, sql: str) -> str:
+    """One value from the node, as the superuser over its socket (psql unaligned, tuples only)."""
+    from python_on_whales.exceptions import DockerException
+
+    command = cluster.psql_command(running.spec, target, None, "postgres") + ["-Atc", sql]
+    try:
+        return (target.client.execute(target.container, command, user="postgres") or "").strip()
+    except DockerException as exc:
+        raise PgdockError(f"psql on {target.node.name} failed: {(exc.stderr or exc.stdout or '').strip()}") from None
+
+
+def running_versions(running: cluster.Running) -> dict[str, int | None]:
+    """Each member's running PostgreSQL major, None when it does not answer."""
+    found: dict[str, int | None] = {}
+    for target in running.targets():
+        try:
+            found[target.node.name] = major(query(running, target, "SHOW server_version_num"))
+        except (PgdockError, ValueError):
+            found[target.node.name] = None
+    return found
+
+
+@dataclass(frozen=True)
+class Prepared:
+    place: maintenance.Place
+    lab: Lab
+    rows: list[NodeStatus]
+    primary: str
+    old: int
+    new: int
+    old_image: str
+    upgrade_image: str
+
+
+def prepare(spec_path: Path, spec: Spec, *, in_lab: bool, mirror: str | None = None,
+            progress: Progress = print) -> Prepared:
+    """Renders the lab for the spec's major, checks the running cluster, builds the images (upgrade image,
+    the new major's base and config images): nothing is stopped yet."""
+    if not in_lab:
+        raise UsageError(PRODUCTION_REFUSED)
+    place = maintenance.place(spec_path, spec, True)
+    assert place.lab is not None
+    running = place.running
+    rows = running.status()
+    versions = running_versions(running)
+    if found := problems(running.spec, rows, versions):
+        raise UsageError(f"upgrade refused: {'; '.join(found)}")
+    primary = maintenance.primary_of(rows)
+    assert primary is not None
+    target = running.target(primary)
+    old_image = docker.call(f"inspecting {target.container}", target.client.container.inspect,
+                            target.container).config.image
+    lab_spec, repo = place.lab.lab_spec, place.lab.repo
+    tag = images.build_upgrade(lab_spec, repo, old_image, mirror=mirror, progress=progress)
+    return Prepared(place, place.lab, rows, primary, versions[primary] or 0, lab_spec.pg_version, old_image, tag)
+
+
+def _volumes(spec: Spec, node: str) -> list[tuple[str, str, str]]:
+    """The node's data volume, and its config volume read-only (PGDATA's postgresql.conf includes it)."""
+    return [(contract.volume(spec.cluster, node, "data"), str(STATE), "rw"),
+            (contract.volume(spec.cluster, node, "config"), str(contract.CONFIG_STORE), "ro")]
+
+
+def _on_primary_volume(prepared: Prepared, script: str, what: str, *, pid: str | None = None,
+                       socket: bool = False) -> str:
+    spec = prepared.lab.lab_spec
+    volumes = _volumes(spec, prepared.primary)
+    if socket:
+        volumes.append((contract.volume(spec.cluster, prepared.primary, "socket"), str(contract.SOCKET_DIR), "rw"))
+    return docker.call(what, docker.client().run, prepared.upgrade_image, ["-c", script], entrypoint="sh",
+                       user="postgres", volumes=volumes, remove=True, pid=pid) or ""
+
+
+def check(prepared: Prepared, progress: Progress) -> list[str]:
+    """`pg_upgrade --check --link` against the live primary, free space beside PGDATA, the expected write
+    downtime: lines to print. Raises when pg_upgrade finds a problem or the space is short."""
+    container = prepared.lab.container(prepared.primary)
+    progress(f"pg_upgrade --check --link on the live primary {prepared.primary} ({prepared.old} → {prepared.new})")
+    started = time.monotonic()
+    out = _on_primary_volume(prepared, check_script(prepared.old, prepared.new),
+                             f"pg_upgrade --check on {prepared.primary}", pid=f"container:{container}", socket=True)
+    took = time.monotonic() - started
+    values = dict(part.split("=", 1) for part in out.split() if "=" in part)
+    free, data = int(values["free"]), int(values["data"])
+    if why := space_problem(free, data):
+        raise PgdockError(f"upgrade check failed on {prepared.primary}: {why}")
+    return [f"pg_upgrade --check --link: the clusters are compatible ({took:.1f} s)",
+            f"free beside PGDATA on {prepared.primary}: {free // 2**20} MB (data directory {data // 2**20} MB)",
+            f"expected write downtime: about {expected_downtime(took):.0f} s; the standbys and the witness are "
+            "cloned again after it"]
+
+
+def _stop(prepared: Prepared, node: str) -> None:
+    client = docker.client()
+    name = prepared.lab.container(node)
+    docker.call(f"stopping {name}", client.container.stop, name, time=120)
+
+
+def _start(prepared: Prepared, node: str) -> None:
+    name = prepared.lab.container(node)
+    docker.call(f"starting {name}", docker.client().container.start, name)
+
+
+def _catch_up(prepared: Prepared, progress: Progress) -> None:
+    """Waits until every standby replayed the primary's WAL position of now (bounded: a standby far behind
+    is no reason to keep writes open; it is cloned again anyway)."""
+    running = prepared.place.running
+    target = running.target(prepared.primary)
+    wanted = query(running, target, "SELECT pg_current_wal_lsn()")
+    caught_up = f"SELECT count(*) FROM pg_stat_replication WHERE replay_lsn >= '{wanted}'::pg_lsn"
+    standbys = [r.name for r in prepared.rows if r.role == "standby"]
+    deadline = time.monotonic() + CATCH_UP_SECONDS
+    while int(query(running, target, caught_up) or "0") < len(standbys):
+        if time.monotonic() > deadline:
+            raise PgdockError(f"the standbys did not replay the primary's WAL up to {wanted} within "
+                              f"{CATCH_UP_SECONDS} s")
+        time.sleep(0.5)
+
+
+def _wait_writable(prepared: Prepared, timeout: float = 300) -> float:
+    """Polls the recreated primary until it takes writes (a primary, not in recovery); the moment it does."""
+    running = prepared.place.running
+    target = running.target(prepared.primary)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if query(running, target, "SELECT pg_is_in_recovery()") == "f":
+                return time.monotonic()
+        except PgdockError:
+            pass
+        time.sleep(0.25)
+    raise PgdockError(f"{prepared.primary} did not take writes within {timeout:.0f} s after the upgrade; "
+                      f"see `docker logs {target.container}`")
+
+
+def _rollback(prepared: Prepared, step: str, stopped: list[str], journal: Journal, progress: Progress) -> None:
+    actions = rollback_actions(step)
+    if "restore-data" in actions:
+        progress(f"rollback: {prepared.primary}'s data directory back to PostgreSQL {prepared.old}")
+        _on_primary_volume(prepared, restore_script(), f"restoring {prepared.primary}'s data directory")
+    if "start-nodes" in actions:
+        for node in stopped:
+            progress(f"rollback: starting {node} on PostgreSQL {prepared.old}")
+            _start(prepared, node)
+        prepared.lab.running.wait_healthy(timeout=300, progress=progress)
+    journal.flush(prepared.place.running.target(prepared.primary))
+
+
+def upgrade(prepared: Prepared, progress: Progress) -> float:
+    """The upgrade; returns the write downtime in seconds. Raises PgdockError (one line) on failure, after
+    rolling back when the failure came before the point of no return."""
+    lab, running = prepared.lab, prepared.place.running
+    spec = running.spec
+    journal = Journal(progress)
+    others = [n.name for n in spec.members if n.name != prepared.primary]
+    stopped: list[str] = []
+    step = "images"
+    journal.step(step, f"upgrade image {prepared.upgrade_image}; PostgreSQL {prepared.old} → {prepared.new}")
+    try:
+        tags = images.build_all(spec, lab.repo, progress=progress)
+        step = "pause"
+        maintenance.apply(running, maintenance.prepare(running, pause=True), pause=True, progress=progress)
+        journal.step(step, "automatic failover paused on every member")
+        step = "catch-up"
+        _catch_up(prepared, progress)
+        journal.step(step, "every standby replayed the primary's WAL")
+        journal.flush(running.target(prepared.primary))
+        step = "stop"
+        stopped_at = time.monotonic()
+        _stop(prepared, prepared.primary)
+        stopped.append(prepared.primary)
+        journal.step(step, f"{prepared.primary} stopped cleanly: writes end here")
+        for node in others:
+            _stop(prepared, node)
+            stopped.append(node)
+        journal.step(step, f"stopped {', '.join(others)}")
+        step = "pg_upgrade"
+        began = time.monotonic()
+        _on_primary_volume(prepared, upgrade_script(prepared.old, prepared.new), f"pg_upgrade on {prepared.primary}")
+        upgrade_seconds = time.monotonic() - began
+        journal.step(step, f"pg_upgrade --link {prepared.old} → {prepared.new} took {upgrade_seconds:.1f} s")
+    except PgdockError as exc:
+        progress(f"upgrade failed at {step}: {exc}")
+        try:
+            _rollback(prepared, step, stopped, journal, progress)
+            _event(running.target(prepared.primary), contract.EVENT_UPGRADE, f"failed at {step}, rolled back to "
+                   f"PostgreSQL {prepared.old}: {exc}", ok=False)
+        except PgdockError as again:
+            raise PgdockError(f"upgrade failed at {step} ({exc}) and the rollback failed too: {again}") from None
+        if step == "images":
+            raise PgdockError(f"upgrade failed at {step}, nothing changed: {exc}") from None
+        raise PgdockError(f"upgrade failed at {step}, rolled back: the cluster runs PostgreSQL {prepared.old} "
+                          f"again, still paused (`pgdock-gen resume --lab` re-arms failover): {exc}") from None
+    try:
+        step = "swap"
+        _on_primary_volume(prepared, swap_script(), f"swapping {prepared.primary}'s data directories")
+        journal.step(step, f"point of no return: PostgreSQL {prepared.old}'s data is in {contract.UPGRADE_OLD}")
+        step = "first-start"
+        primary_node = spec.member(prepared.primary)
+        sql = first_start_sql(primary_node.id, [n.id for n in spec.nodes if n.name != prepared.primary])
+        _on_primary_volume(prepared, first_start_script(prepared.new, primary_node.port, sql),
+                           f"first start of PostgreSQL {prepared.new} on {prepared.primary}")
+        journal.step(step, "repmgr extension updated, standby slots created, other members set inactive")
+        step = "recreate"
+        _recreate(prepared, tags, others, progress)
+        writable_at = _wait_writable(prepared)
+        downtime = writable_at - stopped_at
+        journal.step(step, f"{prepared.primary} takes writes on PostgreSQL {prepared.new} after {downtime:.1f} s")
+        journal.flush(running.target(prepared.primary))
+        running.wait_healthy(timeout=600, progress=progress)
+        journal.step(step, f"{', '.join(others)} rebuilt on PostgreSQL {prepared.new}")
+        step = "analyze"
+        _analyze(prepared)
+        journal.step(step, "vacuumdb --all --analyze-in-stages")
+        step = "resume"
+        target = running.target(prepared.primary)
+        docker.call(f"clearing {contract.FORCE_PRIMARY}", target.client.execute, target.container,
+                    ["rm", "-f", str(contract.FORCE_PRIMARY)])
+        maintenance.apply(running, maintenance.prepare(running, pause=False), pause=False, progress=progress)
+        journal.step(step, "automatic failover resumed")
+        journal.flush(target)
+        _event(target, contract.EVENT_UPGRADE, json.dumps(
+            {"from": prepared.old, "to": prepared.new, "write_downtime_seconds": round(downtime, 1),
+             "pg_upgrade_seconds": round(upgrade_seconds, 1)}))
+    except PgdockError as exc:
+        raise PgdockError(f"upgrade failed at {step}, past the point of no return: {prepared.primary}'s data "
+                          f"directory is PostgreSQL {prepared.new} now ({prepared.old}'s in {contract.UPGRADE_OLD}); "
+                          f"fix the cause and finish by hand: {exc}") from None
+    return downtime
+
+
+def _recreate(prepared: Prepared, tags: dict[str, str], others: list[str], progress: Progress) -> None:
+    """The primary's container on the new images (config carrier installed anew: the new major's render),
+    then every other member from scratch: volumes removed, config and secrets installed, started."""
+    from . import lab as labs
+
+    the_lab, client = prepared.lab, docker.client()
+    for node in others:
+        labs.remove_node(the_lab, node, remove_volumes=True, progress=progress)
+    progress(f"recreating {the_lab.container(prepared.primary)} on {the_lab.lab_spec.pg_version}'s images")
+    labs.install_node(the_lab, client, prepared.primary, tags[prepared.primary])
+    labs.recreate_node(the_lab, prepared.primary)
+    for node in others:
+        what = "a new witness" if the_lab.lab_spec.member(node).witness else "it clones the upgraded primary"
+        progress(f"starting {the_lab.container(node)} anew: {what}")
+        labs.install_node(the_lab, client, node, tags[node])
+        docker.call(f"starting {node}", the_lab.compose(node).compose.up, detach=True, quiet=True)
+
+
+def _analyze(prepared: Prepared) -> None:
+    running = prepared.place.running
+    target = running.target(prepared.primary)
+    command = ["vacuumdb", "-h", str(contract.SOCKET_DIR), "-p", str(target.node.port), "-U", "postgres", "--all",
+               "--analyze-in-stages", "--quiet"]
+    docker.call(f"vacuumdb on {prepared.primary}", target.client.execute, target.container, command,
+                user="postgres")
+
+
+def finish(spec_path: Path, spec: Spec, *, in_lab: bool, progress: Progress) -> list[str]:
+    """Deletes the old major's data directory (and pg_upgrade's work folder) on every data node that has one."""
+    if not in_lab:
+        raise UsageError(PRODUCTION_REFUSED)
+    place = maintenance.place(spec_path, spec, True)
+    running, notes = place.running, []
+    for node in running.spec.nodes:
+        target = running.target(node.name)
+        # du counts a file linked into both once, with data: data.old's line is what deleting it frees
+        script = (f"if [ -d {contract.UPGRADE_OLD} ]; then du -sm {contract.PGDATA} {contract.UPGRADE_OLD} | "
+                  "tail -n 1 | cut -f1; "
+                  f"rm -rf {contract.UPGRADE_OLD}; fi; rm -rf {WORK}")
+        volume = contract.volume(running.spec.cluster, node.name, "data")
+        out = docker.call(f"deleting {contract.UPGRADE_OLD} on {node.name}", target.client.run,
+                          images.helper_image(target.client, running.spec), ["-c", script], entrypoint="sh",
+                          volumes=[(volume, str(STATE))], remove=True) or ""
+        notes.append(f"{node.name}: deleted {contract.UPGRADE_OLD} ({out.strip()} MB freed)" if out.strip()
+                     else f"{node.name}: no {contract.UPGRADE_OLD}")
+    return notes

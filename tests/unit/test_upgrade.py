@@ -1,0 +1,165 @@
+"""`pgdock-gen upgrade` (issue 13), its pure parts as tables: what refuses an upgrade, when a failure rolls back
+and what the rollback does (the pg_control rename undone on a real directory), the SQL of the first start, the
+upgrade image's tag, and the CLI's refusals."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pgdock_gen import contract, images, upgrade
+from pgdock_gen.cluster import NodeStatus
+from pgdock_gen.spec import parse
+
+SPEC_TEXT = """
+cluster: shop
+postgres: {version: 17, database: app, user: app}
+nodes:
+  - {name: n1, address: 10.0.0.1}
+  - {name: n2, address: 10.0.0.2}
+witness: {name: w, address: 10.0.0.9}
+"""
+SPEC = parse(SPEC_TEXT)
+
+
+def row(name: str, role: str = "standby", **changes: object) -> NodeStatus:
+    base = NodeStatus(name=name, role=role, upstream="n1" if role == "standby" else None, timeline=1, lag_bytes=0,
+                      lag_seconds=0.0, repmgrd=True, reachable=role != "down", registered=role != "down",
+                      detail="running")
+    return replace(base, **changes)
+
+
+HEALTHY = [row("n1", "primary"), row("n2"), row("w", "witness")]
+ON_15 = {"n1": 15, "n2": 15, "w": 15}
+
+
+@pytest.mark.parametrize(("rows", "versions", "spec_text", "expected"), [
+    pytest.param(HEALTHY, ON_15, SPEC_TEXT, [], id="15 to 17: go"),
+    pytest.param(HEALTHY, {"n1": 17, "n2": 17, "w": 17}, SPEC_TEXT, ["already runs PostgreSQL 17"],
+                 id="already on the target"),
+    pytest.param(HEALTHY, ON_15, SPEC_TEXT.replace("version: 17", "version: 15"), ["already runs PostgreSQL 15"],
+                 id="spec not changed"),
+    pytest.param([row("n1", "primary"), row("n2", "primary"), row("w", "witness")], ON_15, SPEC_TEXT,
+                 ["one primary is needed, found 2 (n1, n2)"], id="two primaries"),
+    pytest.param([row("n1", "down"), row("n2", upstream=None), row("w", "witness")],
+                 {"n1": None, "n2": 15, "w": 15}, SPEC_TEXT,
+                 ["one primary is needed, found 0", "n1 does not answer", "n2 is a standby that is not streaming"],
+                 id="primary down"),
+    pytest.param([row("n1", "primary"), row("n2", upstream=None), row("w", "witness")], ON_15, SPEC_TEXT,
+                 ["n2 is a standby that is not streaming"], id="standby not streaming"),
+    pytest.param(HEALTHY, {"n1": 15, "n2": 17, "w": 15}, SPEC_TEXT, ["n2 runs PostgreSQL 17, the primary 15"],
+                 id="mixed majors"),
+    pytest.param(HEALTHY, {"n1": 15, "n2": 15, "w": None}, SPEC_TEXT, ["w does not answer"], id="witness silent"),
+    pytest.param(HEALTHY, {"n1": 16, "n2": 16, "w": 16}, SPEC_TEXT, ["runs PostgreSQL 16, which pgdock does not"],
+                 id="unsupported source"),
+])
+def test_problems(rows, versions, spec_text, expected) -> None:
+    found = upgrade.problems(parse(spec_text), rows, versions)
+    assert len(found) == len(expected), found
+    for problem, wanted in zip(found, expected, strict=True):
+        assert wanted in problem
+
+
+def test_problems_unsupported_target_and_downgrade() -> None:
+    newer = replace(SPEC, pg_version=18)
+    assert any("PostgreSQL 18 is not supported" in p for p in upgrade.problems(newer, HEALTHY, ON_15))
+    older = replace(SPEC, pg_version=15)
+    assert any("no downgrades" in p for p in upgrade.problems(older, HEALTHY, {"n1": 17, "n2": 17, "w": 17}))
+
+
+@pytest.mark.parametrize(("step", "actions"), [
+    ("images", ()), ("pause", ()), ("catch-up", ()), ("stop", ("start-nodes",)),
+    ("pg_upgrade", ("restore-data", "start-nodes")),
+    ("swap", ()), ("first-start", ()), ("recreate", ()), ("analyze", ()), ("resume", ()),
+])
+def test_rollback_actions(step: str, actions: tuple[str, ...]) -> None:
+    assert upgrade.rollback_actions(step) == actions
+    assert upgrade.recoverable(step) == (upgrade.STEPS.index(step) < upgrade.STEPS.index("swap"))
+
+
+def test_every_step_is_planned_once() -> None:
+    assert len(set(upgrade.STEPS)) == len(upgrade.STEPS)
+    assert upgrade.POINT_OF_NO_RETURN in upgrade.STEPS
+
+
+def _volume(tmp_path: Path, *, linked: bool) -> Path:
+    """A data volume as pg_upgrade --link leaves it: pg_control renamed when linking began, data.new beside."""
+    (tmp_path / "data" / "global").mkdir(parents=True)
+    (tmp_path / "data" / "global" / ("pg_control.old" if linked else "pg_control")).write_text("control")
+    (tmp_path / "data.new" / "base").mkdir(parents=True)
+    (tmp_path / "upgrade-work").mkdir()
+    return tmp_path
+
+
+@pytest.mark.parametrize("linked", [True, False], ids=["after linking began", "before linking"])
+def test_restore_script_puts_pg_control_back(tmp_path: Path, linked: bool) -> None:
+    state = _volume(tmp_path, linked=linked)
+    for _ in range(2):  # twice: a rollback that is itself retried must not fail
+        subprocess.run(["sh", "-c", upgrade.restore_script(str(state))], check=True)
+    assert (state / "data" / "global" / "pg_control").read_text() == "control"
+    assert not (state / "data" / "global" / "pg_control.old").exists()
+    assert not (state / "data.new").exists() and not (state / "upgrade-work").exists()
+
+
+def test_restore_script_keeps_a_started_pg_control(tmp_path: Path) -> None:
+    """Both files present: the old one is never moved over a pg_control that exists."""
+    state = _volume(tmp_path, linked=True)
+    (state / "data" / "global" / "pg_control").write_text("current")
+    subprocess.run(["sh", "-c", upgrade.restore_script(str(state))], check=True)
+    assert (state / "data" / "global" / "pg_control").read_text() == "current"
+
+
+@pytest.mark.parametrize(("free_mb", "data_mb", "problem"), [
+    (10_000, 1_000, False), (300, 100, False), (200, 100, True), (1_000, 20_000, True),
+])
+def test_space_problem(free_mb: int, data_mb: int, problem: bool) -> None:
+    assert (upgrade.space_problem(free_mb * 2**20, data_mb * 2**20) is not None) == problem
+
+
+def test_first_start_sql() -> None:
+    sql = upgrade.first_start_sql(1, [2, 3])
+    assert sql.startswith("ALTER EXTENSION repmgr UPDATE;")
+    assert "SET active = false WHERE node_id <> 1" in sql
+    assert [contract.replication_slot(i) in sql for i in (1, 2, 3)] == [False, True, True]
+
+
+def test_initdb_options_are_shared_with_bootstrap() -> None:
+    bootstrap = (Path(__file__).parents[2] / "base-image/agent/pgdock_agent/bootstrap.py").read_text()
+    assert "contract.INITDB_OPTIONS" in bootstrap
+    assert " ".join(contract.INITDB_OPTIONS) in upgrade.upgrade_script(15, 17)
+    assert "--link" in upgrade.upgrade_script(15, 17) and "--check" in upgrade.check_script(15, 17)
+
+
+def test_upgrade_image_name(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    for context in ("base-image", "backup-image"):
+        (repo / context).mkdir(parents=True)
+        (repo / context / "Dockerfile").write_text(f"FROM scratch # {context}\n")
+    tag = images.upgrade_image_name(SPEC, repo, "pgdock/base:pg15-0123456789ab")
+    assert tag.startswith(f"{contract.UPGRADE_IMAGE_REPO}:pg15-pg17-")
+    assert tag != images.upgrade_image_name(SPEC, repo, "pgdock/base:pg15-ba9876543210")
+    (repo / "base-image" / "Dockerfile").write_text("FROM scratch # changed\n")
+    assert tag != images.upgrade_image_name(SPEC, repo, "pgdock/base:pg15-0123456789ab")
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pgdock_gen", "upgrade", *args], capture_output=True, text=True,
+                          cwd=cwd)
+
+
+def test_cli_refuses_production(tmp_path: Path) -> None:
+    (tmp_path / "cluster.yaml").write_text(SPEC_TEXT)
+    result = _cli("-f", "cluster.yaml", "--yes", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"error: {upgrade.PRODUCTION_REFUSED}"
+
+
+def test_cli_refuses_check_with_finish(tmp_path: Path) -> None:
+    (tmp_path / "cluster.yaml").write_text(SPEC_TEXT)
+    result = _cli("-f", "cluster.yaml", "--lab", "--check", "--finish", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "--check and --finish" in result.stderr
