@@ -38,6 +38,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
     CI (a clean machine, no containers left to look at) can then be read from CI's output."""
     outcome = yield
     report = outcome.get_result()
+    if call.when == "call" and call.excinfo is not None:
+        # printed at once: scripts/test.sh reruns a failed e2e test, and a rerun's report keeps no traceback
+        # of the first try, which is the one that shows what went wrong
+        sys.stderr.write(f"\n{item.nodeid} failed (it may be rerun):\n{call.excinfo.getrepr(style='short')}\n")
     if report.failed and call.when == "call":
         names = subprocess.run(["docker", "ps", "-a", "--format", "{{.Names}}"], capture_output=True,
                                text=True).stdout.split()
