@@ -13,7 +13,7 @@ import time
 import pytest
 from python_on_whales import docker
 
-from pgdock_gen import drill, events, images, lab, switchover
+from pgdock_gen import contract, drill, events, images, lab, switchover
 
 from .conftest import LabCluster, wait_until
 
@@ -59,6 +59,32 @@ def test_killed_standby_catches_up_without_clone_or_failover(lab3: LabCluster) -
     assert report.lost_commits == 0
     assert report.rejoined_by == "resume"
     assert_whole(lab3, report.old_primary)
+
+
+def repmgrd_pids(the_cluster: LabCluster, node: str) -> list[str]:
+    target = the_cluster.running.target(node)
+    found = target.client.execute(target.container, ["sh", "-c", 'for p in /proc/[0-9]*; do '
+                                  '[ "$(cat "$p/comm" 2>/dev/null)" = repmgrd ] && basename "$p"; done; true'])
+    return found.split()
+
+
+def test_repmgrd_starts_when_its_old_pid_file_names_a_live_process(lab3: LabCluster) -> None:
+    """A killed container keeps /tmp/repmgrd.pid, and after the restart its number often names another live
+    postgres process (PIDs start again from 1). repmgrd then refused to start for good: in CI a standby elected
+    after such a restart never promoted. Here the file names the postmaster, every time."""
+    primary = lab3.primary()
+    standby = next(name for name, row in lab3.status().items() if row.role == "standby")
+    target = lab3.running.target(standby)
+    target.client.execute(target.container, ["pgdock-agent", "repmgrd-stop"])
+    wait_until(lambda: not repmgrd_pids(lab3, standby), 15, "repmgrd stopped")
+    claim = f"head -1 {contract.PGDATA}/postmaster.pid > /tmp/repmgrd.pid"
+    target.client.execute(target.container, ["sh", "-c", claim], user="postgres")
+    target.client.execute(target.container, ["pgdock-agent", "repmgrd-start"])
+    started = wait_until(lambda: repmgrd_pids(lab3, standby), 15, "repmgrd started")
+    time.sleep(12)  # longer than the agent's restart pause: a repmgrd that refused would be a new process now
+    assert repmgrd_pids(lab3, standby) == started
+    lab3.wait_healthy(60)  # healthy includes: this standby's repmgrd monitors the primary
+    assert_whole(lab3, primary)
 
 
 def test_whole_cluster_restart_keeps_the_same_primary(lab3: LabCluster) -> None:

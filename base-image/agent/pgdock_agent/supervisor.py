@@ -270,8 +270,11 @@ class Supervisor:
         if self.is_registered and not REPMGRD_HELD.exists() and postgres.running():
             self.repmgrd_started = time.monotonic()
             extra = {"user": "postgres", "group": "postgres", "extra_groups": []} if os.getuid() == 0 else {}
+            # --no-pid-file: the agent is repmgrd's only keeper. A container that was killed keeps repmgrd's
+            # /tmp/repmgrd.pid; after a restart its number often belongs to another live process (PIDs start
+            # again from 1), and repmgrd then refused to start for good: no election, a failover that never came.
             self.repmgrd = subprocess.Popen(
-                ["repmgrd", "-f", str(contract.REPMGR_CONF), "--daemonize=false"],
+                ["repmgrd", "-f", str(contract.REPMGR_CONF), "--daemonize=false", "--no-pid-file"],
                 env={**os.environ, "HOME": str(postgres.HOME), "PGPASSFILE": str(postgres.HOME / ".pgpass")},
                 **extra)
 
