@@ -53,6 +53,43 @@ def test_isolated_primary_fences_itself_and_rejoins_after_heal(lab3: LabCluster)
     assert_whole(lab3, report.new_primary)
 
 
+def test_a_standby_whose_repmgrd_is_down_is_never_elected(lab3: LabCluster) -> None:
+    """repmgr's election would pick the standby with the best LSN and priority even when its repmgrd is down; that
+    candidate never promotes and the others wait for it for ever. Its agent sets its priority to 0 meanwhile, so
+    the other standby is elected (bench/proxy.py met the stall once in five kills, right after a rejoin)."""
+    lab3.wait_healthy()
+    old = lab3.primary()
+    standbys = sorted((n for n in lab3.spec.nodes if n.name != old), key=lambda n: -n.priority)
+    best, other = standbys[0], standbys[1]
+    target = lab3.running.target(best.name)
+
+    def recorded_priority() -> int:
+        return int(lab3.sql(old, f"SELECT priority FROM repmgr.nodes WHERE node_name = '{best.name}'", "repmgr"))
+
+    target.client.execute(target.container, ["pgdock-agent", "repmgrd-stop"])
+    try:
+        wait_until(lambda: recorded_priority() == 0, 30, f"{best.name}'s priority 0 while its repmgrd is down")
+        killed = time.monotonic()
+        lab.container_action(lab3.spec, old, "kill")
+        bound = lab3.spec.detection_seconds + 30
+
+        def promoted() -> str | None:
+            return next((name for name, row in lab3.status().items() if row.role == "primary" and name != old),
+                        None)
+
+        new = wait_until(promoted, bound, "a new primary")
+        print(f"\n{new} promoted {time.monotonic() - killed:.1f} s after the kill, {best.name}'s repmgrd down")
+        assert new == other.name
+    finally:
+        target.client.execute(target.container, ["pgdock-agent", "repmgrd-start"])
+        lab.container_action(lab3.spec, old, "start")
+    lab3.wait_healthy(timeout=180)
+    wait_until(lambda: int(lab3.sql(other.name, f"SELECT priority FROM repmgr.nodes WHERE node_name = "
+                                                f"'{best.name}'", "repmgr")) == best.priority,
+               30, f"{best.name}'s priority back to {best.priority}")
+    assert_whole(lab3, other.name)
+
+
 def test_killed_standby_catches_up_without_clone_or_failover(lab3: LabCluster) -> None:
     report = drill.run(lab3.lab, "kill-standby", progress=print)
     assert report.new_primary == report.old_primary

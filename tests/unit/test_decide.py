@@ -297,3 +297,25 @@ def test_a_peer_that_is_starting_or_stopping_counts_as_contact_not_as_an_answer(
     view = PeerView.after(PeerView("n3", 1.0, contact=1.0), "n3", 5.0, None, alive=True)
     assert view == PeerView("n3", 5.0, contact=5.0)
     assert PeerView.after(view, "n3", 6.0, None) == PeerView("n3", 6.0, contact=5.0)
+
+
+@pytest.mark.parametrize(("configured", "monitoring", "wanted"), [
+    (90, True, 90),  # repmgrd monitors the primary: the spec's priority
+    (90, False, 0),  # no working repmgrd: never the candidate, another standby is elected
+    (0, True, 0),  # priority 0 in the spec stays 0
+])
+def test_a_standby_without_a_working_repmgrd_is_never_the_candidate(configured: int, monitoring: bool,
+                                                                    wanted: int) -> None:
+    from pgdock_agent.decide import election_priority
+
+    assert election_priority(configured, monitoring) == wanted
+
+
+def test_the_configured_priority_is_read_from_repmgr_conf(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgdock_agent import priority
+
+    conf = tmp_path / "repmgr.conf"
+    monkeypatch.setattr(priority.contract, "REPMGR_CONF", conf)
+    assert priority.configured() is None  # unreadable: nothing is written
+    conf.write_text("node_id=2\nnode_name='n2'\npriority=90\nlocation='dc1'\n")
+    assert priority.configured() == 90

@@ -361,3 +361,12 @@ def failover_verdict(now: float, begun: float, promote_after: float, members: tu
                       "lives, only this node lost it; not promoting", peer=seers[0])
     return Action(Act.PROMOTE, f"the primary has been silent for {silent:.1f} s and no member heard it since "
                   f"the election began: promoting")
+
+
+def election_priority(configured: int, monitoring: bool) -> int:
+    """The priority a standby's repmgr record should carry now: its configured one while its repmgrd monitors
+    the primary, 0 while not. repmgr's election picks a candidate by LSN, priority and id without asking whether
+    the candidate's repmgrd runs; a candidate without one never promotes, the others wait for its word and then
+    wait for the old primary for ever (repmgrd elects only when it loses a primary it saw up). Priority 0 keeps a
+    node without a working repmgrd out of the choice, so another standby is elected."""
+    return configured if monitoring else 0

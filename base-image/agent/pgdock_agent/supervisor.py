@@ -20,13 +20,13 @@ from pathlib import Path
 
 import psycopg
 
-from . import api, archive, bootstrap, contract, decide, events, pooler, postgres, promote, restore_wal
+from . import api, archive, bootstrap, contract, decide, events, pooler, postgres, priority, promote, restore_wal
 from .decide import Act, Action
 from .files import install_secrets
 from .node import RUN, env, log, set_status
 from .peers import Prober, peers
 from .rejoin import primary_node_id, rejoin
-from .status import expected_registration, registration
+from .status import expected_registration, monitoring, registration, repmgrd_running
 
 TICK = 0.25
 RETRY_SECONDS = 5.0
@@ -47,6 +47,9 @@ PAUSE_CHECK_SECONDS = 5.0
 """How often a paused node (contract.PAUSED) checks that repmgrd is still paused (a restart or a clone, or a
 switchover's `--repmgrd-force-unpause`, loses or lifts repmgr's own pause)."""
 REINIT = Path(contract.REINIT)
+PRIORITY_CHECK_SECONDS = 2.0
+"""How often a standby checks that its election priority matches its repmgrd's state (decide.election_priority):
+a repmgrd that stopped monitoring is out of the election within this, plus a write on the primary."""
 
 
 class StopRequested(Exception):
@@ -73,6 +76,7 @@ class Supervisor:
         self.fenced_at: float | None = None
         self.slots_checked = 0.0
         self.pause_checked = 0.0
+        self.priority_checked = 0.0
         self.rejoin_failures = 0
         """Failed rejoins in a row (decide.after_failed_rejoin tries REJOIN_TRIES times before refusing)."""
         self.lost_slots: set[str] = set()
@@ -242,6 +246,22 @@ class Supervisor:
             postgres.pause_repmgrd(True)
             log("maintenance mode: repmgrd paused again on this node")
 
+    def keep_priority(self) -> None:
+        """A registered standby's repmgr record carries its configured priority only while its repmgrd monitors
+        the primary, 0 otherwise (decide.election_priority), written on the primary when it differs."""
+        if time.monotonic() - self.priority_checked < PRIORITY_CHECK_SECONDS or not self.is_registered \
+                or not postgres.running() or not postgres.is_standby():
+            return
+        self.priority_checked = time.monotonic()
+        configured, now, found = priority.configured(), priority.recorded(), self.prober.primary()
+        if configured is None or now is None or found is None:
+            return  # during a failover (no primary seen) nothing is written: repmgr's election is under way
+        recorded, last_seen = now
+        wanted = decide.election_priority(configured, monitoring("standby", repmgrd_running(), last_seen))
+        if wanted != recorded and priority.record(found[0], wanted):
+            log(f"election priority {recorded} → {wanted}: repmgrd "
+                + ("monitors the primary again" if wanted else "does not monitor the primary (never elected now)"))
+
     def report_lost_slots(self) -> None:
         """A standby that fell more than postgres.max_wal_keep behind has lost its slot and cannot catch up by
         streaming: one `pgdock_slot_lost` event per slot (status shows it as lagging or down)."""
@@ -295,6 +315,7 @@ class Supervisor:
             self.apply(decide.next_action(self.observe()))
             self.ensure_registered()
             self.keep_paused()
+            self.keep_priority()
             self.report_lost_slots()
         finally:
             self.busy = False
