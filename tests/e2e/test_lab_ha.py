@@ -83,6 +83,11 @@ def test_a_standby_whose_repmgrd_is_down_is_never_elected(lab3: LabCluster) -> N
     finally:
         target.client.execute(target.container, ["pgdock-agent", "repmgrd-start"])
         lab.container_action(lab3.spec, old, "start")
+    # without its repmgrd during the failover, the standby still points at the old primary: the operator's
+    # repair (the README's) is one `pgdock-agent follow` of the new primary
+    new_id = str(lab3.spec.member(other.name).id)
+    wait_until(lambda: target.client.execute(target.container, ["pgdock-agent", contract.AGENT_FOLLOW, new_id]) or True,
+               60, f"{best.name} following {other.name}", pause=3)
     lab3.wait_healthy(timeout=180)
     wait_until(lambda: int(lab3.sql(other.name, f"SELECT priority FROM repmgr.nodes WHERE node_name = "
                                                 f"'{best.name}'", "repmgr")) == best.priority,

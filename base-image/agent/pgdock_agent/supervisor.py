@@ -50,6 +50,8 @@ REINIT = Path(contract.REINIT)
 PRIORITY_CHECK_SECONDS = 2.0
 """How often a standby checks that its election priority matches its repmgrd's state (decide.election_priority):
 a repmgrd that stopped monitoring is out of the election within this, plus a write on the primary."""
+PRIORITY_REWRITE_SECONDS = 30.0
+"""A priority written on the primary is written again only after this if the local copy still disagrees."""
 
 
 class StopRequested(Exception):
@@ -77,6 +79,8 @@ class Supervisor:
         self.slots_checked = 0.0
         self.pause_checked = 0.0
         self.priority_checked = 0.0
+        self.priority_written: tuple[int | None, float] = (None, 0.0)
+        """The last priority this standby wrote on the primary, and when (one write until its copy shows it)."""
         self.rejoin_failures = 0
         """Failed rejoins in a row (decide.after_failed_rejoin tries REJOIN_TRIES times before refusing)."""
         self.lost_slots: set[str] = set()
@@ -258,7 +262,11 @@ class Supervisor:
             return  # during a failover (no primary seen) nothing is written: repmgr's election is under way
         recorded, last_seen = now
         wanted = decide.election_priority(configured, monitoring("standby", repmgrd_running(), last_seen))
-        if wanted != recorded and priority.record(found[0], wanted):
+        written, written_at = self.priority_written
+        if wanted == recorded or (wanted == written and time.monotonic() - written_at < PRIORITY_REWRITE_SECONDS):
+            return  # the local copy lags the primary's (or this standby does not stream): no second write yet
+        if priority.record(found[0], wanted):
+            self.priority_written = (wanted, time.monotonic())
             log(f"election priority {recorded} → {wanted}: repmgrd "
                 + ("monitors the primary again" if wanted else "does not monitor the primary (never elected now)"))
 
