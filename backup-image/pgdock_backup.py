@@ -111,7 +111,7 @@ def backup_now() -> str:
     """One compressed base backup of this (primary) node, then retention."""
     if not is_primary():
         raise RuntimeError("this node is a standby; base backups are taken on the primary")
-    destination, server = env(contract.ENV_BACKUP_URL), env(contract.ENV_CLUSTER)
+    destination, server = env(contract.ENV_BACKUP_URL), env(contract.ENV_BACKUP_SERVER)
     check_destination(destination)
     started = time.monotonic()
     # barman-cloud-backup with backup.compression (gzip at level 1: at barman's 9 a backup ran at one core's

@@ -51,7 +51,7 @@ def location(spec: Spec) -> Location:
     if spec.backup is None:
         raise UsageError(f"cluster {spec.cluster!r} has no `backup` section in its spec; add one to use backups")
     s3 = spec.backup.s3
-    return Location(s3.bucket, s3.prefix.strip("/"), spec.cluster, s3.endpoint, s3.region, s3.path_style,
+    return Location(s3.bucket, s3.prefix.strip("/"), spec.backup.server, s3.endpoint, s3.region, s3.path_style,
                     s3.ca_bundle)
 
 
@@ -100,6 +100,8 @@ class BaseBackup:
     begin_wal: str
     end_wal: str
     timeline: str
+    pg_major: int
+    """The PostgreSQL major it was taken of (barman's `version`), 0 when barman did not record it."""
 
 
 def _s3_error(loc: Location, exc: Exception) -> PgdockError:
@@ -120,6 +122,11 @@ def _objects(s3: Any, loc: Location, prefix: str) -> list[dict[str, Any]]:
     return found
 
 
+def _major(version_num: str) -> int:
+    """barman's `version` (PostgreSQL's server_version_num, 170006) as a major (17); 0 when unreadable."""
+    return int(version_num) // 10000 if version_num.strip().isdigit() else 0
+
+
 def list_backups(s3: Any, loc: Location) -> list[BaseBackup]:
     """Base backups, oldest first, from each backup.info barman-cloud wrote."""
     try:
@@ -137,7 +144,7 @@ def list_backups(s3: Any, loc: Location) -> list[BaseBackup]:
                 id=key.rsplit("/", 2)[-2], status=info.get("status", "?"), begin_time=info.get("begin_time", ""),
                 end_time=info.get("end_time", ""), size=stored.get(key.rsplit("/", 2)[-2], 0),
                 begin_wal=info.get("begin_wal", ""), end_wal=info.get("end_wal", ""),
-                timeline=info.get("timeline", "")))
+                timeline=info.get("timeline", ""), pg_major=_major(info.get("version", ""))))
     except Exception as exc:  # botocore raises many kinds; each becomes one clear message
         raise _s3_error(loc, exc) from None
     return sorted(backups, key=lambda b: b.id)
@@ -163,12 +170,18 @@ def _age(moment: dt.datetime) -> dt.timedelta:
     return dt.datetime.now(dt.UTC) - moment.astimezone(dt.UTC)
 
 
-def problems(s3: Any, loc: Location, *, max_backup_age: dt.timedelta, max_wal_age: dt.timedelta) -> list[str]:
-    """Why the backups are not healthy (empty when they are): for monitoring."""
+def problems(s3: Any, loc: Location, pg_major: int, *, max_backup_age: dt.timedelta,
+             max_wal_age: dt.timedelta) -> list[str]:
+    """Why the backups are not healthy (empty when they are): for monitoring. `pg_major` is the spec's: a
+    newest backup of another major (a spec changed to a new version but not to a new backup.server) restores
+    nothing the cluster runs now."""
     found = []
     done = [b for b in list_backups(s3, loc) if b.status == "DONE"]
     if not done:
         found.append(f"no completed base backup in {loc.url}")
+    elif done[-1].pg_major not in (0, pg_major):
+        found.append(f"newest base backup {done[-1].id} is of PostgreSQL {done[-1].pg_major}, the spec says "
+                     f"{pg_major}: after a major upgrade the backups go to a new backup.server")
     else:
         newest_end = dt.datetime.fromisoformat(done[-1].end_time)
         if _age(newest_end) > max_backup_age:

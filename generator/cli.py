@@ -675,7 +675,7 @@ def backup_check(spec_path: Path, in_lab: bool, max_backup_age: str, max_wal_age
 
     spec, secrets = _cluster_secrets(spec_path, in_lab)
     loc = backup.location(spec)
-    found = backup.problems(backup.client(loc, backup.credentials(secrets)), loc,
+    found = backup.problems(backup.client(loc, backup.credentials(secrets)), loc, spec.pg_version,
                             max_backup_age=_duration(max_backup_age), max_wal_age=_duration(max_wal_age))
     if found:
         raise PgdockError("backup check failed: " + "; ".join(found))

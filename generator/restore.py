@@ -58,6 +58,13 @@ def _restored_bytes(container: str) -> Callable[[], int]:
     return measure
 
 
+def restored_raw(raw: dict, name: str) -> dict:
+    """The restored cluster's spec: the source's under a new name, archiving to a folder of its own (the
+    source's `backup.server` is dropped: two clusters writing WAL into one archive would corrupt both)."""
+    backup = {key: value for key, value in (raw.get("backup") or {}).items() if key != "server"}
+    return dict(raw, cluster=name, **({"backup": backup} if backup else {}))
+
+
 def restore(spec_path: Path, spec: Spec, *, to: str | None, latest: bool, name: str | None,
             timeout: float = 600, progress: Progress = print) -> Restored:
     target = _target(to, latest)
@@ -71,9 +78,9 @@ def restore(spec_path: Path, spec: Spec, *, to: str | None, latest: bool, name: 
     source = lab.prepare(spec_path, spec, s3=in_lab)
     if source.lab_spec.backup is None:
         raise UsageError(f"cluster {spec.cluster!r} has no `backup` section: there is nothing to restore from")
-    restored_spec = parse(json.dumps(dict(source.lab_spec.raw, cluster=name)), f"{spec_path} (as {name})")
+    restored_spec = parse(json.dumps(restored_raw(source.lab_spec.raw, name)), f"{spec_path} (as {name})")
     secrets = source.repo / "secrets" if in_lab else spec_path.parent / "secrets"
-    restore_from = lab.RestoreFrom(server=spec.cluster, target=target, secrets=secrets,
+    restore_from = lab.RestoreFrom(server=source.lab_spec.backup.server, target=target, secrets=secrets,
                                    s3_container=source.s3_container)
     with step(progress, f"restoring {spec.cluster} ({target}) into the new lab cluster {name}") as advance, \
             polled(_restored_bytes(contract.container(name, restored_spec.primary.name)), advance, every=3):

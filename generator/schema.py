@@ -255,6 +255,10 @@ SCHEMA: dict[str, Any] = {
                         "ca_bundle": {"type": "string", "description": "CA file for self-signed stores"},
                     },
                 },
+                "server": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 63,
+                           "description": "the folder of this cluster's backups and WAL under the prefix (default: "
+                                          "the cluster's name); a major upgrade needs a new one, so WAL of two "
+                                          "PostgreSQL versions never mix in one archive"},
                 "schedule": {"type": "string", "default": "0 3 * * *",
                              "description": "when base backups run (UTC): 5-field cron or @daily etc., "
                                             "checked with croniter as the backup sidecar reads it"},

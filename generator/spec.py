@@ -146,6 +146,8 @@ BACKUP_SLACK = dt.timedelta(hours=2)
 @dataclass(frozen=True)
 class Backup:
     s3: S3
+    server: str
+    """barman-cloud's server name: the folder under s3.prefix holding this cluster's base backups and WAL."""
     schedule: str
     retention_days: int
     compression: str
@@ -595,6 +597,7 @@ def _build(data: dict[str, Any]) -> Spec:
                 path_style=s3.get("path_style", False),
                 ca_bundle=s3.get("ca_bundle"),
             ),
+            server=backup.get("server", data["cluster"]),
             schedule=backup.get("schedule", "0 3 * * *"),
             retention_days=backup.get("retention_days", 7),
             compression=backup.get("compression", DEFAULT_COMPRESSION),

@@ -17,7 +17,10 @@ binaries) on the primary's volumes, never in the node's own container:
   created, the other members' repmgr records set inactive, so the primary's quorum counts only itself while
   they are rebuilt), then its container is recreated on the new images, the standbys and the witness are
   removed with their volumes and recreated (they clone the new primary), statistics rebuilt
-  (vacuumdb --analyze-in-stages), failover resumed.
+  (vacuumdb --analyze-in-stages), failover resumed, and with `backup` in the spec a first base backup of the
+  new major taken. The spec must then name a new `backup.server` (checked before anything stops): pg_upgrade
+  keeps the WAL positions and the timeline, so the new major's WAL would continue the old one's file names in
+  the same archive, and a restore could mix the two.
 - `--finish` deletes data.old wherever it is.
 
 Each step is logged on the primary as contract.EVENT_UPGRADE_STEP at the time it was done (recorded once the
@@ -35,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import cluster, contract, docker, images, lock, maintenance
+from . import backup, cluster, contract, docker, images, lock, maintenance
 from .cluster import NodeStatus, Target
 from .errors import PgdockError, UsageError
 from .spec import Spec
@@ -47,7 +50,7 @@ Progress = Callable[[str], None]
 
 PRODUCTION_REFUSED = "upgrade runs in the lab only (--lab): production contexts are not built yet"
 STEPS = ("images", "pause", "catch-up", "stop", "pg_upgrade", "swap", "first-start", "recreate", "analyze",
-         "resume")
+         "resume", "backup")
 """The upgrade's steps in order; a failure before POINT_OF_NO_RETURN rolls back to the old major."""
 POINT_OF_NO_RETURN = "swap"
 STATE = contract.STATE
@@ -97,6 +100,19 @@ def problems(spec: Spec, rows: list[NodeStatus], versions: dict[str, int | None]
         found += [f"{name} runs PostgreSQL {v}, the primary {source}" for name, v in versions.items()
                   if v is not None and v != source]
     return found
+
+
+def backup_problem(server: str, old: int, new: int, stored_majors: list[int], has_wal: bool) -> str | None:
+    """Whether the spec's backup folder (`server`) can take the new major's base backups and WAL: only when it
+    is new, or holds only the new major's backups (an upgrade run again after its backup step)."""
+    others = sorted({m for m in stored_majors if m != new})
+    if others or (has_wal and not stored_majors):
+        what = (f"base backups of PostgreSQL {', '.join(str(m) if m else 'unknown' for m in others)}" if others
+                else "archived WAL without a base backup")
+        return (f"backup.server {server!r} already holds {what}: give `backup.server` a new name (e.g. "
+                f"'{server}-pg{new}') so the WAL of PostgreSQL {old} and {new} never mix in one archive (the old "
+                f"backups stay under {server!r} for restores to before the upgrade)")
+    return None
 
 
 def space_problem(free: int, data: int) -> str | None:
@@ -283,9 +299,12 @@ def prepare(spec_path: Path, spec: Spec, *, in_lab: bool, mirror: str | None = N
     running = place.running
     rows = running.status()
     versions = running_versions(running)
-    if found := problems(running.spec, rows, versions):
-        raise UsageError(f"upgrade refused: {'; '.join(found)}")
+    found = problems(running.spec, rows, versions)
     primary = maintenance.primary_of(rows)
+    if primary is not None and (why := _backup_problem(place.lab, versions[primary] or 0)):
+        found.append(why)
+    if found:
+        raise UsageError(f"upgrade refused: {'; '.join(found)}")
     assert primary is not None
     target = running.target(primary)
     old_image = docker.call(f"inspecting {target.container}", target.client.container.inspect,
@@ -293,6 +312,17 @@ def prepare(spec_path: Path, spec: Spec, *, in_lab: bool, mirror: str | None = N
     lab_spec, repo = place.lab.lab_spec, place.lab.repo
     tag = images.build_upgrade(lab_spec, repo, old_image, mirror=mirror, progress=progress)
     return Prepared(place, place.lab, rows, primary, versions[primary] or 0, lab_spec.pg_version, old_image, tag)
+
+
+def _backup_problem(the_lab: Lab, old: int) -> str | None:
+    """backup_problem for the lab spec's backup folder, read from S3 with the lab's keys (None without backups)."""
+    spec = the_lab.lab_spec
+    if spec.backup is None:
+        return None
+    loc = backup.location(spec)
+    s3 = backup.client(loc, backup.credentials(the_lab.repo / "secrets"))
+    return backup_problem(loc.server, old, spec.pg_version, [b.pg_major for b in backup.list_backups(s3, loc)],
+                          backup.newest_wal(s3, loc) is not None)
 
 
 def _volumes(spec: Spec, node: str) -> list[tuple[str, str, str]]:
@@ -458,11 +488,18 @@ def upgrade(prepared: Prepared, progress: Progress) -> float:
                     ["rm", "-f", str(contract.FORCE_PRIMARY)])
         maintenance.apply(running, maintenance.prepare(running, pause=False), pause=False, progress=progress)
         journal.step(step, "automatic failover resumed")
+        if spec.backup:
+            step = "backup"
+            report = backup.run_on_primary(running, progress, prepared.lab.repo / "secrets")
+            journal.step(step, f"first base backup of PostgreSQL {prepared.new}: {report.splitlines()[-1]}")
         journal.flush(target)
         _event(target, contract.EVENT_UPGRADE, json.dumps(
             {"from": prepared.old, "to": prepared.new, "write_downtime_seconds": round(downtime, 1),
              "pg_upgrade_seconds": round(upgrade_seconds, 1)}))
     except PgdockError as exc:
+        if step == "backup":
+            raise PgdockError(f"the upgrade is done (PostgreSQL {prepared.new} runs, failover resumed), but its "
+                              f"first base backup failed: {exc}; take one with `pgdock-gen backup now`") from None
         raise PgdockError(f"upgrade failed at {step}, past the point of no return: {prepared.primary}'s data "
                           f"directory is PostgreSQL {prepared.new} now ({prepared.old}'s in {contract.UPGRADE_OLD}); "
                           f"fix the cause and finish by hand: {exc}") from None

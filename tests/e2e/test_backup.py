@@ -25,7 +25,7 @@ def bk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
 
 
 def restored_spec(bk: LabCluster, name: str) -> spec.Spec:
-    return spec.parse(json.dumps(dict(bk.spec.raw, cluster=name)), "restored")
+    return spec.parse(json.dumps(restore.restored_raw(bk.spec.raw, name)), "restored")
 
 
 def cli(bk: LabCluster, *args: str) -> subprocess.CompletedProcess:

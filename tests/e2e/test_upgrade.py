@@ -1,6 +1,7 @@
 """The major upgrade on the real engine (issue 13), through the real CLI, on a lab of its own: PostgreSQL 15,
 two data nodes and a witness (tests/e2e/specs/upgrade.yaml), upgraded to 17 in place. In this order:
 
+0. with backups, `--check` refuses while the spec keeps the 15 cluster's backup folder (backup.server);
 1. `upgrade --check` changes nothing: the same postmaster runs (the check shared its pid namespace, so
    pg_upgrade's probe start of the old server saw it), the same data, no directory left beside PGDATA;
 2. a real-world failure: a view on a column PostgreSQL 17 dropped (pg_stat_bgwriter.buffers_backend) passes
@@ -9,8 +10,11 @@ two data nodes and a witness (tests/e2e/specs/upgrade.yaml), upgraded to 17 in p
 3. the upgrade: every data node reports 17, every row, the index, the sequence's value, the view and the
    contrib extension (hstore) intact, on the standby too, standbys streaming, every step an event, the write
    downtime reported;
-4. `--finish` deletes data.old;
-5. killing the primary still fails over by itself.
+   and the first base backup of 17 taken in the new backup folder, the 15 backups kept in the old one;
+4. `backup check` against the old folder names the version change; `restore --latest` of the upgraded
+   cluster into a new lab cluster gives every row on 17;
+5. `--finish` deletes data.old;
+6. killing the primary still fails over by itself.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from pgdock_gen import contract, events, lab, spec
+from pgdock_gen import backup, contract, events, lab, restore, spec
 
 from .conftest import LabCluster, bring_up, wait_until
+from .conftest import cli as pgdock
 
 ROWS = 100_000
 FINGERPRINT = {
@@ -38,6 +43,7 @@ FINGERPRINT = {
     "extension": "SELECT string_agg(extname, ',' ORDER BY extname) FROM pg_extension WHERE extname <> 'plpgsql'",
     "by_index": "SELECT id FROM items WHERE payload = 'item-77777'",
 }
+NEW_FOLDER = "pgdock-e2e-up-pg17"
 BLOCKER = "CREATE VIEW pgdock_e2e_blocker AS SELECT buffers_backend FROM pg_stat_bgwriter"
 """Valid on 15; PostgreSQL 17 moved buffers_backend out of pg_stat_bgwriter, so pg_upgrade's schema restore
 fails on it (after its checks passed): the commonest way a real upgrade fails."""
@@ -58,6 +64,7 @@ def up15(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
         "ANALYZE items",
     ):
         the_cluster.sql(primary, statement, "app")
+    pgdock(the_cluster, "backup", "now")  # a base backup of 15 in the backup folder the cluster started with
     # the spec names the new major; the lab still runs 15
     text = the_cluster.spec_path.read_text()
     the_cluster.spec_path.write_text(text.replace("version: 15", "version: 17"))
@@ -102,6 +109,22 @@ def beside_pgdata(the_cluster: LabCluster, node: str) -> str:
 @pytest.fixture(scope="module")
 def before(up15: LabCluster) -> dict[str, str]:
     return fingerprint(up15, up15.primary())
+
+
+def backups_in(the_cluster: LabCluster, server: str) -> list[backup.BaseBackup]:
+    loc = backup.location(the_cluster.lab.lab_spec)
+    loc = backup.Location(loc.bucket, loc.prefix, server, loc.endpoint, loc.region, loc.path_style, loc.ca_bundle)
+    return backup.list_backups(backup.client(loc, backup.credentials(the_cluster.lab.repo / "secrets")), loc)
+
+
+def test_check_refuses_to_archive_17_into_the_15_backup_folder(up15: LabCluster) -> None:
+    result = cli(up15, "--check")
+    assert result.returncode == 2, result.stdout + result.stderr[-3000:]
+    assert "backup.server 'pgdock-e2e-up' already holds base backups of PostgreSQL 15" in result.stderr, result.stderr
+    assert f"'{NEW_FOLDER}'" in result.stderr
+    assert "Traceback" not in result.stderr
+    text = up15.spec_path.read_text()
+    up15.spec_path.write_text(text.replace("    endpoint: lab\n", f"    endpoint: lab\n  server: {NEW_FOLDER}\n"))
 
 
 def test_check_changes_nothing(up15: LabCluster, before: dict[str, str]) -> None:
@@ -161,14 +184,38 @@ def test_upgrade_to_17_keeps_everything(up15: LabCluster, before: dict[str, str]
     found = events.collect(up15.running)
     steps = [e["details"].split(": ", 2)[1] for e in found
              if e.get("event") == contract.EVENT_UPGRADE_STEP and e["node"] == primary]
-    for step in ("pause", "stop", "pg_upgrade", "swap", "first-start", "recreate", "analyze", "resume"):
+    for step in ("pause", "stop", "pg_upgrade", "swap", "first-start", "recreate", "analyze", "resume", "backup"):
         assert step in steps, steps
     final = [e for e in found if e.get("event") == contract.EVENT_UPGRADE and e.get("success")]
     details = json.loads(final[-1]["details"].split(": ", 1)[1])
     assert details["from"] == 15 and details["to"] == 17 and details["write_downtime_seconds"] == round(downtime, 1)
     assert "data.old" in beside_pgdata(up15, primary)
+    assert [b.pg_major for b in backups_in(up15, NEW_FOLDER) if b.status == "DONE"] == [17]
+    assert {b.pg_major for b in backups_in(up15, up15.spec.cluster)} == {15}
     print(json.dumps({"write_downtime_s": downtime, "pg_upgrade_s": details["pg_upgrade_seconds"],
                       "upgrade_command_s": round(took, 1)}))
+
+
+def test_backups_after_the_upgrade(up15: LabCluster) -> None:
+    # a spec that names 17 but the old folder: `backup check` says why its newest backup restores nothing
+    old_folder = up15.spec_path.with_name("old-folder.yaml")
+    old_folder.write_text(up15.spec_path.read_text().replace(f"  server: {NEW_FOLDER}\n", ""))
+    checked = subprocess.run([sys.executable, "-m", "pgdock_gen", "backup", "check", "-f", str(old_folder), "--lab"],
+                             capture_output=True, text=True, timeout=300)
+    assert checked.returncode == 1 and "is of PostgreSQL 15, the spec says 17" in checked.stderr, checked.stderr
+    assert pgdock(up15, "backup", "check").returncode == 0
+    # the upgraded cluster's backup restores into a new lab cluster, on 17, with every row
+    name, upgraded = "pgdock-e2e-up-re", spec.load(up15.spec_path)  # up15.spec is the spec it started with
+    restored_spec = spec.parse(json.dumps(restore.restored_raw(upgraded.raw, name)), "restored")
+    try:
+        result = restore.restore(up15.spec_path, upgraded, to=None, latest=True, name=name, progress=print)
+        restored = LabCluster(up15.spec_path, result.lab.spec, result.lab)
+        primary = restored.primary()
+        assert major(restored, primary) == 17
+        assert restored.sql(primary, FINGERPRINT["rows"], "app") == up15.sql(up15.primary(), FINGERPRINT["rows"],
+                                                                              "app")
+    finally:
+        lab.down(up15.spec_path, restored_spec, remove_volumes=True, progress=lambda m: None)
 
 
 def test_finish_deletes_the_old_data(up15: LabCluster) -> None:

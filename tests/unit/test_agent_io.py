@@ -263,7 +263,7 @@ def wal_node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setattr(events, "HOOKS", [])
     monkeypatch.setattr(archive, "log", lambda message: None)
     for name, value in ((contract.ENV_MAX_WAL_KEEP_MB, "1"), (contract.ENV_BACKUP_URL, "s3://b/p"),
-                        (contract.ENV_CLUSTER, "c"), (contract.ENV_BACKUP_JOBS, "3")):
+                        (contract.ENV_BACKUP_SERVER, "c"), (contract.ENV_BACKUP_JOBS, "3")):
         monkeypatch.setenv(name, value)
     return tmp_path
 

@@ -30,7 +30,7 @@ ROWS = [
 ]
 LOCATION = Location("bucket", "pg", "shop", None, "eu-central-1", False, None)
 BACKUP = BaseBackup("20261125T170300", "DONE", "2026-11-25 17:03:00", "2026-11-25 17:04:00", 3_000_000,
-                    "000000020000000000000005", "000000020000000000000006", "2")
+                    "000000020000000000000005", "000000020000000000000006", "2", 17)
 REPORT = Report(scenario="kill-primary", partition="-", old_primary="n1", new_primary="n2",
                 writes_resumed_after_s=7.5, longest_write_gap_s=7.6, acked_commits=900, lost_commits=0,
                 max_writable_primaries=1, recovered_after_s=20.0, rejoined_by="pg_rewind",

@@ -57,6 +57,14 @@ def test_restore_targets_become_utc(given: str, expected: str) -> None:
     assert restore._target(given, False) == expected
 
 
+def test_a_restored_cluster_archives_to_a_folder_of_its_own() -> None:
+    raw = {"cluster": "shop", "backup": {"s3": {"bucket": "b"}, "server": "shop-pg17", "jobs": 2}}
+    assert restore.restored_raw(raw, "shop-restore") == {"cluster": "shop-restore",
+                                                         "backup": {"s3": {"bucket": "b"}, "jobs": 2}}
+    assert raw["backup"]["server"] == "shop-pg17"  # the source's spec is left as it was
+    assert restore.restored_raw({"cluster": "shop"}, "x") == {"cluster": "x"}
+
+
 def test_restore_needs_exactly_one_target() -> None:
     with pytest.raises(UsageError, match="exactly one"):
         restore._target(None, False)

@@ -112,6 +112,14 @@ def test_backup_defaults() -> None:
     assert spec.backup.s3.region == "us-east-1"
     assert spec.backup.s3.prefix == ""
     assert spec.backup.s3.endpoint is None
+    assert spec.backup.server == spec.cluster  # where the backups of a cluster without the field always were
+
+
+def test_backup_server_is_a_name() -> None:
+    spec = parse(MINIMAL_SPEC + "backup:\n  s3:\n    bucket: bkt\n  server: shop-pg17\n")
+    assert spec.backup is not None and spec.backup.server == "shop-pg17"
+    with pytest.raises(SpecError, match="server"):
+        parse(MINIMAL_SPEC + "backup:\n  s3:\n    bucket: bkt\n  server: ../other\n")
 
 
 def test_shop_example_is_valid(shop_spec_text: str) -> None:

@@ -120,6 +120,22 @@ def test_space_problem(free_mb: int, data_mb: int, problem: bool) -> None:
     assert (upgrade.space_problem(free_mb * 2**20, data_mb * 2**20) is not None) == problem
 
 
+@pytest.mark.parametrize(("stored", "has_wal", "problem"), [
+    ([], False, None),  # a new folder
+    ([17], True, None),  # the upgrade ran again after its first base backup of 17
+    ([15, 15], True, "base backups of PostgreSQL 15"),  # the spec kept the old folder
+    ([15, 17], True, "base backups of PostgreSQL 15"),
+    ([0], True, "base backups of PostgreSQL unknown"),
+    ([], True, "archived WAL without a base backup"),
+])
+def test_backup_problem(stored: list[int], has_wal: bool, problem: str | None) -> None:
+    found = upgrade.backup_problem("shop", 15, 17, stored, has_wal)
+    if problem is None:
+        assert found is None
+    else:
+        assert found is not None and problem in found and "'shop-pg17'" in found
+
+
 def test_first_start_sql() -> None:
     sql = upgrade.first_start_sql(1, [2, 3])
     assert sql.startswith("ALTER EXTENSION repmgr UPDATE;")

@@ -108,7 +108,7 @@ def push(paths: list[str]) -> dict[str, str | None]:
 
     cloud_walarchive, GzipAtLevel = _uploader()  # noqa: N806 - a class
     config = cloud_walarchive.parse_arguments([*barman_cloud_args(), *compression_args(),
-                                               env(contract.ENV_BACKUP_URL), env(contract.ENV_CLUSTER), paths[0]])
+                                               env(contract.ENV_BACKUP_URL), env(contract.ENV_BACKUP_SERVER), paths[0]])
     interface = get_cloud_interface(config)
     if not interface.test_connectivity():
         return dict.fromkeys(paths, "cannot reach the S3 endpoint")
