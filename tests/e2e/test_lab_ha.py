@@ -83,11 +83,11 @@ def test_a_standby_whose_repmgrd_is_down_is_never_elected(lab3: LabCluster) -> N
     finally:
         target.client.execute(target.container, ["pgdock-agent", "repmgrd-start"])
         lab.container_action(lab3.spec, old, "start")
-    # without its repmgrd during the failover, the standby still points at the old primary: the operator's
-    # repair (the README's) is one `pgdock-agent follow` of the new primary
-    new_id = str(lab3.spec.member(other.name).id)
-    wait_until(lambda: target.client.execute(target.container, ["pgdock-agent", contract.AGENT_FOLLOW, new_id]) or True,
-               60, f"{best.name} following {other.name}", pause=3)
+    # without its repmgrd during the failover, the standby still points at the old primary: its agent makes it
+    # follow the new one after decide.FOLLOW_GRACE, 30 s (it was the operator's `pgdock-agent follow` before)
+    wait_until(lambda: lab3.status()[best.name].upstream == other.name, 90, f"{best.name} to follow {other.name}")
+    followed = [e for e in events.collect(lab3.running) if e["event"] == contract.EVENT_FOLLOW]
+    print(f"{best.name} follows {other.name}; the agent's follow events: {followed}")
     lab3.wait_healthy(timeout=180)
     wait_until(lambda: int(lab3.sql(other.name, f"SELECT priority FROM repmgr.nodes WHERE node_name = "
                                                 f"'{best.name}'", "repmgr")) == best.priority,

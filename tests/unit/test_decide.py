@@ -45,6 +45,13 @@ def down(**changes: object) -> Facts:
     return facts(running=False, **changes)
 
 
+def standby_of(upstream: str | None, *, since: float, answers: tuple[Answer, ...] | None = None) -> Facts:
+    """A running standby n2 whose primary_conninfo names `upstream`, unchanged since `since`; by default n3 is the
+    primary (promoted on timeline 2) and n1, the old one, is gone."""
+    return facts(name="n2", role="standby", standby=True, upstream=upstream, upstream_since=since,
+                 answers=answers if answers is not None else (data("n3", primary=True, timeline=2), witness()))
+
+
 ORPHANS = (data("n2", saw_primary_ago=8.0), data("n3"), witness())
 """Standbys that lost their primary a while ago (n3 never said when): they may be electing one."""
 
@@ -99,6 +106,24 @@ CASES = [
      facts(timeline=None, answers=(data("n2", primary=True), witness())), Act.WAIT, None),
     ("the witness answering 'not in recovery' is no primary", facts(answers=(witness(),)), Act.KEEP, None),
     ("a running standby is left to repmgr", facts(standby=True, contacts={}), Act.KEEP, None),
+    # --- a running standby n2 follows the one primary itself only when its repmgrd did not, for FOLLOW_GRACE
+    ("standby of the primary: keep", standby_of("n3", since=0.0), Act.KEEP, None),
+    ("standby of the old primary, n3 promoted 29 s ago: repmgrd still has time", standby_of("n1", since=71.0),
+     Act.KEEP, None),
+    ("standby of the old primary, n3 primary for 30 s: follow it", standby_of("n1", since=70.0), Act.FOLLOW, None),
+    ("standby of no member, n3 primary for long: follow it", standby_of(None, since=0.0), Act.FOLLOW, None),
+    ("no primary answers (an election under way): keep", standby_of("n1", since=0.0, answers=(data("n1"), witness())),
+     Act.KEEP, None),
+    ("the primary's metadata is not ready yet: keep",
+     standby_of("n1", since=0.0, answers=(data("n1"), Answer("n3", True, True, 2, SYS, ready=False))), Act.KEEP, None),
+    ("a primary of another database: never followed",
+     standby_of("n1", since=0.0, answers=(data("n3", primary=True, system_id=OTHER_SYS),)), Act.KEEP, None),
+    ("two primaries on the newest timeline: follow neither",
+     standby_of("n1", since=0.0, answers=(data("n1", primary=True, timeline=2), data("n3", primary=True, timeline=2))),
+     Act.KEEP, None),
+    ("a primary on a newer timeline than another: follow the newer",
+     standby_of("n1", since=0.0, answers=(data("n1", primary=True), data("n3", primary=True, timeline=2))),
+     Act.FOLLOW, None),
     # --- later starts
     ("held by repmgr or an operator: leave it down", down(held=True), Act.KEEP, None),
     ("refused earlier: keep refusing", down(refused="why"), Act.REFUSE, None),

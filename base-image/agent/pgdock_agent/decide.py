@@ -60,6 +60,8 @@ class Act(enum.Enum):
     """Stay down; only an operator can resolve this."""
     PROMOTE = "promote"
     """The promotion gate's yes: repmgrd may promote this standby (see `failover_verdict`)."""
+    FOLLOW = "follow"
+    """`repmgr standby follow` of the primary: this standby's repmgrd missed the failover (see `_standby`)."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,18 @@ class Facts:
     """How long a fenced primary stays down at least: long enough for any failover it caused to finish."""
     reinit: bool = False
     """An operator asked for a new clone (`pgdock-gen reinit`): without data this node only ever clones."""
+    upstream: str | None = None
+    """The member this standby's primary_conninfo names (None: none, or an address no member has)."""
+    upstream_since: float = 0.0
+    """Since when `upstream` and the members answering as primary have been what they are now (or since this
+    agent last ran a follow)."""
+
+
+FOLLOW_GRACE = 30.0
+"""How long a standby may point at another member than the one primary before its agent makes it follow that
+primary. repmgrd follows a new primary within seconds of a failover (and a switchover moves its siblings
+itself); a standby whose repmgrd missed the failover (stopped, restarting) would point at the old primary for
+ever, out of the next election's reach."""
 
 
 def promotion_possible(visible: int, members: int) -> bool:
@@ -278,9 +292,27 @@ def _former_primary(facts: Facts) -> Action:
     return Action(Act.START_PRIMARY, f"resuming as primary: no other primary among {answering} answering peers")
 
 
+def _standby(facts: Facts) -> Action:
+    """A running standby follows the one ready primary of its database when, for FOLLOW_GRACE, it pointed at
+    another member (or at none). Two primaries on the newest timeline: it waits (they settle it themselves)."""
+    primaries = [a for a in _primaries(facts) if a.ready and a.system_id == facts.system_id]
+    if not primaries or facts.upstream == primaries[0].name:
+        return Action(Act.KEEP, "running as standby")
+    primary = primaries[0].name
+    if len(primaries) > 1 and primaries[1].timeline == primaries[0].timeline:
+        return Action(Act.KEEP, f"running as standby; {primary} and {primaries[1].name} both answer as primary on "
+                      f"timeline {primaries[0].timeline}: following neither until one steps down")
+    source = facts.upstream or "no member"
+    if facts.now - facts.upstream_since < FOLLOW_GRACE:
+        return Action(Act.KEEP, f"running as standby of {source} while {primary} is primary: repmgrd follows it, "
+                      f"or this agent after {FOLLOW_GRACE:g} s")
+    return Action(Act.FOLLOW, f"standby of {source} for {facts.now - facts.upstream_since:.0f} s while {primary} is "
+                  "primary (its repmgrd missed the failover): following it", peer=primary)
+
+
 def _running(facts: Facts) -> Action:
     if facts.standby:
-        return Action(Act.KEEP, "running as standby")
+        return _standby(facts)
     elapsed = facts.now - quorum_since(facts)
     if elapsed >= facts.fence_after:
         return Action(Act.FENCE, f"fenced: too few peers answered for {elapsed:.1f} s (limit {facts.fence_after:g} s);"

@@ -133,6 +133,34 @@ def stored_identity() -> tuple[int | None, int | None]:
     return (int(system_id) if system_id else None), (int(timeline) if timeline else None)
 
 
+def upstream_host(auto_conf: Path | None = None) -> str | None:
+    """The host a standby's primary_conninfo names, read from postgresql.auto.conf where repmgr writes it
+    (clone, follow, rejoin): a file read, never a wait on PostgreSQL. None when there is none."""
+    try:
+        lines = (auto_conf or PGDATA / "postgresql.auto.conf").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    setting = [line for line in lines if line.split("=", 1)[0].strip() == "primary_conninfo"]
+    if not setting:
+        return None
+    quoted = setting[-1].split("=", 1)[1].strip()  # the last one counts, as PostgreSQL reads the file
+    value = quoted[1:-1].replace("''", "'").replace("\\'", "'") if quoted[:1] == "'" == quoted[-1:] else quoted
+    try:
+        return psycopg.conninfo.conninfo_to_dict(value).get("host") or None
+    except psycopg.ProgrammingError:
+        return None
+
+
+def node_id(name: str) -> int | None:
+    """A member's id in repmgr's metadata (the local copy), None when unreadable."""
+    try:
+        with local_conn("repmgr", "repmgr") as conn:
+            row = conn.execute("SELECT node_id FROM repmgr.nodes WHERE node_name = %s", (name,)).fetchone()
+    except psycopg.Error:
+        return None
+    return row[0] if row else None
+
+
 def registered_members() -> int | None:
     """How many nodes repmgr has registered (what its election counts), from the running primary."""
     try:

@@ -81,6 +81,8 @@ class Supervisor:
         self.priority_checked = 0.0
         self.priority_written: tuple[int | None, float] = (None, 0.0)
         """The last priority this standby wrote on the primary, and when (one write until its copy shows it)."""
+        self.upstream_seen: tuple[object, float] = (None, self.started)
+        """The standby's upstream and the members answering as primary, and since when (decide.Facts.upstream_since)."""
         self.rejoin_failures = 0
         """Failed rejoins in a row (decide.after_failed_rejoin tries REJOIN_TRIES times before refusing)."""
         self.lost_slots: set[str] = set()
@@ -93,7 +95,7 @@ class Supervisor:
             Act.REFUSE: self._apply_refuse, Act.BOOTSTRAP_PRIMARY: self._apply_bootstrap_primary,
             Act.BOOTSTRAP_WITNESS: self._apply_bootstrap_witness, Act.CLONE: self._apply_clone,
             Act.RESTORE: self._apply_restore, Act.REDO_BOOTSTRAP: self._apply_redo_bootstrap,
-            Act.REJOIN: self._apply_rejoin,
+            Act.REJOIN: self._apply_rejoin, Act.FOLLOW: self._apply_follow,
         }
         """What applies each action beyond stopping PostgreSQL and showing the reason (KEEP, WAIT: nothing)."""
 
@@ -109,6 +111,10 @@ class Supervisor:
             _, timeline = postgres.stored_identity()
         elif running and not standby and any(a.data and a.primary for a in answers):
             timeline = postgres.timeline()
+        upstream = self.upstream_name() if running and standby else None
+        seen = (upstream, tuple(sorted(a.name for a in answers if a.data and a.primary)))
+        if seen != self.upstream_seen[0]:
+            self.upstream_seen = (seen, time.monotonic())
         return decide.Facts(
             role=env(contract.ENV_ROLE), name=env(contract.ENV_NODE), members=self.member_count(running, standby),
             has_data=has_data, bootstrapping=bootstrap.BOOTSTRAPPING.exists(), standby=standby, running=running,
@@ -117,7 +123,12 @@ class Supervisor:
             restore=bool(os.environ.get(contract.ENV_RESTORE_SERVER)), timeline=timeline,
             system_id=self.system_id, answers=answers, contacts=contacts, now=time.monotonic(),
             started=self.baseline, fence_after=self.fence_after, fenced_at=self.fenced_at, hold_down=self.hold_down,
-            reinit=REINIT.exists())
+            reinit=REINIT.exists(), upstream=upstream, upstream_since=self.upstream_seen[1])
+
+    def upstream_name(self) -> str | None:
+        """The member this standby's primary_conninfo names (repmgr writes the member's address there)."""
+        host = postgres.upstream_host()
+        return next((p.name for p in self.peers if p.address == host), None)
 
     def member_count(self, running: bool, standby: bool) -> int:
         """What repmgr's election counts: its registered nodes, read from the running primary; else every
@@ -211,6 +222,21 @@ class Supervisor:
         self.stopping.wait(RETRY_SECONDS)  # PostgreSQL is down here: pausing delays nothing but the next try
         self.apply(decide.after_failed_rejoin(peer.name, timeline, postgres.stored_identity()[1],
                                               self.rejoin_failures))
+
+    def _apply_follow(self, action: Action) -> None:
+        """`repmgr standby follow` of the primary; tried again no sooner than decide.FOLLOW_GRACE (a standby
+        that cannot follow, its WAL ahead of the new primary's timeline, shows why in its log and needs
+        `pgdock-gen reinit`)."""
+        self.upstream_seen = (None, time.monotonic())
+        upstream_id = postgres.node_id(action.peer or "")
+        result = postgres.repmgr("standby", "follow", f"--upstream-node-id={upstream_id}", check=False) \
+            if upstream_id is not None else None
+        if result is not None and result.returncode == 0:
+            events.record(contract.EVENT_FOLLOW, action.reason)
+            return
+        why = "its id is not in repmgr's metadata" if result is None else f"repmgr exit {result.returncode}"
+        events.record(contract.EVENT_FOLLOW, f"{action.reason}: failed ({why}); trying again in "
+                      f"{decide.FOLLOW_GRACE:g} s", success=False)
 
     # ------------------------------------------------------------ the processes around PostgreSQL
 
