@@ -31,7 +31,6 @@ import pytest
 from pgdock_gen import backup, contract, events, lab, restore, spec
 
 from .conftest import LabCluster, bring_up, wait_until
-from .conftest import cli as pgdock
 
 ROWS = 100_000
 FINGERPRINT = {
@@ -75,6 +74,14 @@ def up15(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
 def cli(the_cluster: LabCluster, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pgdock_gen", "upgrade", "-f", str(the_cluster.spec_path), "--lab",
                            *args], capture_output=True, text=True, timeout=1200)
+
+
+def pgdock(the_cluster: LabCluster, *args: str) -> subprocess.CompletedProcess:
+    """`pgdock-gen ARGS -f SPEC --lab` (subcommands of a group, like `backup now`); must succeed."""
+    result = subprocess.run([sys.executable, "-m", "pgdock_gen", *args, "-f", str(the_cluster.spec_path), "--lab"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"{args}: exit {result.returncode}\n{result.stderr[-3000:]}"
+    return result
 
 
 def fingerprint(the_cluster: LabCluster, node: str) -> dict[str, str]:
