@@ -256,10 +256,11 @@ def metrics(s: dict[str, Any]) -> list[dict[str, Any]]:
                 "dead one costs up to connect_timeout (3 s)", summary=s[path]))
     lost = sum(s[p]["lost_commits_sum"] for p in PATHS)
     rows.append(metric(
-        "app failover, acknowledged commits lost (both paths, sum over kills)", lost, "commits", "0",
-        lost == 0 if s["kills"] > s["failed"] else None,
+        "app failover, acknowledged commits lost (both paths, sum over kills)", lost, "commits", "", None,
         ", ".join(f"{p} {s[p]['lost_commits_sum']} of {s[p]['acked_commits_sum']}" for p in PATHS)
-        + f" acknowledged; async replication; {runs}"))
+        + f" acknowledged; {runs}; async replication (bench/specs/px.yaml), where a commit acknowledged in the "
+        "last milliseconds before the kill may never have reached the new primary: no target here, as in "
+        "bench/failover.py's async rows (its sync rows hold 0)"))
     return rows
 
 
