@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -136,6 +137,35 @@ def build_base(context: Path, no_cache: bool) -> float:
     return time.perf_counter() - start
 
 
+FLOORS = {"PostgreSQL 17 alone": '"postgresql-${PG_VERSION}"',
+          "PostgreSQL 17 + the agent's runtime (python3, python3-psycopg)":
+              '"postgresql-${PG_VERSION}" python3 python3-psycopg'}
+"""What the size target is up against: base-image/Dockerfile as it is (same Debian base, path excludes, stub
+packages) with only these packages installed."""
+FLOOR_TAG = "pgdock/base-floor-bench:pg17"
+_PACKAGES = re.compile(r"(apt-get install -y --no-install-recommends \\\n)(.*?)(\n \&\& dpkg --audit)", re.S)
+
+
+def floor_sizes(context: Path) -> dict[str, int]:
+    """Builds the base image's Dockerfile with each FLOORS package list instead of its own; their sizes."""
+    dockerfile = (context / "Dockerfile").read_text()
+    if not _PACKAGES.search(dockerfile):
+        raise SystemExit("base-image/Dockerfile's apt-get install line moved: update bench/images.py's _PACKAGES")
+    sizes = {}
+    for what, packages in FLOORS.items():
+        install = f"      {packages} \\"
+        (context / "Dockerfile.floor").write_text(_PACKAGES.sub(lambda m, line=install: m[1] + line + m[3],
+                                                                dockerfile))
+        try:
+            subprocess.run(["docker", "buildx", "build", "--load", "-t", FLOOR_TAG, "-f",
+                            str(context / "Dockerfile.floor"), "--build-arg", f"DEBIAN_IMAGE={DEBIAN}",
+                            "--build-arg", "PG_VERSION=17", str(context)], check=True, capture_output=True)
+            sizes[what] = inspect(FLOOR_TAG)["Size"]
+        finally:
+            remove_tag(FLOOR_TAG)
+    return sizes
+
+
 def carrier_own_size() -> tuple[int, int, list[dict[str, str]]]:
     """Builds one node's config carrier of a shop-like spec; returns (carrier size, base size, own layers)."""
     from pgdock_gen import images, render, spec
@@ -205,6 +235,11 @@ def main() -> None:
                                   f"max {max(warm):.2f} s over 3 runs", samples=warm))
         finally:
             remove_tag(BENCH_BASE)
+        for what, size in floor_sizes(context).items():
+            metrics.append(metric(f"floor: {what}, same Dockerfile", size, "bytes", "", None,
+                                  f"base-image/Dockerfile with only these packages (same Debian base, path "
+                                  f"excludes, stubs); the ≤ 160 MB target is {BASE_TARGET / 1e6 - size / 1e6:+.0f} MB "
+                                  "from it"))
 
     if not args.skip_bootstrap:
         from pgdock_gen import images

@@ -1,7 +1,7 @@
 """Runs every benchmark, then rewrites README.md's "## Benchmarks" section from bench/results/*.json.
 
     python bench/run.py              # run all, then update the README
-    python bench/run.py --only cli   # run some (cli images lab failover proxy soak backup deploy day2),
+    python bench/run.py --only cli   # run some (cli images lab failover proxy soak backup deploy day2 upgrade),
                                      # then update the README
     python bench/run.py --readme     # only rewrite the README from the JSON files there are
 """
@@ -15,7 +15,7 @@ import sys
 
 from common import BENCH, REPO, RESULTS, fmt
 
-BENCHES = ("cli", "images", "lab", "failover", "proxy", "soak", "backup", "deploy", "day2")
+BENCHES = ("cli", "images", "lab", "failover", "proxy", "soak", "backup", "deploy", "day2", "upgrade")
 HEADING = "## Benchmarks"
 
 

@@ -1092,14 +1092,16 @@ def restart_command(spec_path: Path, in_lab: bool, node: str | None, every: bool
 @MIRROR_OPTION
 @YES_OPTION
 def upgrade(spec_path: Path, in_lab: bool, check_only: bool, finish: bool, mirror: str | None, yes: bool) -> None:
-    """Major upgrade in place to the spec's postgres.version (15 → 17), with pg_upgrade --link.
+    """Major upgrade in place to the spec's postgres.version (15 → 17), with pg_upgrade.
 
     Set postgres.version to the new major, then check, upgrade, and once the
     new cluster has proven itself, finish. Before the point of no return (the
     swap of the primary's data directory) any failure rolls back to the old
-    major; after it the old data stays in data.old until --finish. Automatic
-    failover is paused for the upgrade; the standbys and the witness are cloned
-    again. The lab only, for now.
+    major; after it the old data stays in data.old until --finish (with
+    upgrade.method copy or clone, an untouched rollback copy). Automatic
+    failover is paused for the upgrade; with --link (the default) caught-up
+    standbys come over by rsync --hard-links, others are cloned again, and
+    the witness is made anew. The lab only, for now.
 
     \b
     Examples:
@@ -1126,7 +1128,7 @@ def upgrade(spec_path: Path, in_lab: bool, check_only: bool, finish: bool, mirro
         return
     if not yes:
         click.confirm(f"Upgrade cluster {spec.cluster} from PostgreSQL {prepared.old} to {prepared.new}? Writes stop "
-                      "until the primary runs the new major; the standbys are cloned again", abort=True)
+                      "until the primary runs the new major", abort=True)
     downtime = major.upgrade(prepared, progress)
     click.echo(f"upgraded to PostgreSQL {prepared.new}; write downtime {downtime:.1f} s. The old data stays in "
                f"{contract.UPGRADE_OLD} until `pgdock-gen upgrade -f {spec_path} --lab --finish`")

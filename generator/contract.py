@@ -202,6 +202,8 @@ EVENT_UPGRADE = "pgdock_upgrade"
 # ---------------------------------------------------------------- `pgdock-agent` commands the operator's commands run
 
 AGENT = "pgdock-agent"
+NODE_SERVICE = "postgres"
+"""The node's main service in its compose file (the agent, PostgreSQL, repmgrd, sshd)."""
 AGENT_EVENT = "event"
 """`event NODE_ID EVENT OK TIME DETAILS`: repmgr's event_notification_command, also how operators' commands log."""
 AGENT_PROMOTE = "promote"
@@ -210,6 +212,10 @@ AGENT_PAUSE = "pause"
 AGENT_RESUME = "resume"
 AGENT_POOLER = "pooler"
 """`pooler pause|resume`: the switchover holds every node's PgBouncer around the change of primary."""
+AGENT_SSHD = "sshd"
+"""The node's sshd alone, no PostgreSQL: a major upgrade's standby end of rsync --hard-links."""
+AGENT_UPGRADE_PUSH = "upgrade-push"
+"""`upgrade-push ADDRESS...`: a major upgrade's primary end, rsync of data.old and data to those standbys."""
 
 
 def replication_slot(node_id: int) -> str:

@@ -30,6 +30,9 @@ DEFAULT_PROXY_PORT = 5000
 DEFAULT_PROXY_READONLY_PORT = 5001
 DEFAULT_MAX_LAG_SECONDS = 30
 DEFAULT_MAX_PAUSED_MINUTES = 60
+UPGRADE_METHODS = ("link", "copy", "clone")
+"""pg_upgrade's transfer modes (--link, --copy, --clone), as `upgrade.method` names them."""
+DEFAULT_UPGRADE_METHOD = "link"
 MAX_DATA_NODES = 64
 """More would not make a cluster safer; the limit keeps any spec quick to check."""
 
@@ -197,6 +200,21 @@ SCHEMA: dict[str, Any] = {
                 "pool_mode": {"enum": list(POOL_MODES), "default": DEFAULT_POOL_MODE,
                               "description": "transaction: a server connection per transaction (most "
                                              "clients); session: per client session"},
+            },
+        },
+        "upgrade": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "how `pgdock-gen upgrade` moves the data to a new PostgreSQL major",
+            "properties": {
+                "method": {"enum": list(UPGRADE_METHODS), "default": DEFAULT_UPGRADE_METHOD,
+                           "description": "pg_upgrade's transfer mode: link (fast, hard links; the old cluster "
+                                          "is unusable once the new one started; standbys are brought over by "
+                                          "rsync --hard-links), copy (a full copy: the old data directory stays "
+                                          "a working rollback until `upgrade --finish`; needs the data's size "
+                                          "free; standbys are cloned again) or clone (copy-on-write reflinks: "
+                                          "as fast as link with copy's rollback, on file systems that have "
+                                          "them, e.g. XFS or Btrfs)"},
             },
         },
         "monitoring": {

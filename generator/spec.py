@@ -39,6 +39,7 @@ from .schema import (
     DEFAULT_PROXY_PORT,
     DEFAULT_PROXY_READONLY_PORT,
     DEFAULT_SHM_SIZE,
+    DEFAULT_UPGRADE_METHOD,
     SCHEMA,
     allowed_keys,
 )
@@ -213,6 +214,8 @@ class Spec:
     proxy: Proxy | None
     monitoring: Monitoring | None
     pooler: Pooler | None
+    upgrade_method: str
+    """upgrade.method: pg_upgrade's transfer mode (link, copy or clone)."""
     raw: dict[str, Any] = field(repr=False, compare=False)
     warnings: tuple[str, ...] = ()
     """Valid but probably unintended (file:line: field: message): `validate` shows them, nothing refuses them."""
@@ -612,6 +615,7 @@ def _build(data: dict[str, Any]) -> Spec:
         monitoring=Monitoring(max_lag_seconds=monitoring.get("max_lag_seconds", DEFAULT_MAX_LAG_SECONDS),
                               max_paused_minutes=monitoring.get("max_paused_minutes", DEFAULT_MAX_PAUSED_MINUTES),
                               ) if monitoring is not None else None,
+        upgrade_method=(data.get("upgrade") or {}).get("method", DEFAULT_UPGRADE_METHOD),
         raw=data,
     )
 

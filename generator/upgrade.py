@@ -1,22 +1,25 @@
-"""`pgdock-gen upgrade --lab`: a major upgrade in place (PostgreSQL 15 → 17) with pg_upgrade --link.
+"""`pgdock-gen upgrade --lab`: a major upgrade in place (PostgreSQL 15 → 17) with pg_upgrade (--link by default;
+the spec's upgrade.method may ask for --copy or --clone, which keep the old data directory a working rollback).
 
 The spec names the new major; the running one is read from the nodes. Everything pg_upgrade needs runs in
 throwaway containers of the upgrade image (images.build_upgrade: the new base image plus the old server
 binaries) on the primary's volumes, never in the node's own container:
 
-- `--check` changes nothing: `pg_upgrade --check --link` against the live primary, from a container that
+- `--check` changes nothing: `pg_upgrade --check` against the live primary, from a container that
   shares the primary's process namespace (so pg_upgrade's probe start of the old server sees the running
   postmaster and refuses, instead of taking a postmaster.pid it cannot see for stale), with free space
   beside PGDATA and the expected write downtime.
 - the upgrade: pause failover, wait for the standbys to replay what the primary wrote, stop the primary
   (clean shutdown: writes end here), then the others; initdb the new major beside PGDATA with the options
-  every data directory is made with (contract.INITDB_OPTIONS) and `pg_upgrade --link`. Until here any failure
+  every data directory is made with (contract.INITDB_OPTIONS) and `pg_upgrade`. Until here any failure
   rolls back: pg_upgrade's rename of global/pg_control is undone, the new directory deleted, every node
   started on the old major again (still paused). The swap of data → data.old, data.new → data is the point of
-  no return: the new cluster starts once on a private socket (extensions updated, the standbys' slots
-  created, the other members' repmgr records set inactive, so the primary's quorum counts only itself while
-  they are rebuilt), then its container is recreated on the new images, the standbys and the witness are
-  removed with their volumes and recreated (they clone the new primary), statistics rebuilt
+  no return. Standbys that replayed the primary's shutdown checkpoint are brought over with pg_upgrade's
+  `rsync --hard-links` method over the cluster's sshd (upgrade_sync in the agent; only with --link). Then
+  the new cluster starts once on a private socket (extensions updated, the standbys' slots created, the other
+  members' repmgr records set inactive, so the primary's quorum counts only itself until each registers
+  again), its container and the rsynced standbys' are recreated on the new images, the other standbys and
+  the witness are removed with their volumes and recreated (they clone the new primary), statistics rebuilt
   (vacuumdb --analyze-in-stages), failover resumed, and with `backup` in the spec a first base backup of the
   new major taken. The spec must then name a new `backup.server` (checked before anything stops): pg_upgrade
   keeps the WAL positions and the timeline, so the new major's WAL would continue the old one's file names in
@@ -49,8 +52,8 @@ if TYPE_CHECKING:
 Progress = Callable[[str], None]
 
 PRODUCTION_REFUSED = "upgrade runs in the lab only (--lab): production contexts are not built yet"
-STEPS = ("images", "pause", "catch-up", "stop", "pg_upgrade", "swap", "first-start", "recreate", "analyze",
-         "resume", "backup")
+STEPS = ("images", "pause", "catch-up", "stop", "pg_upgrade", "swap", "standbys", "first-start", "recreate",
+         "analyze", "resume", "backup")
 """The upgrade's steps in order; a failure before POINT_OF_NO_RETURN rolls back to the old major."""
 POINT_OF_NO_RETURN = "swap"
 STATE = contract.STATE
@@ -60,6 +63,8 @@ start. Removed by `--finish`."""
 FREE_SPACE_FLOOR = 256 * 2**20
 """What --link needs beside PGDATA at least: the new cluster's catalogs, WAL and pg_upgrade's schema dump."""
 CATCH_UP_SECONDS = 60
+COPY_BYTES_PER_SECOND = 200e6
+"""pg_upgrade --copy's rate, for the downtime estimate (bench/upgrade.py measures it)."""
 
 
 # ---------------------------------------------------------------- pure decisions
@@ -115,13 +120,31 @@ def backup_problem(server: str, old: int, new: int, stored_majors: list[int], ha
     return None
 
 
-def space_problem(free: int, data: int) -> str | None:
-    """Whether the data volume has room for a --link upgrade beside PGDATA (`data` bytes in it)."""
-    needed = FREE_SPACE_FLOOR + data // 20
+def space_problem(free: int, data: int, method: str = "link") -> str | None:
+    """Whether the data volume has room for the upgrade beside PGDATA (`data` bytes in it): a copy needs the
+    data's size again; link and clone share the data files' blocks (clone until they are written)."""
+    needed = FREE_SPACE_FLOOR + (data if method == "copy" else data // 20)
     if free < needed:
-        return (f"{free // 2**20} MB free beside PGDATA, {needed // 2**20} MB needed (the new cluster's catalogs "
-                "and WAL, pg_upgrade's schema dump)")
+        what = "a copy of the data, " if method == "copy" else ""
+        return (f"{free // 2**20} MB free beside PGDATA, {needed // 2**20} MB needed ({what}the new cluster's "
+                "catalogs and WAL, pg_upgrade's schema dump)")
     return None
+
+
+def standby_method(method: str, primary_checkpoint: str | None, standby_checkpoint: str | None) -> tuple[str, str]:
+    """How a standby comes to the new major, with the reason: `rsync` (pg_upgrade's documented rsync
+    --hard-links: only the new catalogs travel, the data files are linked to the standby's own copies) when the
+    primary's files were linked and the standby's last checkpoint is the primary's shutdown checkpoint (it
+    replayed everything the old primary wrote: same files, same sizes); `clone` (a new standby from the
+    upgraded primary) otherwise."""
+    if method != "link":
+        return "clone", f"pg_upgrade --{method} gave the primary new files: rsync would send all of them"
+    if standby_checkpoint is None:
+        return "clone", "its control data could not be read"
+    if primary_checkpoint != standby_checkpoint:
+        return "clone", (f"its last checkpoint {standby_checkpoint} is not the primary's shutdown checkpoint "
+                         f"{primary_checkpoint}")
+    return "rsync", f"it replayed the primary's shutdown checkpoint {primary_checkpoint}"
 
 
 def recoverable(step: str) -> bool:
@@ -154,11 +177,11 @@ def restore_script(state: str = str(STATE)) -> str:
             f"rm -rf {shlex.quote(state + '/data.new')} {shlex.quote(state + '/upgrade-work')}")
 
 
-def expected_downtime(check_seconds: float) -> float:
+def expected_downtime(check_seconds: float, data: int, method: str = "link") -> float:
     """The write downtime to expect, from how long `pg_upgrade --check` took: the upgrade repeats its checks,
     adds the schema dump and restore (about as long again) and the stop, first start and recreation of the
-    primary (about 20 s in the lab on 2 cores)."""
-    return 2 * check_seconds + 20
+    primary (about 20 s in the lab on 2 cores); a copy adds the data's size at COPY_BYTES_PER_SECOND."""
+    return 2 * check_seconds + 20 + (data / COPY_BYTES_PER_SECOND if method == "copy" else 0)
 
 
 # ---------------------------------------------------------------- shell run in the upgrade image
@@ -172,27 +195,49 @@ def _initdb(version: int, directory: str) -> str:
     return f"rm -rf {directory}; {_bin(version)}/initdb -D {directory} {' '.join(contract.INITDB_OPTIONS)} >/dev/null"
 
 
-def _pg_upgrade(old: int, new: int, *extra: str) -> str:
+def _pg_upgrade(old: int, new: int, method: str, *extra: str) -> str:
     """pg_upgrade from the volume's PGDATA to data.new, its output kept and, on failure, its reasons as the last
     line of stdout (what a failed `docker run` reports: python-on-whales leaves its stderr uncaptured): the end
     of its output and the first errors of its logs (a failed schema restore names the object only there)."""
     options = shlex.quote("-c ssl=off -c archive_mode=off")  # the node's TLS files are not in this container
-    return (f"mkdir -p {WORK} && cd {WORK} && {_bin(new)}/pg_upgrade {' '.join(extra)} --link -U postgres "
+    return (f"mkdir -p {WORK} && cd {WORK} && {_bin(new)}/pg_upgrade {' '.join(extra)} --{method} -U postgres "
             f"-b {_bin(old)} -B {_bin(new)} -d {contract.PGDATA} -D {contract.UPGRADE_NEW} -o {options} "
             f"-O {options} > {WORK}/pg_upgrade.out 2>&1 || {{ {{ grep -v -e '^$' -e 'Failure, exiting' "
             f"{WORK}/pg_upgrade.out | tail -n 3; grep -rh 'ERROR:' {contract.UPGRADE_NEW}/pg_upgrade_output.d "
             f"2>/dev/null | head -n 2; echo; }} | tr -s ' \\n' ' '; echo; exit 1; }}")
 
 
-def check_script(old: int, new: int) -> str:
+def check_script(old: int, new: int, method: str = "link") -> str:
     new_dir = contract.UPGRADE_NEW
-    return (f"set -e; {_initdb(new, str(new_dir))}; status=0; ({_pg_upgrade(old, new, '--check')}) || status=1; "
+    return (f"set -e; {_initdb(new, str(new_dir))}; status=0; ({_pg_upgrade(old, new, method, '--check')}) "
+            "|| status=1; "
             f"rm -rf {new_dir} {WORK}; [ $status = 0 ]; "
             f"echo free=$(df -B1 --output=avail {STATE} | tail -n 1) data=$(du -sb {contract.PGDATA} | cut -f1)")
 
 
-def upgrade_script(old: int, new: int) -> str:
-    return f"set -e; {_initdb(new, str(contract.UPGRADE_NEW))}; {_pg_upgrade(old, new)}"
+def upgrade_script(old: int, new: int, method: str = "link") -> str:
+    return f"set -e; {_initdb(new, str(contract.UPGRADE_NEW))}; {_pg_upgrade(old, new, method)}"
+
+
+def checkpoint_script(old: int) -> str:
+    """The data directory's last checkpoint (a standby's last restartpoint), as the old major records it."""
+    return (f"{_bin(old)}/pg_controldata -D {contract.PGDATA} | sed -n 's/^Latest checkpoint location: *//p'")
+
+
+def receive_script(state: str = str(STATE)) -> str:
+    """A standby's side before rsync, on its data volume mounted at `state`: its data directory becomes data.old
+    (what the primary's data.old is synced to), its replication settings kept aside for the new one."""
+    data, old, work = (shlex.quote(f"{state}/{name}") for name in ("data", "data.old", "upgrade-work"))
+    return (f"set -e; rm -rf {old} {work}; mkdir -p {work}; cp {data}/postgresql.auto.conf {work}/standby.auto.conf; "
+            f"mv {data} {old}")
+
+
+def received_script(state: str = str(STATE)) -> str:
+    """A standby's side after rsync: its data directory (the primary's new one, linked to the standby's own
+    files) made a standby again: its replication settings back, standby.signal."""
+    data, work = (shlex.quote(f"{state}/{name}") for name in ("data", "upgrade-work"))
+    return (f"set -e; cp {work}/standby.auto.conf {data}/postgresql.auto.conf; touch {data}/standby.signal; "
+            f"chmod 600 {data}/postgresql.auto.conf {data}/standby.signal")
 
 
 def swap_script() -> str:
@@ -287,6 +332,11 @@ class Prepared:
     old_image: str
     upgrade_image: str
 
+    @property
+    def method(self) -> str:
+        """pg_upgrade's transfer mode, the spec's upgrade.method."""
+        return self.lab.lab_spec.upgrade_method
+
 
 def prepare(spec_path: Path, spec: Spec, *, in_lab: bool, mirror: str | None = None,
             progress: Progress = print) -> Prepared:
@@ -333,31 +383,94 @@ def _volumes(spec: Spec, node: str) -> list[tuple[str, str, str]]:
 
 def _on_primary_volume(prepared: Prepared, script: str, what: str, *, pid: str | None = None,
                        socket: bool = False) -> str:
+    return _on_volume(prepared, prepared.primary, script, what, pid=pid, socket=socket)
+
+
+def _on_volume(prepared: Prepared, node: str, script: str, what: str, *, pid: str | None = None,
+               socket: bool = False) -> str:
+    """`script` in a throwaway container of the upgrade image on the node's volumes (the node is stopped, or
+    `pid` shares its processes): its stdout."""
     spec = prepared.lab.lab_spec
-    volumes = _volumes(spec, prepared.primary)
+    volumes = _volumes(spec, node)
     if socket:
-        volumes.append((contract.volume(spec.cluster, prepared.primary, "socket"), str(contract.SOCKET_DIR), "rw"))
+        volumes.append((contract.volume(spec.cluster, node, "socket"), str(contract.SOCKET_DIR), "rw"))
     return docker.call(what, docker.client().run, prepared.upgrade_image, ["-c", script], entrypoint="sh",
                        user="postgres", volumes=volumes, remove=True, pid=pid) or ""
+
+
+def _checkpoints(prepared: Prepared) -> dict[str, str | None]:
+    """Every stopped data node's last checkpoint (None where it could not be read)."""
+    found: dict[str, str | None] = {}
+    for node in prepared.place.running.spec.nodes:
+        try:
+            out = _on_volume(prepared, node.name, checkpoint_script(prepared.old),
+                             f"reading {node.name}'s control data").strip()
+        except PgdockError:
+            out = ""
+        found[node.name] = out or None
+    return found
+
+
+def _rsync_standby(prepared: Prepared, node: str) -> None:
+    """One standby to the new major by rsync --hard-links from the primary (upgrade_sync in the agent): its
+    sshd alone in a one-off container of its new image at its own address, the primary's rsync in another."""
+    the_lab, spec = prepared.lab, prepared.lab.lab_spec
+    _on_volume(prepared, node, receive_script(), f"setting {node}'s old data directory aside")
+    receiver = f"{the_lab.container(node)}-upgrade-sshd"
+    client = docker.client()
+    if client.container.exists(receiver):
+        client.container.remove(receiver, force=True)
+    docker.call(f"starting {node}'s sshd", the_lab.compose(node).compose.run, contract.NODE_SERVICE,
+                [contract.AGENT_SSHD], detach=True, name=receiver, tty=False, dependencies=False)
+    try:
+        docker.call(f"rsync from {prepared.primary} to {node}", the_lab.compose(prepared.primary).compose.run,
+                    contract.NODE_SERVICE, [contract.AGENT_UPGRADE_PUSH, spec.member(node).address],
+                    name=f"{the_lab.container(prepared.primary)}-upgrade-push", remove=True, tty=False,
+                    dependencies=False)
+    finally:
+        client.container.remove(receiver, force=True)
+    _on_volume(prepared, node, received_script(), f"making {node}'s new data directory a standby")
+
+
+def _standbys(prepared: Prepared, checkpoints: dict[str, str | None], journal: Journal) -> list[str]:
+    """Brings each standby over by rsync where standby_method allows it; the ones kept (not to be cloned)."""
+    kept = []
+    for node in (r.name for r in prepared.rows if r.role == "standby"):
+        how, why = standby_method(prepared.method, checkpoints.get(prepared.primary), checkpoints.get(node))
+        if how == "rsync":
+            try:
+                began = time.monotonic()
+                _rsync_standby(prepared, node)
+                kept.append(node)
+                journal.step("standbys", f"{node}: rsync --hard-links from {prepared.primary} in "
+                             f"{time.monotonic() - began:.1f} s ({why})")
+                continue
+            except PgdockError as exc:
+                why = f"rsync failed: {exc}"
+        journal.step("standbys", f"{node}: cloned again from the upgraded primary ({why})")
+    return kept
 
 
 def check(prepared: Prepared, progress: Progress) -> list[str]:
     """`pg_upgrade --check --link` against the live primary, free space beside PGDATA, the expected write
     downtime: lines to print. Raises when pg_upgrade finds a problem or the space is short."""
     container = prepared.lab.container(prepared.primary)
-    progress(f"pg_upgrade --check --link on the live primary {prepared.primary} ({prepared.old} → {prepared.new})")
+    progress(f"pg_upgrade --check --{prepared.method} on the live primary {prepared.primary} "
+             f"({prepared.old} → {prepared.new})")
     started = time.monotonic()
-    out = _on_primary_volume(prepared, check_script(prepared.old, prepared.new),
+    out = _on_primary_volume(prepared, check_script(prepared.old, prepared.new, prepared.method),
                              f"pg_upgrade --check on {prepared.primary}", pid=f"container:{container}", socket=True)
     took = time.monotonic() - started
     values = dict(part.split("=", 1) for part in out.split() if "=" in part)
     free, data = int(values["free"]), int(values["data"])
-    if why := space_problem(free, data):
+    if why := space_problem(free, data, prepared.method):
         raise PgdockError(f"upgrade check failed on {prepared.primary}: {why}")
-    return [f"pg_upgrade --check --link: the clusters are compatible ({took:.1f} s)",
+    standbys = ("brought over by rsync --hard-links where they caught up, cloned again otherwise"
+                if prepared.method == "link" else "cloned again")
+    return [f"pg_upgrade --check --{prepared.method}: the clusters are compatible ({took:.1f} s)",
             f"free beside PGDATA on {prepared.primary}: {free // 2**20} MB (data directory {data // 2**20} MB)",
-            f"expected write downtime: about {expected_downtime(took):.0f} s; the standbys and the witness are "
-            "cloned again after it"]
+            f"expected write downtime: about {expected_downtime(took, data, prepared.method):.0f} s; the standbys "
+            f"are {standbys} after it, the witness is made anew"]
 
 
 def _stop(prepared: Prepared, node: str) -> None:
@@ -444,11 +557,14 @@ def upgrade(prepared: Prepared, progress: Progress) -> float:
             _stop(prepared, node)
             stopped.append(node)
         journal.step(step, f"stopped {', '.join(others)}")
+        checkpoints = _checkpoints(prepared)
         step = "pg_upgrade"
         began = time.monotonic()
-        _on_primary_volume(prepared, upgrade_script(prepared.old, prepared.new), f"pg_upgrade on {prepared.primary}")
+        _on_primary_volume(prepared, upgrade_script(prepared.old, prepared.new, prepared.method),
+                           f"pg_upgrade on {prepared.primary}")
         upgrade_seconds = time.monotonic() - began
-        journal.step(step, f"pg_upgrade --link {prepared.old} → {prepared.new} took {upgrade_seconds:.1f} s")
+        journal.step(step, f"pg_upgrade --{prepared.method} {prepared.old} → {prepared.new} took "
+                     f"{upgrade_seconds:.1f} s")
     except PgdockError as exc:
         progress(f"upgrade failed at {step}: {exc}")
         try:
@@ -464,7 +580,12 @@ def upgrade(prepared: Prepared, progress: Progress) -> float:
     try:
         step = "swap"
         _on_primary_volume(prepared, swap_script(), f"swapping {prepared.primary}'s data directories")
-        journal.step(step, f"point of no return: PostgreSQL {prepared.old}'s data is in {contract.UPGRADE_OLD}")
+        rollback = ("usable until the new cluster starts" if prepared.method == "link" else
+                    "untouched: a rollback copy until `upgrade --finish`")
+        journal.step(step, f"point of no return: PostgreSQL {prepared.old}'s data is in {contract.UPGRADE_OLD} "
+                     f"({rollback})")
+        step = "standbys"
+        kept = _standbys(prepared, checkpoints, journal)
         step = "first-start"
         primary_node = spec.member(prepared.primary)
         sql = first_start_sql(primary_node.id, [n.id for n in spec.nodes if n.name != prepared.primary])
@@ -472,13 +593,13 @@ def upgrade(prepared: Prepared, progress: Progress) -> float:
                            f"first start of PostgreSQL {prepared.new} on {prepared.primary}")
         journal.step(step, "repmgr extension updated, standby slots created, other members set inactive")
         step = "recreate"
-        _recreate(prepared, tags, others, progress)
+        _recreate(prepared, tags, others, kept, progress)
         writable_at = _wait_writable(prepared)
         downtime = writable_at - stopped_at
         journal.step(step, f"{prepared.primary} takes writes on PostgreSQL {prepared.new} after {downtime:.1f} s")
         journal.flush(running.target(prepared.primary))
         running.wait_healthy(timeout=600, progress=progress)
-        journal.step(step, f"{', '.join(others)} rebuilt on PostgreSQL {prepared.new}")
+        journal.step(step, f"{', '.join(others)} run PostgreSQL {prepared.new}")
         step = "analyze"
         _analyze(prepared)
         journal.step(step, "vacuumdb --all --analyze-in-stages")
@@ -506,18 +627,22 @@ def upgrade(prepared: Prepared, progress: Progress) -> float:
     return downtime
 
 
-def _recreate(prepared: Prepared, tags: dict[str, str], others: list[str], progress: Progress) -> None:
-    """The primary's container on the new images (config carrier installed anew: the new major's render),
-    then every other member from scratch: volumes removed, config and secrets installed, started."""
+def _recreate(prepared: Prepared, tags: dict[str, str], others: list[str], kept: list[str],
+              progress: Progress) -> None:
+    """The primary's container on the new images (config carrier installed anew: the new major's render), the
+    standbys brought over by rsync (`kept`) likewise, then every other member from scratch: volumes removed,
+    config and secrets installed, started."""
     from . import lab as labs
 
     the_lab, client = prepared.lab, docker.client()
-    for node in others:
+    rebuilt = [node for node in others if node not in kept]
+    for node in rebuilt:
         labs.remove_node(the_lab, node, remove_volumes=True, progress=progress)
-    progress(f"recreating {the_lab.container(prepared.primary)} on {the_lab.lab_spec.pg_version}'s images")
-    labs.install_node(the_lab, client, prepared.primary, tags[prepared.primary])
-    labs.recreate_node(the_lab, prepared.primary)
-    for node in others:
+    for node in [prepared.primary, *kept]:
+        progress(f"recreating {the_lab.container(node)} on {the_lab.lab_spec.pg_version}'s images, data kept")
+        labs.install_node(the_lab, client, node, tags[node])
+        labs.recreate_node(the_lab, node)
+    for node in rebuilt:
         what = "a new witness" if the_lab.lab_spec.member(node).witness else "it clones the upgraded primary"
         progress(f"starting {the_lab.container(node)} anew: {what}")
         labs.install_node(the_lab, client, node, tags[node])

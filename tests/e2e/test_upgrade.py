@@ -8,8 +8,9 @@ two data nodes and a witness (tests/e2e/specs/upgrade.yaml), upgraded to 17 in p
    `--check` but breaks pg_upgrade's schema restore; the upgrade rolls back and the cluster runs 15 again,
    healthy, with identical data;
 3. the upgrade: every data node reports 17, every row, the index, the sequence's value, the view and the
-   contrib extension (hstore) intact, on the standby too, standbys streaming, every step an event, the write
-   downtime reported;
+   contrib extension (hstore) intact, on the standby too, standbys streaming (brought over by rsync
+   --hard-links: their data files linked to their own old copies), every step an event, the write downtime
+   reported;
    and the first base backup of 17 taken in the new backup folder, the 15 backups kept in the old one;
 4. `backup check` against the old folder names the version change; `restore --latest` of the upgraded
    cluster into a new lab cluster gives every row on 17;
@@ -191,8 +192,14 @@ def test_upgrade_to_17_keeps_everything(up15: LabCluster, before: dict[str, str]
     found = events.collect(up15.running)
     steps = [e["details"].split(": ", 2)[1] for e in found
              if e.get("event") == contract.EVENT_UPGRADE_STEP and e["node"] == primary]
-    for step in ("pause", "stop", "pg_upgrade", "swap", "first-start", "recreate", "analyze", "resume", "backup"):
+    for step in ("pause", "stop", "pg_upgrade", "swap", "standbys", "first-start", "recreate", "analyze", "resume",
+                 "backup"):
         assert step in steps, steps
+    # the standby came over by rsync --hard-links, not a new clone: its new data files are links to its own old ones
+    assert any(f"{standby}: rsync --hard-links from {primary}" in e["details"] for e in found
+               if e.get("event") == contract.EVENT_UPGRADE_STEP), [e["details"] for e in found]
+    assert "data.old" in beside_pgdata(up15, standby)
+    assert on_volume(up15, standby, f"find {contract.PGDATA}/base -type f -links +1 | wc -l") != "0"
     final = [e for e in found if e.get("event") == contract.EVENT_UPGRADE and e.get("success")]
     details = json.loads(final[-1]["details"].split(": ", 1)[1])
     assert details["from"] == 15 and details["to"] == 17 and details["write_downtime_seconds"] == round(downtime, 1)

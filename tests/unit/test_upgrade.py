@@ -13,6 +13,7 @@ import pytest
 
 from pgdock_gen import contract, images, upgrade
 from pgdock_gen.cluster import NodeStatus
+from pgdock_gen.errors import SpecError
 from pgdock_gen.spec import parse
 
 SPEC_TEXT = """
@@ -113,11 +114,56 @@ def test_restore_script_keeps_a_started_pg_control(tmp_path: Path) -> None:
     assert (state / "data" / "global" / "pg_control").read_text() == "current"
 
 
-@pytest.mark.parametrize(("free_mb", "data_mb", "problem"), [
-    (10_000, 1_000, False), (300, 100, False), (200, 100, True), (1_000, 20_000, True),
+@pytest.mark.parametrize(("free_mb", "data_mb", "method", "problem"), [
+    (10_000, 1_000, "link", False), (300, 100, "link", False), (200, 100, "link", True),
+    (1_000, 20_000, "link", True),
+    (1_000, 1_000, "clone", False),  # reflinks share the blocks, as hard links do
+    (1_000, 1_000, "copy", True),  # a copy needs the data's size again
+    (1_300, 1_000, "copy", False),
 ])
-def test_space_problem(free_mb: int, data_mb: int, problem: bool) -> None:
-    assert (upgrade.space_problem(free_mb * 2**20, data_mb * 2**20) is not None) == problem
+def test_space_problem(free_mb: int, data_mb: int, method: str, problem: bool) -> None:
+    assert (upgrade.space_problem(free_mb * 2**20, data_mb * 2**20, method) is not None) == problem
+
+
+@pytest.mark.parametrize(("method", "primary", "standby", "how", "why"), [
+    ("link", "0/5000028", "0/5000028", "rsync", "replayed the primary's shutdown checkpoint 0/5000028"),
+    ("link", "0/5000028", "0/4000060", "clone", "its last checkpoint 0/4000060 is not the primary's"),
+    ("link", "0/5000028", None, "clone", "control data could not be read"),
+    ("link", None, "0/5000028", "clone", "is not the primary's"),  # the primary's unknown: never rsync on a guess
+    ("copy", "0/5000028", "0/5000028", "clone", "pg_upgrade --copy gave the primary new files"),
+    ("clone", "0/5000028", "0/5000028", "clone", "pg_upgrade --clone gave the primary new files"),
+])
+def test_standby_method(method: str, primary: str | None, standby: str | None, how: str, why: str) -> None:
+    found = upgrade.standby_method(method, primary, standby)
+    assert found[0] == how and why in found[1]
+
+
+def test_receive_and_received_scripts_keep_the_standby_a_standby(tmp_path: Path) -> None:
+    """Before rsync the standby's data directory becomes data.old with its replication settings kept aside;
+    after rsync (which brings the primary's new directory, without them) they are back, with standby.signal."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "postgresql.auto.conf").write_text("primary_conninfo = 'host=n1'\n")
+    (tmp_path / "data" / "PG_VERSION").write_text("15\n")
+    subprocess.run(["sh", "-c", upgrade.receive_script(str(tmp_path))], check=True)
+    assert (tmp_path / "data.old" / "PG_VERSION").read_text() == "15\n" and not (tmp_path / "data").exists()
+    (tmp_path / "data").mkdir()  # what rsync makes: the primary's new data directory
+    (tmp_path / "data" / "postgresql.auto.conf").write_text("# the primary's\n")
+    (tmp_path / "data" / "PG_VERSION").write_text("17\n")
+    subprocess.run(["sh", "-c", upgrade.received_script(str(tmp_path))], check=True)
+    assert (tmp_path / "data" / "postgresql.auto.conf").read_text() == "primary_conninfo = 'host=n1'\n"
+    assert (tmp_path / "data" / "standby.signal").exists()
+    assert oct((tmp_path / "data" / "standby.signal").stat().st_mode & 0o777) == "0o600"
+
+
+@pytest.mark.parametrize("method", ["link", "copy", "clone"])
+def test_the_spec_method_reaches_pg_upgrade(method: str) -> None:
+    assert f"--{method} " in upgrade.upgrade_script(15, 17, method)
+    assert f"--{method} " in upgrade.check_script(15, 17, method) and "--check" in upgrade.check_script(15, 17, method)
+
+
+def test_a_copy_adds_its_time_to_the_expected_downtime() -> None:
+    link = upgrade.expected_downtime(4, 10**9, "link")
+    assert upgrade.expected_downtime(4, 10**9, "copy") == pytest.approx(link + 10**9 / upgrade.COPY_BYTES_PER_SECOND)
 
 
 @pytest.mark.parametrize(("stored", "has_wal", "problem"), [
@@ -179,3 +225,10 @@ def test_cli_refuses_check_with_finish(tmp_path: Path) -> None:
     result = _cli("-f", "cluster.yaml", "--lab", "--check", "--finish", cwd=tmp_path)
     assert result.returncode == 2
     assert "--check and --finish" in result.stderr
+
+
+def test_the_upgrade_method_in_the_spec() -> None:
+    assert SPEC.upgrade_method == "link"
+    assert parse(SPEC_TEXT + "upgrade:\n  method: copy\n").upgrade_method == "copy"
+    with pytest.raises(SpecError, match=r"upgrade\.method.*link, copy, clone"):
+        parse(SPEC_TEXT + "upgrade:\n  method: dump\n")

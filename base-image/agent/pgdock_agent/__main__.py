@@ -28,6 +28,8 @@ USAGE = """usage: pgdock-agent COMMAND
   install-version SRC STORE  add SRC to the config volume STORE as a version, make it current (the carrier)
   install-config SRC DST   make DST hold exactly SRC's files, swapped in one by one (secrets)
   unfence                  vouch that this former primary may start alone
+  sshd                     this node's sshd alone, no PostgreSQL (a major upgrade's standby end)
+  upgrade-push ADDRESS...  rsync --hard-links of data.old and data to those standbys (the primary's end)
 """
 
 
@@ -103,6 +105,14 @@ def dispatch(command: str, args: list[str]) -> int:  # noqa: C901, PLR0911 - one
         from .files import install_config
 
         install_config(Path(args[0]), Path(args[1]))
+    elif command == contract.AGENT_SSHD:
+        from .upgrade_sync import serve_ssh
+
+        serve_ssh()
+    elif command == contract.AGENT_UPGRADE_PUSH:
+        from .upgrade_sync import push
+
+        return push(args)
     elif command == "unfence":
         Path(contract.FORCE_PRIMARY).touch()
         print("this node may now start as primary without reaching a peer; remove "

@@ -143,10 +143,11 @@ def health() -> int:
 
 def registration() -> str | None:
     """The type (primary, standby, witness) of this node's repmgr record, when the record describes this
-    node (a restored database carries the source's records); None without one."""
+    node (a restored database carries the source's records) and is active; None without one. An inactive
+    record (a major upgrade sets the standbys' so while they are rebuilt) is registered again."""
     try:
         with local_conn("repmgr", "repmgr") as conn:
-            row = conn.execute("SELECT type, conninfo FROM repmgr.nodes WHERE node_id = %s",
+            row = conn.execute("SELECT type, conninfo FROM repmgr.nodes WHERE node_id = %s AND active",
                                (int(env(contract.ENV_NODE_ID)),)).fetchone()
     except psycopg.Error:
         return None
