@@ -33,6 +33,7 @@ def _psql(container: str, port: str, query: str) -> str:
 def one_method(method: str, scale: int, tmp: Path) -> dict[str, object]:
     from pgdock_gen import cluster, lab
 
+    (tmp / method).mkdir()
     with lab_cluster(SPEC, tmp / method, timeout=300) as (spec_path, loaded):
         the_lab = lab.prepare(spec_path, loaded)
         running = cluster.Running(the_lab.lab_spec, True)

@@ -1101,20 +1101,19 @@ def upgrade(spec_path: Path, in_lab: bool, check_only: bool, finish: bool, mirro
     upgrade.method copy or clone, an untouched rollback copy). Automatic
     failover is paused for the upgrade; with --link (the default) caught-up
     standbys come over by rsync --hard-links, others are cloned again, and
-    the witness is made anew. The lab only, for now.
+    the witness is made anew. On servers the new images go through each
+    node's context, as `deploy` sends them.
 
     \b
     Examples:
       pgdock-gen upgrade -f cluster.yaml --lab --check
-      pgdock-gen upgrade -f cluster.yaml --lab --yes
-      pgdock-gen upgrade -f cluster.yaml --lab --finish
+      pgdock-gen upgrade -f cluster.yaml --yes
+      pgdock-gen upgrade -f cluster.yaml --finish
     """
     from . import upgrade as major
 
     if check_only and finish:
         raise click.UsageError("--check and --finish do not go together")
-    if not in_lab:
-        raise UsageError(major.PRODUCTION_REFUSED)
     spec = _load(spec_path)
     progress = _progress()
     if finish:
@@ -1131,7 +1130,7 @@ def upgrade(spec_path: Path, in_lab: bool, check_only: bool, finish: bool, mirro
                       "until the primary runs the new major", abort=True)
     downtime = major.upgrade(prepared, progress)
     click.echo(f"upgraded to PostgreSQL {prepared.new}; write downtime {downtime:.1f} s. The old data stays in "
-               f"{contract.UPGRADE_OLD} until `pgdock-gen upgrade -f {spec_path} --lab --finish`")
+               f"{contract.UPGRADE_OLD} until `pgdock-gen upgrade -f {spec_path}{' --lab' if in_lab else ''} --finish`")
 
 
 def main() -> None:

@@ -237,9 +237,14 @@ def _apply(spec: Spec, repo: Path, node: Node, target: Target, carrier: str, the
     return pending
 
 
+def node_compose(spec: Spec, repo: Path, node: Node) -> DockerClient:
+    """The node's compose project on its context, from the rendered repo."""
+    return docker.compose(node.context, [repo / "nodes" / node.name / "compose.yaml"],
+                          contract.container(spec.cluster, node.name))
+
+
 def _compose_up(spec: Spec, repo: Path, node: Node, *, recreate: bool = False) -> None:
-    client = docker.compose(node.context, [repo / "nodes" / node.name / "compose.yaml"],
-                            contract.container(spec.cluster, node.name))
+    client = node_compose(spec, repo, node)
     docker.call(f"starting {node.name}", client.compose.up, detach=True, quiet=True, force_recreate=recreate)
 
 

@@ -32,6 +32,8 @@ from .errors import PgdockError, UsageError
 from .spec import Spec
 
 if TYPE_CHECKING:
+    from python_on_whales import DockerClient
+
     from .lab import Lab
 
 Progress = Callable[[str], None]
@@ -110,6 +112,27 @@ class Place:
         from . import deploy
 
         deploy.recreate(self.running.spec, self.repo, self.running.spec.member(node))
+
+    def compose(self, node: str) -> DockerClient:
+        """The node's compose project (for one-off containers of its service)."""
+        if self.lab:
+            return self.lab.compose(node)
+        from . import deploy
+
+        return deploy.node_compose(self.running.spec, self.repo, self.running.spec.member(node))
+
+    def reinstall(self, node: str, carrier: str, progress: Progress) -> None:
+        """The node on what the repo renders now: config carrier `carrier` installed, secrets delivered, its
+        container (re)created on the images its compose file names (data kept, unless removed before)."""
+        if self.lab:
+            from . import lab
+
+            lab.install_node(self.lab, docker.client(), node, carrier)
+            lab.recreate_node(self.lab, node)
+            return
+        from . import deploy
+
+        deploy.deploy_node(self.running.spec, self.repo, self.running.spec.member(node), progress=progress)
 
     def remove(self, node: str, *, remove_volumes: bool, progress: Progress) -> None:
         if self.lab:

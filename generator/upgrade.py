@@ -1,4 +1,4 @@
-"""`pgdock-gen upgrade --lab`: a major upgrade in place (PostgreSQL 15 → 17) with pg_upgrade (--link by default;
+"""`pgdock-gen upgrade`: a major upgrade in place (PostgreSQL 15 → 17) with pg_upgrade (--link by default;
 the spec's upgrade.method may ask for --copy or --clone, which keep the old data directory a working rollback).
 
 The spec names the new major; the running one is read from the nodes. Everything pg_upgrade needs runs in
@@ -39,19 +39,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from . import backup, cluster, contract, docker, images, lock, maintenance
+from . import backup, cluster, contract, docker, images, lock, maintenance, ship
 from .cluster import NodeStatus, Target
 from .errors import PgdockError, UsageError
 from .spec import Spec
 
-if TYPE_CHECKING:
-    from .lab import Lab
-
 Progress = Callable[[str], None]
 
-PRODUCTION_REFUSED = "upgrade runs in the lab only (--lab): production contexts are not built yet"
 STEPS = ("images", "pause", "catch-up", "stop", "pg_upgrade", "swap", "standbys", "first-start", "recreate",
          "analyze", "resume", "backup")
 """The upgrade's steps in order; a failure before POINT_OF_NO_RETURN rolls back to the old major."""
@@ -324,53 +319,67 @@ def running_versions(running: cluster.Running) -> dict[str, int | None]:
 @dataclass(frozen=True)
 class Prepared:
     place: maintenance.Place
-    lab: Lab
     rows: list[NodeStatus]
     primary: str
     old: int
     new: int
-    old_image: str
+    old_images: dict[str, str]
+    """Each data node's image now (the old major's base image: its pg_controldata reads the control data)."""
     upgrade_image: str
+
+    @property
+    def spec(self) -> Spec:
+        """The spec naming the new major (in the lab, with the lab's addresses)."""
+        return self.place.running.spec
 
     @property
     def method(self) -> str:
         """pg_upgrade's transfer mode, the spec's upgrade.method."""
-        return self.lab.lab_spec.upgrade_method
+        return self.spec.upgrade_method
+
+    @property
+    def lab_flag(self) -> str:
+        """What the operator adds to a command for this cluster."""
+        return " --lab" if self.place.lab else ""
+
+    def container(self, node: str) -> str:
+        return contract.container(self.spec.cluster, node)
 
 
 def prepare(spec_path: Path, spec: Spec, *, in_lab: bool, mirror: str | None = None,
             progress: Progress = print) -> Prepared:
-    """Renders the lab for the spec's major, checks the running cluster, builds the images (upgrade image,
-    the new major's base and config images): nothing is stopped yet."""
-    if not in_lab:
-        raise UsageError(PRODUCTION_REFUSED)
-    place = maintenance.place(spec_path, spec, True)
-    assert place.lab is not None
+    """Checks the running cluster (in the lab, rendered for the spec's major; on servers, through each node's
+    context), builds the upgrade image and sends it to the primary's engine: nothing is stopped yet."""
+    place = maintenance.place(spec_path, spec, in_lab)
     running = place.running
     rows = running.status()
     versions = running_versions(running)
     found = problems(running.spec, rows, versions)
     primary = maintenance.primary_of(rows)
-    if primary is not None and (why := _backup_problem(place.lab, versions[primary] or 0)):
+    if primary is not None and (why := _backup_problem(running.spec, place.repo, versions[primary] or 0)):
         found.append(why)
     if found:
         raise UsageError(f"upgrade refused: {'; '.join(found)}")
     assert primary is not None
-    target = running.target(primary)
-    old_image = docker.call(f"inspecting {target.container}", target.client.container.inspect,
-                            target.container).config.image
-    lab_spec, repo = place.lab.lab_spec, place.lab.repo
-    tag = images.build_upgrade(lab_spec, repo, old_image, mirror=mirror, progress=progress)
-    return Prepared(place, place.lab, rows, primary, versions[primary] or 0, lab_spec.pg_version, old_image, tag)
+    old_images = {}
+    for node in running.spec.nodes:
+        target = running.target(node.name)
+        old_images[node.name] = docker.call(f"inspecting {target.container}", target.client.container.inspect,
+                                            target.container).config.image
+    if not docker.client().image.exists(old_images[primary]):
+        raise UsageError(f"the image {primary} runs, {old_images[primary]}, is not on this machine: the upgrade "
+                         "image is built from it (build it here from the repo that deployed the cluster)")
+    tag = images.build_upgrade(running.spec, place.repo, old_images[primary], mirror=mirror, progress=progress)
+    ship.ship(running.target(primary).client, [tag], node=primary, progress=progress)
+    return Prepared(place, rows, primary, versions[primary] or 0, running.spec.pg_version, old_images, tag)
 
 
-def _backup_problem(the_lab: Lab, old: int) -> str | None:
-    """backup_problem for the lab spec's backup folder, read from S3 with the lab's keys (None without backups)."""
-    spec = the_lab.lab_spec
+def _backup_problem(spec: Spec, repo: Path, old: int) -> str | None:
+    """backup_problem for the spec's backup folder, read from S3 with the repo's keys (None without backups)."""
     if spec.backup is None:
         return None
     loc = backup.location(spec)
-    s3 = backup.client(loc, backup.credentials(the_lab.repo / "secrets"))
+    s3 = backup.client(loc, backup.credentials(repo / "secrets"))
     return backup_problem(loc.server, old, spec.pg_version, [b.pg_major for b in backup.list_backups(s3, loc)],
                           backup.newest_wal(s3, loc) is not None)
 
@@ -388,14 +397,16 @@ def _on_primary_volume(prepared: Prepared, script: str, what: str, *, pid: str |
 
 def _on_volume(prepared: Prepared, node: str, script: str, what: str, *, pid: str | None = None,
                socket: bool = False) -> str:
-    """`script` in a throwaway container of the upgrade image on the node's volumes (the node is stopped, or
-    `pid` shares its processes): its stdout."""
-    spec = prepared.lab.lab_spec
+    """`script` in a throwaway container on the node's volumes, on its engine (the node is stopped, or `pid`
+    shares its processes): its stdout. The primary's runs the upgrade image, the others their own old image."""
+    spec = prepared.spec
     volumes = _volumes(spec, node)
     if socket:
         volumes.append((contract.volume(spec.cluster, node, "socket"), str(contract.SOCKET_DIR), "rw"))
-    return docker.call(what, docker.client().run, prepared.upgrade_image, ["-c", script], entrypoint="sh",
-                       user="postgres", volumes=volumes, remove=True, pid=pid) or ""
+    image = prepared.upgrade_image if node == prepared.primary else prepared.old_images[node]
+    client = prepared.place.running.target(node).client
+    return docker.call(what, client.run, image, ["-c", script], entrypoint="sh", user="postgres", volumes=volumes,
+                       remove=True, pid=pid) or ""
 
 
 def _checkpoints(prepared: Prepared) -> dict[str, str | None]:
@@ -414,18 +425,18 @@ def _checkpoints(prepared: Prepared) -> dict[str, str | None]:
 def _rsync_standby(prepared: Prepared, node: str) -> None:
     """One standby to the new major by rsync --hard-links from the primary (upgrade_sync in the agent): its
     sshd alone in a one-off container of its new image at its own address, the primary's rsync in another."""
-    the_lab, spec = prepared.lab, prepared.lab.lab_spec
+    place = prepared.place
     _on_volume(prepared, node, receive_script(), f"setting {node}'s old data directory aside")
-    receiver = f"{the_lab.container(node)}-upgrade-sshd"
-    client = docker.client()
+    receiver = f"{prepared.container(node)}-upgrade-sshd"
+    client = place.running.target(node).client
     if client.container.exists(receiver):
         client.container.remove(receiver, force=True)
-    docker.call(f"starting {node}'s sshd", the_lab.compose(node).compose.run, contract.NODE_SERVICE,
+    docker.call(f"starting {node}'s sshd", place.compose(node).compose.run, contract.NODE_SERVICE,
                 [contract.AGENT_SSHD], detach=True, name=receiver, tty=False, dependencies=False)
     try:
-        docker.call(f"rsync from {prepared.primary} to {node}", the_lab.compose(prepared.primary).compose.run,
-                    contract.NODE_SERVICE, [contract.AGENT_UPGRADE_PUSH, spec.member(node).address],
-                    name=f"{the_lab.container(prepared.primary)}-upgrade-push", remove=True, tty=False,
+        docker.call(f"rsync from {prepared.primary} to {node}", place.compose(prepared.primary).compose.run,
+                    contract.NODE_SERVICE, [contract.AGENT_UPGRADE_PUSH, prepared.spec.member(node).address],
+                    name=f"{prepared.container(prepared.primary)}-upgrade-push", remove=True, tty=False,
                     dependencies=False)
     finally:
         client.container.remove(receiver, force=True)
@@ -454,7 +465,7 @@ def _standbys(prepared: Prepared, checkpoints: dict[str, str | None], journal: J
 def check(prepared: Prepared, progress: Progress) -> list[str]:
     """`pg_upgrade --check --link` against the live primary, free space beside PGDATA, the expected write
     downtime: lines to print. Raises when pg_upgrade finds a problem or the space is short."""
-    container = prepared.lab.container(prepared.primary)
+    container = prepared.container(prepared.primary)
     progress(f"pg_upgrade --check --{prepared.method} on the live primary {prepared.primary} "
              f"({prepared.old} → {prepared.new})")
     started = time.monotonic()
@@ -474,14 +485,13 @@ def check(prepared: Prepared, progress: Progress) -> list[str]:
 
 
 def _stop(prepared: Prepared, node: str) -> None:
-    client = docker.client()
-    name = prepared.lab.container(node)
-    docker.call(f"stopping {name}", client.container.stop, name, time=120)
+    target = prepared.place.running.target(node)
+    docker.call(f"stopping {target.container}", target.client.container.stop, target.container, time=120)
 
 
 def _start(prepared: Prepared, node: str) -> None:
-    name = prepared.lab.container(node)
-    docker.call(f"starting {name}", docker.client().container.start, name)
+    target = prepared.place.running.target(node)
+    docker.call(f"starting {target.container}", target.client.container.start, target.container)
 
 
 def _catch_up(prepared: Prepared, progress: Progress) -> None:
@@ -525,14 +535,14 @@ def _rollback(prepared: Prepared, step: str, stopped: list[str], journal: Journa
         for node in stopped:
             progress(f"rollback: starting {node} on PostgreSQL {prepared.old}")
             _start(prepared, node)
-        prepared.lab.running.wait_healthy(timeout=300, progress=progress)
+        prepared.place.running.wait_healthy(timeout=300, progress=progress)
     journal.flush(prepared.place.running.target(prepared.primary))
 
 
 def upgrade(prepared: Prepared, progress: Progress) -> float:
     """The upgrade; returns the write downtime in seconds. Raises PgdockError (one line) on failure, after
     rolling back when the failure came before the point of no return."""
-    lab, running = prepared.lab, prepared.place.running
+    running = prepared.place.running
     spec = running.spec
     journal = Journal(progress)
     others = [n.name for n in spec.members if n.name != prepared.primary]
@@ -540,7 +550,7 @@ def upgrade(prepared: Prepared, progress: Progress) -> float:
     step = "images"
     journal.step(step, f"upgrade image {prepared.upgrade_image}; PostgreSQL {prepared.old} → {prepared.new}")
     try:
-        tags = images.build_all(spec, lab.repo, progress=progress)
+        tags = _images(prepared, progress)
         step = "pause"
         maintenance.apply(running, maintenance.prepare(running, pause=True), pause=True, progress=progress)
         journal.step(step, "automatic failover paused on every member")
@@ -576,7 +586,8 @@ def upgrade(prepared: Prepared, progress: Progress) -> float:
         if step == "images":
             raise PgdockError(f"upgrade failed at {step}, nothing changed: {exc}") from None
         raise PgdockError(f"upgrade failed at {step}, rolled back: the cluster runs PostgreSQL {prepared.old} "
-                          f"again, still paused (`pgdock-gen resume --lab` re-arms failover): {exc}") from None
+                          f"again, still paused (`pgdock-gen resume{prepared.lab_flag}` re-arms failover): {exc}"
+                          ) from None
     try:
         step = "swap"
         _on_primary_volume(prepared, swap_script(), f"swapping {prepared.primary}'s data directories")
@@ -611,7 +622,7 @@ def upgrade(prepared: Prepared, progress: Progress) -> float:
         journal.step(step, "automatic failover resumed")
         if spec.backup:
             step = "backup"
-            report = backup.run_on_primary(running, progress, prepared.lab.repo / "secrets")
+            report = backup.run_on_primary(running, progress, prepared.place.repo / "secrets")
             journal.step(step, f"first base backup of PostgreSQL {prepared.new}: {report.splitlines()[-1]}")
         journal.flush(target)
         _event(target, contract.EVENT_UPGRADE, json.dumps(
@@ -632,21 +643,28 @@ def _recreate(prepared: Prepared, tags: dict[str, str], others: list[str], kept:
     """The primary's container on the new images (config carrier installed anew: the new major's render), the
     standbys brought over by rsync (`kept`) likewise, then every other member from scratch: volumes removed,
     config and secrets installed, started."""
-    from . import lab as labs
-
-    the_lab, client = prepared.lab, docker.client()
+    place = prepared.place
     rebuilt = [node for node in others if node not in kept]
     for node in rebuilt:
-        labs.remove_node(the_lab, node, remove_volumes=True, progress=progress)
+        place.remove(node, remove_volumes=True, progress=progress)
     for node in [prepared.primary, *kept]:
-        progress(f"recreating {the_lab.container(node)} on {the_lab.lab_spec.pg_version}'s images, data kept")
-        labs.install_node(the_lab, client, node, tags[node])
-        labs.recreate_node(the_lab, node)
+        progress(f"recreating {prepared.container(node)} on PostgreSQL {prepared.new}'s images, data kept")
+        place.reinstall(node, tags[node], progress)
     for node in rebuilt:
-        what = "a new witness" if the_lab.lab_spec.member(node).witness else "it clones the upgraded primary"
-        progress(f"starting {the_lab.container(node)} anew: {what}")
-        labs.install_node(the_lab, client, node, tags[node])
-        docker.call(f"starting {node}", the_lab.compose(node).compose.up, detach=True, quiet=True)
+        what = "a new witness" if prepared.spec.member(node).witness else "it clones the upgraded primary"
+        progress(f"starting {prepared.container(node)} anew: {what}")
+        place.reinstall(node, tags[node], progress)
+
+
+def _images(prepared: Prepared, progress: Progress) -> dict[str, str]:
+    """The new major's base, backup and config images built here and sent to every member's engine (before
+    anything stops: the standbys' one-off sshd runs the new base image); each node's config carrier."""
+    spec, repo = prepared.spec, prepared.place.repo
+    tags = images.build_all(spec, repo, progress=progress)
+    for node in spec.members:
+        wanted = [tags["base"], tags[node.name]] + ([tags["backup"]] if spec.backup and not node.witness else [])
+        ship.ship(prepared.place.running.target(node.name).client, wanted, node=node.name, progress=progress)
+    return tags
 
 
 def _analyze(prepared: Prepared) -> None:
@@ -660,9 +678,7 @@ def _analyze(prepared: Prepared) -> None:
 
 def finish(spec_path: Path, spec: Spec, *, in_lab: bool, progress: Progress) -> list[str]:
     """Deletes the old major's data directory (and pg_upgrade's work folder) on every data node that has one."""
-    if not in_lab:
-        raise UsageError(PRODUCTION_REFUSED)
-    place = maintenance.place(spec_path, spec, True)
+    place = maintenance.place(spec_path, spec, in_lab)
     running, notes = place.running, []
     for node in running.spec.nodes:
         target = running.target(node.name)

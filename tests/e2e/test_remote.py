@@ -3,7 +3,8 @@
 The "server" is a container running sshd and dockerd (remote_host.py), on its own
 network. Its engine starts empty, like a fresh server: `push` must stream every
 image to it through `docker save | ssh | docker load`. r1 runs on this machine's
-engine at the network's gateway address, so the cluster spans two engines.
+engine at the network's gateway address, so the cluster spans two engines. It runs PostgreSQL 15 until the
+last test upgrades it to 17 through the contexts.
 """
 
 from __future__ import annotations
@@ -130,3 +131,27 @@ def test_day2_pause_resume_and_restart_through_the_contexts(repo: Path) -> None:
     assert sql(loaded, "r2", "SELECT pg_postmaster_start_time()") != started
     rows = {r.name: r for r in cluster.Running(loaded, False).status()}
     assert rows["r1"].role == "primary" and rows["r2"].role == "standby" and rows["r2"].upstream == "r1", rows
+
+
+def test_major_upgrade_through_the_contexts(repo: Path) -> None:
+    """Issue 13 on servers: 15 → 17 with the new images sent through each node's context, the upgrade image on
+    the primary's engine, and the standby on the other engine brought over by rsync --hard-links over its own
+    sshd (no new clone); the rows written before are on both, the standby streams, --finish cleans up."""
+    loaded = spec.load(repo / "cluster.yaml")
+    sql(loaded, "r1", "INSERT INTO crossed VALUES ('before the upgrade')")
+    spec_path = repo / "cluster.yaml"
+    spec_path.write_text(spec_path.read_text().replace("version: 15", "version: 17"))
+    assert pgdock(repo, "render", "--force").returncode == 0
+    checked = pgdock(repo, "upgrade", "--check")
+    assert checked.returncode == 0 and "compatible" in checked.stdout, checked.stderr[-3000:]
+    result = pgdock(repo, "upgrade", "--yes")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "r2: rsync --hard-links from r1" in result.stderr, result.stderr[-3000:]
+    upgraded = spec.load(repo / "cluster.yaml")
+    for node in ("r1", "r2"):
+        assert int(sql(upgraded, node, "SHOW server_version_num")) // 10000 == 17
+    wait_until(lambda: sql(upgraded, "r2", "SELECT count(*) FROM crossed") == "2", 60, "both rows on r2")
+    rows = {r.name: r for r in cluster.Running(upgraded, False).status()}
+    assert rows["r1"].role == "primary" and rows["r2"].role == "standby" and rows["r2"].upstream == "r1", rows
+    finished = pgdock(repo, "upgrade", "--finish")
+    assert finished.returncode == 0 and "r2: deleted" in finished.stdout, finished.stdout
