@@ -36,9 +36,9 @@ def table() -> str:
     where = "; ".join(f"{n} cores, Docker Engine {v}" for n, v in sorted(machines, key=str))
     return (f"Numbers from `bench/` ({where}); the e2e suite may have been running on the same engine "
             "at the time, so timings are upper bounds. Raw samples and machine info are in "
-            "`bench/results/*.json`; rerun with `python bench/run.py` (about 65 minutes: a cold base-image "
+            "`bench/results/*.json`; rerun with `python bench/run.py` (about 70 minutes: a cold base-image "
             "build and a debootstrap need the Debian mirror; failover runs 20 drills, proxy 5 kills, backup loads "
-            "~1 GB). "
+            "~1 GB, upgrade two 1 GB clusters). "
             "The \"published\" column quotes the anchors' own documented defaults and test limits from "
             "`../shared/research/anchors-ha.md` (\"Numbers to beat\"), not measurements on this machine.\n\n"
             + "\n".join(lines) + "\n")
