@@ -179,8 +179,11 @@ def plan(spec: Spec, repo: Path, node: Node, *, version: str | None, force: bool
 
 
 def deploy_node(spec: Spec, repo: Path, node: Node, *, version: str | None = None, force: bool = False,
-                allow_restart: bool = False, registry: str | None = None, progress: Progress = print) -> list[str]:
-    """Deploys one node; returns the settings left waiting for a restart (empty when all applied)."""
+                allow_restart: bool = False, registry: str | None = None, wait: bool = True,
+                progress: Progress = print) -> list[str]:
+    """Deploys one node; returns the settings left waiting for a restart (empty when all applied). With `wait`,
+    returns once its PostgreSQL answers (a new standby may first clone for long: callers that watch the whole
+    cluster anyway pass False)."""
     the_plan = plan(spec, repo, node, version=version, force=force)
     client = docker.client(node.context)
     target = Target(node, node.context, contract.container(spec.cluster, node.name))
@@ -199,7 +202,7 @@ def deploy_node(spec: Spec, repo: Path, node: Node, *, version: str | None = Non
     with lock.held(client, spec.cluster, node.name, names.base, force=force, progress=progress):
         plan(spec, repo, node, version=version, force=force)  # again: another deploy may have finished meanwhile
         pending = _apply(spec, repo, node, target, carrier, the_version, allow_restart=allow_restart,
-                         progress=progress)
+                         wait=wait, progress=progress)
         _record(target, {"version": the_version, "config": the_plan.config, "spec": spec_hash(repo),
                          "compose": compose_hash(repo, node), "time": datetime.now(UTC).isoformat(timespec="seconds"),
                          "operator": lock.operator(), "rollback": version is not None, "pending_restart": pending})
@@ -208,7 +211,7 @@ def deploy_node(spec: Spec, repo: Path, node: Node, *, version: str | None = Non
 
 
 def _apply(spec: Spec, repo: Path, node: Node, target: Target, carrier: str, the_version: str, *,
-           allow_restart: bool, progress: Progress) -> list[str]:
+           allow_restart: bool, wait: bool, progress: Progress) -> list[str]:
     """Config, secrets, then start, reload or restart (under the node's deploy lock); returns what waits for
     a restart."""
     client = target.client
@@ -233,7 +236,8 @@ def _apply(spec: Spec, repo: Path, node: Node, target: Target, carrier: str, the
                 _compose_up(spec, repo, node)
             restart(spec, target, progress)
             pending = []
-    _wait_running(target)
+    if wait:
+        _wait_running(target)
     return pending
 
 

@@ -122,8 +122,9 @@ class Place:
         return deploy.node_compose(self.running.spec, self.repo, self.running.spec.member(node))
 
     def reinstall(self, node: str, carrier: str, progress: Progress) -> None:
-        """The node on what the repo renders now: config carrier `carrier` installed, secrets delivered, its
-        container (re)created on the images its compose file names (data kept, unless removed before)."""
+        """The node on what the repo renders now: config carrier `carrier` (built from the repo: a deploy on
+        servers builds the same one) installed, secrets delivered, its container (re)created on the images its
+        compose file names (data kept, unless removed before); returns without waiting for it to be healthy."""
         if self.lab:
             from . import lab
 
@@ -132,7 +133,8 @@ class Place:
             return
         from . import deploy
 
-        deploy.deploy_node(self.running.spec, self.repo, self.running.spec.member(node), progress=progress)
+        deploy.deploy_node(self.running.spec, self.repo, self.running.spec.member(node), wait=False,
+                           progress=progress)
 
     def remove(self, node: str, *, remove_volumes: bool, progress: Progress) -> None:
         if self.lab:

@@ -39,11 +39,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import backup, cluster, contract, docker, images, lock, maintenance, ship
 from .cluster import NodeStatus, Target
 from .errors import PgdockError, UsageError
 from .spec import Spec
+
+if TYPE_CHECKING:
+    from python_on_whales import DockerClient
 
 Progress = Callable[[str], None]
 
@@ -127,14 +131,17 @@ def space_problem(free: int, data: int, method: str = "link") -> str | None:
     return None
 
 
-def standby_method(method: str, primary_checkpoint: str | None, standby_checkpoint: str | None) -> tuple[str, str]:
+def standby_method(method: str, primary_checkpoint: str | None, standby_checkpoint: str | None,
+                   tablespaces: int = 0) -> tuple[str, str]:
     """How a standby comes to the new major, with the reason: `rsync` (pg_upgrade's documented rsync
     --hard-links: only the new catalogs travel, the data files are linked to the standby's own copies) when the
     primary's files were linked and the standby's last checkpoint is the primary's shutdown checkpoint (it
     replayed everything the old primary wrote: same files, same sizes); `clone` (a new standby from the
-    upgraded primary) otherwise."""
+    upgraded primary) otherwise, and with tablespaces (the rsync covers the data directory only)."""
     if method != "link":
         return "clone", f"pg_upgrade --{method} gave the primary new files: rsync would send all of them"
+    if tablespaces:
+        return "clone", f"the primary has {tablespaces} tablespace(s) outside the data directory"
     if standby_checkpoint is None:
         return "clone", "its control data could not be read"
     if primary_checkpoint != standby_checkpoint:
@@ -215,9 +222,12 @@ def upgrade_script(old: int, new: int, method: str = "link") -> str:
     return f"set -e; {_initdb(new, str(contract.UPGRADE_NEW))}; {_pg_upgrade(old, new, method)}"
 
 
-def checkpoint_script(old: int) -> str:
-    """The data directory's last checkpoint (a standby's last restartpoint), as the old major records it."""
-    return (f"{_bin(old)}/pg_controldata -D {contract.PGDATA} | sed -n 's/^Latest checkpoint location: *//p'")
+def checkpoint_script(old: int, state: str = str(STATE)) -> str:
+    """The data directory's last checkpoint (a standby's last restartpoint) as the old major records it, and how
+    many tablespaces it has: `LSN COUNT`."""
+    data = shlex.quote(f"{state}/data")
+    return (f"echo \"$({_bin(old)}/pg_controldata -D {data} | sed -n 's/^Latest checkpoint location: *//p') "
+            f"$(ls {data}/pg_tblspc | wc -l)\"")
 
 
 def receive_script(state: str = str(STATE)) -> str:
@@ -410,16 +420,16 @@ def _on_volume(prepared: Prepared, node: str, script: str, what: str, *, pid: st
                        remove=True, pid=pid) or ""
 
 
-def _checkpoints(prepared: Prepared) -> dict[str, str | None]:
-    """Every stopped data node's last checkpoint (None where it could not be read)."""
-    found: dict[str, str | None] = {}
+def _checkpoints(prepared: Prepared) -> dict[str, tuple[str | None, int]]:
+    """Every stopped data node's last checkpoint (None where it could not be read) and tablespace count."""
+    found: dict[str, tuple[str | None, int]] = {}
     for node in prepared.place.running.spec.nodes:
         try:
-            out = _on_volume(prepared, node.name, checkpoint_script(prepared.old),
-                             f"reading {node.name}'s control data").strip()
-        except PgdockError:
-            out = ""
-        found[node.name] = out or None
+            lsn, count = _on_volume(prepared, node.name, checkpoint_script(prepared.old),
+                                    f"reading {node.name}'s control data").split()
+            found[node.name] = (lsn, int(count))
+        except (PgdockError, ValueError):
+            found[node.name] = (None, 0)
     return found
 
 
@@ -429,26 +439,32 @@ def _rsync_standby(prepared: Prepared, node: str) -> None:
     place = prepared.place
     _on_volume(prepared, node, receive_script(), f"setting {node}'s old data directory aside")
     receiver = f"{prepared.container(node)}-upgrade-sshd"
-    client = place.running.target(node).client
-    if client.container.exists(receiver):
-        client.container.remove(receiver, force=True)
+    client, pusher = place.running.target(node).client, f"{prepared.container(prepared.primary)}-upgrade-push"
+    for one_off, on in ((receiver, client), (pusher, place.running.target(prepared.primary).client)):
+        _remove_one_off(on, one_off)  # left by an interrupted run
     docker.call(f"starting {node}'s sshd", place.compose(node).compose.run, contract.NODE_SERVICE,
                 [contract.AGENT_SSHD], detach=True, name=receiver, tty=False, dependencies=False)
     try:
         docker.call(f"rsync from {prepared.primary} to {node}", place.compose(prepared.primary).compose.run,
                     contract.NODE_SERVICE, [contract.AGENT_UPGRADE_PUSH, prepared.spec.member(node).address],
-                    name=f"{prepared.container(prepared.primary)}-upgrade-push", remove=True, tty=False,
+                    name=pusher, remove=True, tty=False,
                     dependencies=False)
     finally:
-        client.container.remove(receiver, force=True)
+        _remove_one_off(client, receiver)
     _on_volume(prepared, node, received_script(), f"making {node}'s new data directory a standby")
 
 
-def _standbys(prepared: Prepared, checkpoints: dict[str, str | None], journal: Journal) -> list[str]:
+def _remove_one_off(client: DockerClient, name: str) -> None:
+    if docker.call(f"looking for {name}", client.container.exists, name):
+        docker.call(f"removing {name}", client.container.remove, name, force=True)
+
+
+def _standbys(prepared: Prepared, checkpoints: dict[str, tuple[str | None, int]], journal: Journal) -> list[str]:
     """Brings each standby over by rsync where standby_method allows it; the ones kept (not to be cloned)."""
     kept = []
+    primary, tablespaces = checkpoints.get(prepared.primary, (None, 0))
     for node in (r.name for r in prepared.rows if r.role == "standby"):
-        how, why = standby_method(prepared.method, checkpoints.get(prepared.primary), checkpoints.get(node))
+        how, why = standby_method(prepared.method, primary, checkpoints.get(node, (None, 0))[0], tablespaces)
         if how == "rsync":
             try:
                 began = time.monotonic()
@@ -464,7 +480,7 @@ def _standbys(prepared: Prepared, checkpoints: dict[str, str | None], journal: J
 
 
 def check(prepared: Prepared, progress: Progress) -> list[str]:
-    """`pg_upgrade --check --link` against the live primary, free space beside PGDATA, the expected write
+    """`pg_upgrade --check` against the live primary, free space beside PGDATA, the expected write
     downtime: lines to print. Raises when pg_upgrade finds a problem or the space is short."""
     container = prepared.container(prepared.primary)
     progress(f"pg_upgrade --check --{prepared.method} on the live primary {prepared.primary} "
@@ -605,8 +621,7 @@ def upgrade(prepared: Prepared, progress: Progress) -> float:
                            f"first start of PostgreSQL {prepared.new} on {prepared.primary}")
         journal.step(step, "repmgr extension updated, standby slots created, other members set inactive")
         step = "recreate"
-        _recreate(prepared, tags, others, kept, progress)
-        writable_at = _wait_writable(prepared)
+        writable_at = _recreate(prepared, tags, others, kept, progress)
         downtime = writable_at - stopped_at
         journal.step(step, f"{prepared.primary} takes writes on PostgreSQL {prepared.new} after {downtime:.1f} s")
         journal.flush(running.target(prepared.primary))
@@ -640,21 +655,25 @@ def upgrade(prepared: Prepared, progress: Progress) -> float:
 
 
 def _recreate(prepared: Prepared, tags: dict[str, str], others: list[str], kept: list[str],
-              progress: Progress) -> None:
-    """The primary's container on the new images (config carrier installed anew: the new major's render), the
-    standbys brought over by rsync (`kept`) likewise, then every other member from scratch: volumes removed,
-    config and secrets installed, started."""
+              progress: Progress) -> float:
+    """The primary's container on the new images (config carrier installed anew: the new major's render), then
+    the standbys brought over by rsync (`kept`) likewise, then every other member from scratch: volumes removed,
+    config and secrets installed, started. Returns the moment the primary took writes (before the others)."""
     place = prepared.place
     rebuilt = [node for node in others if node not in kept]
     for node in rebuilt:
         place.remove(node, remove_volumes=True, progress=progress)
-    for node in [prepared.primary, *kept]:
+    progress(f"recreating {prepared.container(prepared.primary)} on PostgreSQL {prepared.new}'s images, data kept")
+    place.reinstall(prepared.primary, tags[prepared.primary], progress)
+    writable_at = _wait_writable(prepared)
+    for node in kept:
         progress(f"recreating {prepared.container(node)} on PostgreSQL {prepared.new}'s images, data kept")
         place.reinstall(node, tags[node], progress)
     for node in rebuilt:
         what = "a new witness" if prepared.spec.member(node).witness else "it clones the upgraded primary"
         progress(f"starting {prepared.container(node)} anew: {what}")
         place.reinstall(node, tags[node], progress)
+    return writable_at
 
 
 def _images(prepared: Prepared, progress: Progress) -> dict[str, str]:

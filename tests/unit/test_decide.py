@@ -344,3 +344,22 @@ def test_the_configured_priority_is_read_from_repmgr_conf(tmp_path, monkeypatch:
     assert priority.configured() is None  # unreadable: nothing is written
     conf.write_text("node_id=2\nnode_name='n2'\npriority=90\nlocation='dc1'\n")
     assert priority.configured() == 90
+
+
+@pytest.mark.parametrize(("kind", "active", "expected", "step"), [
+    ("standby", True, "standby", None),
+    ("primary", True, "primary", None),
+    ("witness", True, "witness", None),
+    (None, False, "standby", "standby-register"),  # a restored copy or a new clone: no record of its own
+    ("standby", False, "standby", "standby-register"),  # set inactive by a major upgrade that rsynced it
+    ("primary", True, "standby", "standby-follow"),  # a rejoin whose metadata update failed
+    ("primary", False, "standby", "standby-follow"),  # ... after repmgr marked the failed primary inactive
+    ("standby", True, "primary", "primary-register"),  # promoted without the record changing
+    ("primary", False, "primary", "primary-register"),
+    ("witness", False, "witness", "witness-register"),
+    (None, False, "witness", "witness-register"),
+])
+def test_registration_step(kind: str | None, active: bool, expected: str, step: str | None) -> None:
+    from pgdock_agent.decide import registration_step
+
+    assert registration_step(kind, active, expected) == step

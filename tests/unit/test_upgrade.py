@@ -138,6 +138,12 @@ def test_standby_method(method: str, primary: str | None, standby: str | None, h
     assert found[0] == how and why in found[1]
 
 
+def test_no_rsync_with_tablespaces() -> None:
+    """The rsync covers the data directory only: tablespaces (symlinks in pg_tblspc) would be left behind."""
+    assert upgrade.standby_method("link", "0/5000028", "0/5000028", 1) == (
+        "clone", "the primary has 1 tablespace(s) outside the data directory")
+
+
 def test_receive_and_received_scripts_keep_the_standby_a_standby(tmp_path: Path) -> None:
     """Before rsync the standby's data directory becomes data.old with its replication settings kept aside;
     after rsync (which brings the primary's new directory, without them) they are back, with standby.signal."""

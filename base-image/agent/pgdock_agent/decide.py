@@ -402,3 +402,16 @@ def election_priority(configured: int, monitoring: bool) -> int:
     wait for the old primary for ever (repmgrd elects only when it loses a primary it saw up). Priority 0 keeps a
     node without a working repmgrd out of the choice, so another standby is elected."""
     return configured if monitoring else 0
+
+
+def registration_step(kind: str | None, active: bool, expected: str) -> str | None:
+    """What makes repmgr's record of this node say what the node is (`expected`: primary, standby, witness),
+    from the record's type (`kind`, None without one) and whether it is active; None when it already does.
+    repmgrd refuses to run on a wrong record, and repmgr's election counts only active ones. A record set
+    inactive (a major upgrade does so while it rebuilds the standbys) is registered again; a standby recorded
+    as primary (a rejoin whose metadata update failed) follows, which also rewrites its slot."""
+    if kind == expected and active:
+        return None
+    if expected in ("primary", "witness"):
+        return f"{expected}-register"
+    return "standby-follow" if kind not in (None, expected) else "standby-register"

@@ -40,3 +40,10 @@ def set_status(text: str) -> None:
 
 def password(role: str) -> str:
     return (SECRETS / contract.SECRET_PASSWORDS / role).read_text().strip()
+
+
+def sshd_command() -> list[str]:
+    """This node's sshd (switchover, rejoin, a major upgrade's rsync): in the foreground, on its own address and
+    port only (members may share a server, each with its own address)."""
+    return ["/usr/sbin/sshd", "-D", "-e", "-p", env(contract.ENV_SSH_PORT),
+            "-o", f"ListenAddress={env(contract.ENV_ADDRESS)}"]

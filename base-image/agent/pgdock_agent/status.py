@@ -141,17 +141,18 @@ def health() -> int:
     return ready.returncode
 
 
-def registration() -> str | None:
-    """The type (primary, standby, witness) of this node's repmgr record, when the record describes this
-    node (a restored database carries the source's records) and is active; None without one. An inactive
-    record (a major upgrade sets the standbys' so while they are rebuilt) is registered again."""
+def registration() -> tuple[str | None, bool]:
+    """The type (primary, standby, witness) of this node's repmgr record and whether it is active, when the
+    record describes this node (a restored database carries the source's records); (None, False) without one."""
     try:
         with local_conn("repmgr", "repmgr") as conn:
-            row = conn.execute("SELECT type, conninfo FROM repmgr.nodes WHERE node_id = %s AND active",
+            row = conn.execute("SELECT type, conninfo, active FROM repmgr.nodes WHERE node_id = %s",
                                (int(env(contract.ENV_NODE_ID)),)).fetchone()
     except psycopg.Error:
-        return None
-    return row[0] if row is not None and f"host={env(contract.ENV_ADDRESS)} " in row[1] else None
+        return None, False
+    if row is None or f"host={env(contract.ENV_ADDRESS)} " not in row[1]:
+        return None, False
+    return row[0], bool(row[2])
 
 
 def expected_registration() -> str:
@@ -162,4 +163,5 @@ def expected_registration() -> str:
 
 def registered() -> bool:
     """repmgr's record of this node says what the node is (repmgrd refuses to run otherwise)."""
-    return registration() == expected_registration()
+    kind, active = registration()
+    return active and kind == expected_registration()

@@ -23,7 +23,7 @@ import psycopg
 from . import api, archive, bootstrap, contract, decide, events, pooler, postgres, priority, promote, restore_wal
 from .decide import Act, Action
 from .files import install_secrets
-from .node import RUN, env, log, set_status
+from .node import RUN, env, log, set_status, sshd_command
 from .peers import Prober, peers
 from .rejoin import primary_node_id, rejoin
 from .status import expected_registration, monitoring, registration, repmgrd_running
@@ -47,6 +47,9 @@ PAUSE_CHECK_SECONDS = 5.0
 """How often a paused node (contract.PAUSED) checks that repmgrd is still paused (a restart or a clone, or a
 switchover's `--repmgrd-force-unpause`, loses or lifts repmgr's own pause)."""
 REINIT = Path(contract.REINIT)
+REGISTRATION_CHECK_SECONDS = 30.0
+"""How often a registered node reads its repmgr record again: a standby a major upgrade brought over by rsync
+starts on a copy of the catalog that still calls it active, and replays its record's deactivation later."""
 PRIORITY_CHECK_SECONDS = 2.0
 """How often a standby checks that its election priority matches its repmgrd's state (decide.election_priority):
 a repmgrd that stopped monitoring is out of the election within this, plus a write on the primary."""
@@ -75,6 +78,7 @@ class Supervisor:
         self.members: tuple[float, int | None] = (0.0, None)
         self.system_id: int | None = None
         self.is_registered = False
+        self.registration_checked = 0.0
         self.fenced_at: float | None = None
         self.slots_checked = 0.0
         self.pause_checked = 0.0
@@ -244,25 +248,28 @@ class Supervisor:
         """Makes repmgr's record of this node say what it is; repmgrd starts only then. A restored copy or a
         new witness has no record yet; a rejoin whose metadata update failed (the primary was restarting)
         leaves a standby recorded as primary, without its slot: `standby follow` rewrites both."""
-        if self.is_registered or not postgres.running() or bootstrap.BOOTSTRAPPING.exists():
+        if not postgres.running() or bootstrap.BOOTSTRAPPING.exists() or (
+                self.is_registered and time.monotonic() - self.registration_checked < REGISTRATION_CHECK_SECONDS):
             return
-        kind, expected = registration(), expected_registration()
-        if kind == expected:
-            self.is_registered = True
+        self.registration_checked = time.monotonic()
+        (kind, active), expected = registration(), expected_registration()
+        step = decide.registration_step(kind, active, expected)
+        self.is_registered = step is None
+        if step is None:
             return
-        if expected == "primary":
+        if step == "primary-register":
             postgres.repmgr("primary", "register", "--force")
             return
         found = self.prober.primary()
         if found is None:
             set_status(f"waiting for a primary to register this {expected} with")
             return
-        if expected == "witness":
+        if step == "witness-register":
             bootstrap.register_witness(found[0])
             return
         upstream = primary_node_id(found[0])
         if upstream is not None:
-            action = ("standby", "register", "--force") if kind is None else ("standby", "follow")
+            action = ("standby", "follow") if step == "standby-follow" else ("standby", "register", "--force")
             postgres.repmgr(*action, f"--upstream-node-id={upstream}", check=False)
 
     def keep_paused(self) -> None:
@@ -316,8 +323,7 @@ class Supervisor:
 
     def ensure_daemons(self) -> None:
         if self.sshd is None or self.sshd.poll() is not None:
-            self.sshd = subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-p", env(contract.ENV_SSH_PORT),
-                                          "-o", f"ListenAddress={env(contract.ENV_ADDRESS)}"])
+            self.sshd = subprocess.Popen(sshd_command())
         repmgrd_alive = self.repmgrd is not None and self.repmgrd.poll() is None
         if repmgrd_alive or time.monotonic() - self.repmgrd_started < REPMGRD_RESTART_SECONDS:
             return

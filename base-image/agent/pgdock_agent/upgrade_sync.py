@@ -18,7 +18,7 @@ from typing import NoReturn
 
 from . import contract
 from .files import install_secrets
-from .node import env, log
+from .node import log, sshd_command
 from .peers import peers
 from .postgres import as_postgres
 
@@ -28,7 +28,8 @@ SSHD_WAIT_SECONDS = 60
 def serve_ssh() -> NoReturn:
     """The standby's end: the node's sshd alone (no PostgreSQL), in the foreground until stopped."""
     install_secrets()
-    os.execv("/usr/sbin/sshd", ["/usr/sbin/sshd", "-D", "-e", "-p", env(contract.ENV_SSH_PORT)])
+    command = sshd_command()
+    os.execv(command[0], command)
 
 
 def push(addresses: list[str]) -> int:
