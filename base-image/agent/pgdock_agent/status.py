@@ -141,15 +141,16 @@ def health() -> int:
     return ready.returncode
 
 
-def registration() -> tuple[str | None, bool]:
+def registration() -> tuple[str | None, bool] | None:
     """The type (primary, standby, witness) of this node's repmgr record and whether it is active, when the
-    record describes this node (a restored database carries the source's records); (None, False) without one."""
+    record describes this node (a restored database carries the source's records); (None, False) without one;
+    None when PostgreSQL did not answer (nothing is known)."""
     try:
         with local_conn("repmgr", "repmgr") as conn:
             row = conn.execute("SELECT type, conninfo, active FROM repmgr.nodes WHERE node_id = %s",
                                (int(env(contract.ENV_NODE_ID)),)).fetchone()
     except psycopg.Error:
-        return None, False
+        return None
     if row is None or f"host={env(contract.ENV_ADDRESS)} " not in row[1]:
         return None, False
     return row[0], bool(row[2])
@@ -163,5 +164,4 @@ def expected_registration() -> str:
 
 def registered() -> bool:
     """repmgr's record of this node says what the node is (repmgrd refuses to run otherwise)."""
-    kind, active = registration()
-    return active and kind == expected_registration()
+    return registration() == (expected_registration(), True)

@@ -251,9 +251,12 @@ class Supervisor:
         if not postgres.running() or bootstrap.BOOTSTRAPPING.exists() or (
                 self.is_registered and time.monotonic() - self.registration_checked < REGISTRATION_CHECK_SECONDS):
             return
+        record = registration()
+        if record is None:
+            return  # PostgreSQL did not answer: try again on the next tick
         self.registration_checked = time.monotonic()
-        (kind, active), expected = registration(), expected_registration()
-        step = decide.registration_step(kind, active, expected)
+        expected = expected_registration()
+        step = decide.registration_step(*record, expected)
         self.is_registered = step is None
         if step is None:
             return
