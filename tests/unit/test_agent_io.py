@@ -10,6 +10,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import psycopg
 import pytest
 from pgdock_agent import contract, decide, events, peers, promote, supervisor
 
@@ -456,3 +457,21 @@ def test_upstream_host_is_read_from_postgresql_auto_conf(tmp_path: Path, text: s
     auto_conf.write_text(text)
     assert postgres.upstream_host(auto_conf) == host
     assert postgres.upstream_host(tmp_path / "missing.conf") is None
+
+
+@pytest.mark.parametrize(("error", "record"), [
+    # a new witness before `witness register`: repmgr's extension is not there, so it has no record: register
+    (psycopg.errors.UndefinedTable("relation \"repmgr.nodes\" does not exist"), (None, False)),
+    # PostgreSQL did not answer: nothing is known, the agent asks again on its next tick
+    (psycopg.OperationalError("connection refused"), None),
+])
+def test_registration_tells_no_record_from_no_answer(monkeypatch: pytest.MonkeyPatch, error: Exception,
+                                                     record: tuple | None) -> None:
+    from pgdock_agent import status
+
+    def failing(*args: object, **kwargs: object):
+        raise error
+
+    monkeypatch.setenv(contract.ENV_NODE_ID, "3")
+    monkeypatch.setattr(status, "local_conn", failing)
+    assert status.registration() == record

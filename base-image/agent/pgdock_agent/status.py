@@ -143,12 +143,14 @@ def health() -> int:
 
 def registration() -> tuple[str | None, bool] | None:
     """The type (primary, standby, witness) of this node's repmgr record and whether it is active, when the
-    record describes this node (a restored database carries the source's records); (None, False) without one;
-    None when PostgreSQL did not answer (nothing is known)."""
+    record describes this node (a restored database carries the source's records); (None, False) without one
+    (or without repmgr's metadata); None when PostgreSQL did not answer (nothing is known)."""
     try:
         with local_conn("repmgr", "repmgr") as conn:
             row = conn.execute("SELECT type, conninfo, active FROM repmgr.nodes WHERE node_id = %s",
                                (int(env(contract.ENV_NODE_ID)),)).fetchone()
+    except psycopg.errors.UndefinedTable:
+        return None, False  # repmgr's extension is not there yet: a new witness before it registers
     except psycopg.Error:
         return None
     if row is None or f"host={env(contract.ENV_ADDRESS)} " not in row[1]:
