@@ -363,3 +363,20 @@ def test_registration_step(kind: str | None, active: bool, expected: str, step: 
     from pgdock_agent.decide import registration_step
 
     assert registration_step(kind, active, expected) == step
+
+
+@pytest.mark.parametrize(("kind", "active", "expected", "step"), [
+    ("standby", False, "standby", "standby-register"),  # the rsynced standby replayed its deactivation
+    ("witness", False, "witness", "witness-register"),
+    ("standby", True, "standby", None),
+    # a standby made primary outside the agent (a twin on one timeline): the decision loop fences or refuses
+    # it; registering it as primary would make its own metadata vouch for a second primary
+    ("standby", True, "primary", None),
+    ("standby", False, "primary", None),
+    ("primary", True, "standby", None),  # a demotion the agent did not make: its own rejoin path registers
+    (None, False, "standby", None),  # the record went away (an operator's `remove`): not re-added behind them
+])
+def test_a_recheck_only_reactivates(kind: str | None, active: bool, expected: str, step: str | None) -> None:
+    from pgdock_agent.decide import registration_step
+
+    assert registration_step(kind, active, expected, recheck=True) == step

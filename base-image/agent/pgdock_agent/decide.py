@@ -404,13 +404,18 @@ def election_priority(configured: int, monitoring: bool) -> int:
     return configured if monitoring else 0
 
 
-def registration_step(kind: str | None, active: bool, expected: str) -> str | None:
+def registration_step(kind: str | None, active: bool, expected: str, *, recheck: bool = False) -> str | None:
     """What makes repmgr's record of this node say what the node is (`expected`: primary, standby, witness),
-    from the record's type (`kind`, None without one) and whether it is active; None when it already does.
-    repmgrd refuses to run on a wrong record, and repmgr's election counts only active ones. A record set
-    inactive (a major upgrade does so while it rebuilds the standbys) is registered again; a standby recorded
-    as primary (a rejoin whose metadata update failed) follows, which also rewrites its slot."""
+    from the record's type (`kind`, None without one) and whether it is active; None when it already does or
+    must be left alone. repmgrd refuses to run on a wrong record, and repmgr's election counts only active ones.
+    A record set inactive (a major upgrade does so while it rebuilds the standbys) is registered again; a
+    standby recorded as primary (a rejoin whose metadata update failed) follows, which also rewrites its slot.
+    A `recheck` (the node was found registered before) acts on an inactive record of the right type only: a
+    role that changed under the agent (a standby made primary outside it, a twin) is the decision loop's to
+    settle (fence, refuse), never a re-registration's."""
     if kind == expected and active:
+        return None
+    if recheck and kind != expected:
         return None
     if expected in ("primary", "witness"):
         return f"{expected}-register"

@@ -256,10 +256,11 @@ class Supervisor:
             return  # PostgreSQL did not answer: try again on the next tick
         self.registration_checked = time.monotonic()
         expected = expected_registration()
-        step = decide.registration_step(*record, expected)
-        self.is_registered = step is None
+        step = decide.registration_step(*record, expected, recheck=self.is_registered)
         if step is None:
+            self.is_registered = True
             return
+        self.is_registered = False
         if step == "primary-register":
             postgres.repmgr("primary", "register", "--force")
             return
