@@ -197,7 +197,7 @@ def main() -> None:  # noqa: PLR0915 - one timed sequence, read top to bottom
                   f"{r['base_backup_stored_bytes'] / 1e6:.0f} MB stored (tar | gzip: "
                   f"{r['gzip_reference_bytes'] / 1e6:.0f} MB); reading once {r['big_read_once_s']:.2f} s")
             if not args.no_peer:
-                peer(the_lab, target, container, r)
+                peer(the_lab, target, container, r, s3, loc)
 
             # pg-dock's method: pg_dump | gzip, uploaded to the same bucket
             start = time.perf_counter()
@@ -277,47 +277,42 @@ def main() -> None:  # noqa: PLR0915 - one timed sequence, read top to bottom
     save("backup", metrics_of(r, args.scale), spec="bench/specs/bk.yaml", raw=r)
 
 
-def peer(the_lab, target, container: str, r: dict) -> None:
-    """pgBackRest on the same node and S3 server: build, TLS listener, full backups with its fast settings
-    (process-max = cores, lz4 or zstd, small files bundled: one object per file made a 30 MB backup take 45 s
-    against moto), restore of the newest into an empty volume; and barman-cloud-restore of pgdock's backup
-    the same way."""
+def peer(the_lab, target, container: str, r: dict, s3, loc) -> None:
+    """pgBackRest on the same node and S3 server: full backups with its fast settings (process-max = cores,
+    lz4 or zstd, small files bundled: one object per file made a 30 MB backup take 45 s against moto),
+    restore of the newest into an empty volume; and barman-cloud-restore of pgdock's backup the same way."""
     import pgbackrest_peer as pbr
 
-    from pgdock_gen import images
+    from pgdock_gen import contract, images
 
     base = images.names(the_lab.lab_spec, the_lab.repo).base
-    r["pgbackrest_version"] = pbr.build(base)
-    address = the_lab.lab_spec.backup.s3.endpoint.split("//")[1].split(":")[0]
-    ca_dir = the_lab.repo / "secrets" / "tls"
-    endpoint = pbr.tls_listener(the_lab.s3_container, address, ca_dir)
-    ca_file = pbr.public_ca(ca_dir, the_lab.repo)
-    sidecar = target.container + "-backup"
-    pbr.run(container, sidecar, ca_file, address, {}, "stanza-create")
+    r["pgbackrest_version"] = pbr.version(base)
+    sidecar = target.container + contract.BACKUP_SUFFIX
+    pbr.run(base, container, sidecar, loc, {}, "stanza-create")
     runs = {}
     for compress in ("lz4", "zst", "lz4"):  # lz4 twice: the first backup into a new repository ran slower
         settle(container, target.node.port)
-        took = pbr.run(container, sidecar, ca_file, address, {"compress-type": compress, "process-max": "2",
-                                                               "repo1-bundle": "y"},
+        took = pbr.run(base, container, sidecar, loc, {"compress-type": compress, "process-max": "2",
+                                                       "repo1-bundle": "y"},
                        "backup", "--type=full", "--no-archive-check")
         runs[compress] = min(took, runs.get(compress, took))
         stamp(f"{r['pgbackrest_version']} full backup, {compress}, process-max 2: {took:.1f} s")
     r["pgbackrest_backup_s"] = runs
-    r["pgbackrest_stored_bytes"] = pbr.stored(ca_dir, endpoint)
+    r["pgbackrest_stored_bytes"] = pbr.stored(s3, loc)
     subprocess.run(["docker", "volume", "rm", "-f", PEER_VOLUME], capture_output=True, check=False)
     sh("docker", "volume", "create", PEER_VOLUME)
     sh("docker", "run", "--rm", "-v", f"{PEER_VOLUME}:/restore", "--entrypoint", "sh", base, "-c",
        "mkdir -p /restore/pgbr /restore/barman && chown postgres /restore/pgbr /restore/barman")
-    r["pgbackrest_restore_s"] = pbr.run(container, sidecar, ca_file, address, {"process-max": "2"}, "restore",
+    r["pgbackrest_restore_s"] = pbr.run(base, container, sidecar, loc, {"process-max": "2"}, "restore",
                                         "--pg1-path=/restore/pgbr", volume=PEER_VOLUME)
     stamp(f"pgBackRest restore of the newest backup into an empty directory: {r['pgbackrest_restore_s']:.1f} s")
     backup_id = r["base_backup_info"]["backup_id"]
     start = time.perf_counter()
-    sh("docker", "run", "--rm", "--network", f"container:{container}", "-u", "postgres", "-e",
-       "AWS_ACCESS_KEY_ID=lab", "-e", "AWS_SECRET_ACCESS_KEY=lab-secret", "-v", f"{PEER_VOLUME}:/restore",
-       "--entrypoint", "barman-cloud-restore", base, "--cloud-provider", "aws-s3", "--endpoint-url",
-       the_lab.lab_spec.backup.s3.endpoint, f"s3://{the_lab.lab_spec.backup.s3.bucket}/{the_lab.lab_spec.backup.s3.prefix}",
-       the_lab.lab_spec.cluster, backup_id, "/restore/barman")
+    sh("docker", "run", "--rm", "--volumes-from", sidecar, "--network", f"container:{container}", "-u", "postgres",
+       "-e", "AWS_ACCESS_KEY_ID=lab", "-e", "AWS_SECRET_ACCESS_KEY=lab-secret", "-e",
+       f"AWS_CA_BUNDLE={contract.SECRETS / contract.SECRET_S3_CA}", "-v", f"{PEER_VOLUME}:/restore",
+       "--entrypoint", "barman-cloud-restore", base, "--cloud-provider", "aws-s3", "--endpoint-url", loc.endpoint,
+       loc.url, loc.server, backup_id, "/restore/barman")
     r["barman_restore_s"] = time.perf_counter() - start
     stamp(f"barman-cloud-restore of pgdock's backup into an empty directory: {r['barman_restore_s']:.1f} s")
 

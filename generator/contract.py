@@ -273,6 +273,9 @@ BACKUP_IMAGE_REPO = "pgdock/backup"
 """The backup sidecar; tagged pg<major>-<hash of backup-image/ and its base tag>."""
 LAB_S3_IMAGE = "pgdock/lab-s3:latest"
 """The lab's S3-protocol server (backup-image/lab-s3.Dockerfile); never used in production."""
+LAB_S3_PORT = 5000
+LAB_S3_TLS_DIR = "/etc/lab-s3"
+"""Where the lab's S3 server reads its certificate and key (server.crt, server.key; lab_s3.py)."""
 VOLUME_KINDS = ("config", "secrets", "data", "socket")
 LOG_DRIVER = "json-file"
 LOG_OPTIONS = {"max-size": "10m", "max-file": "5"}

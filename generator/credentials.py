@@ -159,20 +159,27 @@ def reissue_node_certificates(spec: Spec, directory: Path) -> None:
 
 
 def _ensure_node_cert(tls: Path, node: Node, ca_key, ca_cert) -> None:
+    alt_names = _alt_names(node)
+    cert_path, key_path = tls / f"{node.name}.crt", tls / f"{node.name}.key"
+    if key_path.exists() and _cert_matches(cert_path, alt_names):
+        return
+    key_pem, cert_pem = _issue(ca_key, ca_cert, node.name, alt_names)
+    _write_private(key_path, key_pem)
+    _write_private(cert_path, cert_pem)
+
+
+def _issue(ca_key, ca_cert, common_name: str, alt_names: list) -> tuple[bytes, bytes]:
+    """A new key and its certificate (PEM), signed by the cluster's CA, for `alt_names`."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import ExtendedKeyUsageOID
 
-    alt_names = _alt_names(node)
-    cert_path, key_path = tls / f"{node.name}.crt", tls / f"{node.name}.key"
-    if key_path.exists() and _cert_matches(cert_path, alt_names):
-        return
     key = ec.generate_private_key(ec.SECP256R1())
     now = dt.datetime.now(dt.UTC)
     cert = (
         x509.CertificateBuilder()
-        .subject_name(_name(node.name))
+        .subject_name(_name(common_name))
         .issuer_name(ca_cert.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
@@ -183,9 +190,20 @@ def _ensure_node_cert(tls: Path, node: Node, ca_key, ca_cert) -> None:
                        critical=False)
         .sign(ca_key, hashes.SHA256())
     )
-    _write_private(key_path, key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
-    _write_private(cert_path, cert.public_bytes(serialization.Encoding.PEM))
+    return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()),
+            cert.public_bytes(serialization.Encoding.PEM))
+
+
+def server_certificate(tls: Path, cluster: str, name: str, addresses: Iterable[str]) -> tuple[bytes, bytes]:
+    """A key and certificate (PEM) for a service reached at `addresses`, signed by the CA in `tls` (made
+    when missing): the lab's S3 server speaks TLS as real stores do, and the nodes trust it through the
+    cluster's CA. Nothing is written: the caller hands the pair to the service."""
+    from cryptography import x509
+
+    ca_key, ca_cert = _ensure_ca(tls, cluster)
+    alt_names = [x509.IPAddress(ipaddress.ip_address(a)) for a in sorted(set(addresses))]
+    return _issue(ca_key, ca_cert, name, alt_names)
 
 
 def _half_pairs(folder: Path) -> list[Path]:

@@ -14,6 +14,7 @@ import ipaddress
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 
 import yaml
 
-from . import backup, cluster, contract, docker, images, lab_monitoring, lab_proxy, render, volumes
+from . import backup, cluster, contract, credentials, docker, images, lab_monitoring, lab_proxy, render, volumes
 from .errors import DockerError, PgdockError, UsageError
 from .spec import Spec, parse
 from .template import environment
@@ -118,20 +119,28 @@ class RestoreFrom:
     s3_container: str | None
 
 
-_S3_PORT = 5000
 _SEEDED_SECRETS = ("passwords", "tls/ca.crt", "tls/ca.key", "ssh/id_ed25519", "ssh/id_ed25519.pub", "s3.env",
                    "s3-ca.crt")
 
 
-def _lab_s3(raw: dict, cluster_name: str, wanted: bool, address: str) -> bool:
-    """Points the spec's backups at the lab's S3 server when asked (`--s3`) or when its endpoint is `lab`."""
+def _lab_s3(raw: dict, cluster_name: str, wanted: bool, address: str, ca_bundle: Path) -> bool:
+    """Points the spec's backups at the lab's S3 server when asked (`--s3`) or when its endpoint is `lab`:
+    HTTPS with a certificate from the lab's CA, which `ca_bundle` will hold (`_trust_lab_s3`)."""
     backup = raw.get("backup")
     if not wanted and not (backup and backup["s3"].get("endpoint") == "lab"):
         return False
     if not backup:
         raw["backup"] = backup = {"s3": {"bucket": f"{cluster_name}-lab", "prefix": cluster_name}}
-    backup["s3"] |= {"endpoint": f"http://{address}:{_S3_PORT}", "path_style": True, "region": "us-east-1"}
+    backup["s3"] |= {"endpoint": f"https://{address}:{contract.LAB_S3_PORT}", "path_style": True,
+                     "region": "us-east-1", "ca_bundle": str(ca_bundle)}
     return True
+
+
+def _trust_lab_s3(secrets: Path) -> None:
+    """The lab's CA becomes the store's CA (`s3-ca.crt`): nodes and this machine verify the lab's S3 server
+    with it, as they would a production store with a private CA."""
+    target = secrets / contract.SECRET_S3_CA
+    target.write_bytes((secrets / "tls" / "ca.crt").read_bytes())
 
 
 def _seed(secrets: Path, source: Path) -> None:
@@ -211,7 +220,8 @@ def prepare(spec_path: Path, spec: Spec, client: DockerClient | None = None, *, 
     for entry in raw["nodes"] + ([raw["witness"]] if raw.get("witness") else []):
         entry["address"] = addresses[entry["name"]]
     s3_address = str(list(ipaddress.ip_network(subnet).hosts())[229])
-    with_s3 = _lab_s3(raw, spec.cluster, s3 or bool(restore and restore.s3_container), s3_address)
+    with_s3 = _lab_s3(raw, spec.cluster, s3 or bool(restore and restore.s3_container), s3_address,
+                      root / "repo" / "secrets" / contract.SECRET_S3_CA)
     text = (f"# Lab variant of {spec_path.name}, written by `pgdock-gen lab up`: only the addresses differ.\n"
             + yaml.safe_dump(raw, sort_keys=False))
     lab_spec = parse(text, str(root / "repo" / "cluster.yaml"))
@@ -225,6 +235,8 @@ def prepare(spec_path: Path, spec: Spec, client: DockerClient | None = None, *, 
         overlay_shared(spec_path.parent, root / "repo")
     if with_s3 and not (root / "repo" / "secrets" / "s3.env").exists():
         (root / "repo" / "secrets" / "s3.env").write_text("AWS_ACCESS_KEY_ID=lab\nAWS_SECRET_ACCESS_KEY=lab-secret\n")
+    if with_s3:
+        _trust_lab_s3(root / "repo" / "secrets")
     template = environment().get_template("lab/compose.override.yaml.j2")
     for node in lab_spec.members:
         environment_vars = {}
@@ -299,15 +311,19 @@ def _start_s3(lab: Lab, client: DockerClient, progress: Progress) -> None:
         with docker.translated("building the lab S3 image"):
             client.build(lab.repo / "backup-image", tags=[contract.LAB_S3_IMAGE], file=lab.repo / "backup-image" /
                          "lab-s3.Dockerfile", build_args={"DEBIAN_IMAGE": debian}, load=True, progress=False)
-        docker.call("starting the lab S3 server", client.container.create, contract.LAB_S3_IMAGE, name=lab.s3_container,
+        docker.call("starting the lab S3 server", client.container.create, contract.LAB_S3_IMAGE,
+                    [contract.LAB_S3_TLS_DIR, str(contract.LAB_S3_PORT)], name=lab.s3_container,
                     networks=[lab.network], restart="unless-stopped", log_driver=contract.LOG_DRIVER,
                     log_options=[f"{key}={value}" for key, value in contract.LOG_OPTIONS.items()])
         client.network.disconnect(lab.network, lab.s3_container)
     attached = client.container.inspect(lab.s3_container).network_settings.networks
     if lab.network not in attached:
         client.network.connect(lab.network, lab.s3_container, ip=address)
+    _s3_certificate(lab, client, address)
     if not client.container.inspect(lab.s3_container).state.running:
         client.container.start(lab.s3_container)
+    else:
+        docker.call("reloading the lab S3 server's certificate", client.container.kill, lab.s3_container, "HUP")
     loc = backup.location(lab.lab_spec)
     s3 = backup.client(loc, backup.credentials(lab.repo / "secrets"))
     deadline = time.monotonic() + 60
@@ -321,6 +337,22 @@ def _start_s3(lab: Lab, client: DockerClient, progress: Progress) -> None:
             if time.monotonic() > deadline:
                 raise DockerError(f"the lab S3 server at {loc.endpoint} does not answer: {exc}") from None
             time.sleep(1)
+
+
+def _s3_certificate(lab: Lab, client: DockerClient, address: str) -> None:
+    """Copies a certificate for every address the lab's S3 server has (a restored lab adds one on its own
+    network) into the server, signed by this lab's CA (a restored lab's is its source's)."""
+    assert lab.s3_container
+    networks = client.container.inspect(lab.s3_container).network_settings.networks.values()
+    addresses = {address} | {n.ip_address for n in networks if n.ip_address} | {
+        n.ipam_config.ipv4_address for n in networks if n.ipam_config and n.ipam_config.ipv4_address}
+    key, certificate = credentials.server_certificate(lab.repo / "secrets" / "tls", lab.spec.cluster,
+                                                      lab.s3_container, addresses)
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "server.key").write_bytes(key)
+        (Path(tmp) / "server.crt").write_bytes(certificate)
+        docker.call("giving the lab S3 server its certificate", client.copy, f"{tmp}/.",
+                    (lab.s3_container, contract.LAB_S3_TLS_DIR))
 
 
 def up(spec_path: Path, spec: Spec, *, timeout: float = 300, no_cache: bool = False, mirror: str | None = None,
