@@ -1,13 +1,14 @@
 #!/usr/bin/python3
-"""pgdock-backup: the backup sidecar of a data node (barman-cloud to S3).
+"""pgdock-backup: the backup sidecar of a data node (barman-cloud or pgBackRest to S3: backup.engine).
 
 It runs next to PostgreSQL with the same data volume, and at each time of
-`backup.schedule` takes a compressed base backup with barman-cloud-backup, but
-only on the node that is primary at that moment, so each scheduled backup is
-taken once per cluster whatever failovers happened. After each backup,
-barman-cloud-backup-delete applies the retention window, which also removes the
-WAL no remaining backup needs. WAL itself is archived by PostgreSQL's
-archive_command (barman-cloud-wal-archive) in the database container.
+`backup.schedule` takes a compressed base backup (barman-cloud-backup, or
+pgBackRest's full backup), but only on the node that is primary at that moment,
+so each scheduled backup is taken once per cluster whatever failovers happened.
+After each backup, retention (barman-cloud-backup-delete, or pgBackRest's own
+expire) removes the backups outside the window and the WAL no remaining backup
+needs. WAL itself is archived by PostgreSQL's archive_command (pgdock-agent
+archive) in the database container.
 
 While the scheduler runs (waiting or backing up) it touches a heartbeat file;
 `pgdock-backup health`, the container's healthcheck, checks its age. A schedule
@@ -27,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, "/usr/local/lib/pgdock")
 from croniter import croniter  # noqa: E402
-from pgdock_agent import contract  # noqa: E402
+from pgdock_agent import contract, pgbackrest  # noqa: E402
 from pgdock_agent.cloudwal import barman_cloud_args as cloud_args  # noqa: E402
 from pgdock_agent.cloudwal import compression_args, jobs  # noqa: E402
 from pgdock_agent.node import env, log  # noqa: E402
@@ -112,6 +113,8 @@ def backup_now() -> str:
     if not is_primary():
         raise RuntimeError("this node is a standby; base backups are taken on the primary")
     destination, server = env(contract.ENV_BACKUP_URL), env(contract.ENV_BACKUP_SERVER)
+    if pgbackrest.chosen():
+        return _pgbackrest_backup(destination, server)
     check_destination(destination)
     started = time.monotonic()
     # barman-cloud-backup with backup.compression (gzip at level 1: at barman's 9 a backup ran at one core's
@@ -125,7 +128,23 @@ def backup_now() -> str:
     days = env(contract.ENV_BACKUP_RETENTION_DAYS)
     run(["barman-cloud-backup-delete", *cloud_args(), "--retention-policy", f"RECOVERY WINDOW OF {days} DAYS",
          destination, server])
-    message = f"base backup of {server} to {destination} done in {took:.1f} s; retention: {days} days"
+    return _done(f"base backup of {server} to {destination} done in {took:.1f} s; retention: {days} days")
+
+
+def _pgbackrest_backup(destination: str, server: str) -> str:
+    """A full backup with pgBackRest (the stanza created first if it is new: stanza-create passes when it
+    exists); its retention (`repo1-retention-full`, by time) expires old backups and their WAL itself."""
+    started = time.monotonic()
+    run(pgbackrest.command("stanza-create"), "pgbackrest stanza-create")
+    run(pgbackrest.command("backup", "--type=full"), "pgbackrest backup")
+    took = time.monotonic() - started
+    Path(contract.ARCHIVE_GAP).unlink(missing_ok=True)
+    return _done(f"base backup of {server} to {destination} (pgBackRest) done in {took:.1f} s; retention: "
+                 f"{env(contract.ENV_BACKUP_RETENTION_DAYS)} days")
+
+
+def _done(message: str) -> str:
+    """Logs a finished backup where the metrics read it; the message."""
     with open(BACKUP_LOG, "a") as out:
         out.write(f"{dt.datetime.now(dt.UTC).isoformat(timespec='seconds')} {message}\n")
     return message

@@ -1,16 +1,17 @@
-"""Backups at the speed of the disk (issue 14): pgdock's barman-cloud backups vs pgBackRest and pg_dump, same run.
+"""Backups at the speed of the disk (issue 14): pgdock's two engines (backup.engine barman and pgbackrest)
+vs a bare pgBackRest and pg_dump, same run.
 
-    python bench/backup.py                 # scale 20 then 70 (~1 GB), with pgBackRest (about 10 minutes)
-    python bench/backup.py --scale 5 --small-scale 2 --no-peer   # smoke test
+    python bench/backup.py                 # each engine: scale 20 then 70 (~1 GB); peers (about 20 minutes)
+    python bench/backup.py --engine pgbackrest --scale 5 --small-scale 2 --no-peer   # smoke test
 
-One lab cluster `bench-bk` (bench/specs/bk.yaml: one data node, backups to the lab's own S3-protocol
-server, as `lab up --s3`). Two phases:
+For each engine, one lab cluster `bench-bk` (bench/specs/bk.yaml with that engine: one data node, backups
+to the lab's own S3-protocol server, as `lab up --s3`). Two phases:
 A. pgbench -i at the small scale: the archive lag (pgbench's end to its last WAL file in S3); the base
    backup against reading the data directory once (`tar -c | cat`); `restore --latest` into a new lab
    cluster `bench-bk-r` until healthy.
 B. pgbench -i at the big scale: the archive lag; pgdock's base backup (`backup now`) against a plain
-   `tar -c | gzip` for size; pgBackRest (bench/pgbackrest_peer.py) backing up the same node to the same
-   S3 server over TLS, lz4 and zstd, and both engines restoring into an empty directory; pg-dock's
+   `tar -c | gzip` for size; with barman, a bare pgBackRest (bench/pgbackrest_peer.py) backing up the same
+   node to the same S3 server over TLS, lz4 and zstd, and both tools restoring into an empty directory; pg-dock's
    `pg_dump | gzip` to S3; a point-in-time restore after `pgbench -T` into `bench-bk-r` (rows checked);
    pg-dock's `gunzip | psql` restore.
 Both clusters and the restore volume are removed at the end, even on failure.
@@ -35,6 +36,7 @@ NODE = "k1"
 POST_BACKUP_SECONDS = 20
 """pgbench -T on top of the base backup, so the restore has WAL to replay."""
 PEER_VOLUME = "pgdock-bench-restore"
+ENGINES = ("barman", "pgbackrest")
 """Where both engines restore a backup to, away from the node's data."""
 
 
@@ -64,24 +66,6 @@ def wait_archived(container: str, port: int, timeout: float = 900) -> float:
             raise RuntimeError(f"{switched} not archived after {timeout:.0f} s")
         time.sleep(1)
     return time.perf_counter() - start
-
-
-def stored(s3, bucket: str, prefix: str) -> int:
-    """Bytes of all objects under `prefix`."""
-    total = 0
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        total += sum(o["Size"] for o in page.get("Contents", []))
-    return total
-
-
-def backup_info(s3, bucket: str, prefix: str) -> dict[str, str]:
-    """The newest backup.info under `prefix`, as barman-cloud wrote it."""
-    keys = []
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        keys += [o["Key"] for o in page.get("Contents", []) if o["Key"].endswith("/backup.info")]
-    text = s3.get_object(Bucket=bucket, Key=max(keys))["Body"].read().decode()
-    info = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-    return info | {"backup_id": max(keys).rsplit("/", 2)[-2], "size": info.get("size", "")}
 
 
 def checkpoint_wait(container: str, since: str, started: float) -> float | None:
@@ -139,21 +123,39 @@ def load(container: str, port: int, scale: int, r: dict, key: str) -> None:
           f"archive caught up {r[f'{key}_archive_lag_s']:.1f} s later")
 
 
-def main() -> None:  # noqa: PLR0915 - one timed sequence, read top to bottom
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", type=int, default=70, help="pgbench scale (default 70 ≈ 1 GB)")
     parser.add_argument("--small-scale", type=int, default=20, help="pgbench scale of the first phase (≈ 300 MB)")
-    parser.add_argument("--no-peer", action="store_true", help="skip pgBackRest")
+    parser.add_argument("--engine", action="append", choices=ENGINES, help="only this engine (default: both)")
+    parser.add_argument("--no-peer", action="store_true", help="skip the bare pgBackRest")
     args = parser.parse_args()
+    raw: dict[str, dict] = {}
+    rows: list[dict[str, object]] = []
+    for engine in args.engine or ENGINES:
+        stamp(f"== backup.engine {engine}")
+        raw[engine] = run_engine(engine, args.scale, args.small_scale,
+                                 peer_too=engine == "barman" and not args.no_peer)
+        peer_of = next((r for r in raw.values() if r.get("pgbackrest_backup_s")), {})
+        rows += metrics_of(raw[engine], args.scale, peer_of, with_dump=len(raw) == 1)
+    save("backup", rows, spec="bench/specs/bk.yaml", raw=raw)
+
+
+def run_engine(engine: str, scale: int, small_scale: int, *, peer_too: bool) -> dict:  # noqa: PLR0915 - one timed sequence
+    """The whole sequence with pgdock's backups on `engine`; the raw figures."""
+    import yaml
 
     from pgdock_gen import backup, cluster, lab, restore, spec
 
     quiet = lambda message: None  # noqa: E731
-    r: dict[str, object] = {"scale": args.scale, "small_scale": args.small_scale}
+    r: dict = {"engine": engine, "scale": scale, "small_scale": small_scale}
     with tempfile.TemporaryDirectory(prefix="pgdock-bench-backup-") as tmp:
         spec_path = Path(tmp) / "cluster.yaml"
-        shutil.copy(BENCH / "specs" / "bk.yaml", spec_path)
+        raw_spec = yaml.safe_load((BENCH / "specs" / "bk.yaml").read_text())
+        raw_spec["backup"]["engine"] = engine
+        spec_path.write_text(yaml.safe_dump(raw_spec, sort_keys=False))
         loaded = spec.load(spec_path)
+        r["compression"] = loaded.backup.compression
         restored_spec = spec.parse(json.dumps(dict(loaded.raw, cluster=RESTORED)), f"{spec_path} (as {RESTORED})")
         try:
             lab.down(spec_path, restored_spec, remove_volumes=True, progress=quiet)  # leftovers of an earlier run
@@ -168,7 +170,7 @@ def main() -> None:  # noqa: PLR0915 - one timed sequence, read top to bottom
             target = cluster.Running(the_lab.lab_spec, True).target(NODE)
 
             # A. the small database: archive lag, backup vs reading the data once, restore --latest
-            load(container, port, args.small_scale, r, "small")
+            load(container, port, small_scale, r, "small")
             r["small_read_once_s"] = read_once(container)
             timed_backup(backup, target, container, port, r, "small_backup")
             stamp(f"base backup {r['small_backup_s']:.1f} s vs reading the data directory once "
@@ -180,23 +182,21 @@ def main() -> None:  # noqa: PLR0915 - one timed sequence, read top to bottom
             lab.down(spec_path, restored_spec, remove_volumes=True, progress=quiet)
 
             # B. the big database
-            load(container, port, args.scale, r, "big")
+            load(container, port, scale, r, "big")
             r["database_bytes"] = r["big_database_bytes"]
             r["big_read_once_s"] = read_once(container)
             timed_backup(backup, target, container, port, r, "base_backup")
-            info = backup_info(s3, loc.bucket, f"{loc.root}base/")
-            r["base_backup_info"] = info
+            newest = backup.list_backups(s3, loc)[-1]
+            r["base_backup_id"] = newest.id
             r["cluster_bytes"] = int(sql(container, port, "SELECT sum(pg_database_size(datname)) FROM pg_database"))
-            r["base_backup_read_bytes"] = next((int(v) for v in (info["size"], info.get("cluster_size", ""))
-                                                if v.isdigit()), r["cluster_bytes"])
-            r["base_backup_stored_bytes"] = stored(s3, loc.bucket, f"{loc.root}base/{info['backup_id']}/")
+            r["base_backup_stored_bytes"] = newest.size
             r["gzip_reference_bytes"] = gzip_reference(container)
             after_backup_lsn = sql(container, port, "SELECT pg_current_wal_lsn()")
-            stamp(f"base backup {info['backup_id']}: {r['base_backup_s']:.1f} s "
-                  f"(checkpoint {r['base_backup_checkpoint_s']} s), {r['base_backup_read_bytes'] / 1e6:.0f} MB read, "
+            stamp(f"base backup {newest.id}: {r['base_backup_s']:.1f} s "
+                  f"(checkpoint {r['base_backup_checkpoint_s']} s), {r['cluster_bytes'] / 1e6:.0f} MB of databases, "
                   f"{r['base_backup_stored_bytes'] / 1e6:.0f} MB stored (tar | gzip: "
                   f"{r['gzip_reference_bytes'] / 1e6:.0f} MB); reading once {r['big_read_once_s']:.2f} s")
-            if not args.no_peer:
+            if peer_too:
                 peer(the_lab, target, container, r, s3, loc)
 
             # pg-dock's method: pg_dump | gzip, uploaded to the same bucket
@@ -241,7 +241,7 @@ def main() -> None:  # noqa: PLR0915 - one timed sequence, read top to bottom
                 restored = result.lab.container(NODE)
                 r["pitr_check"] = {"bench_marker": sql(restored, port, "SELECT count(*) FROM bench_marker"),
                                    "pgbench_accounts": sql(restored, port, "SELECT count(*) FROM pgbench_accounts")}
-                assert r["pitr_check"] == {"bench_marker": "1", "pgbench_accounts": str(args.scale * 100_000)}, r
+                assert r["pitr_check"] == {"bench_marker": "1", "pgbench_accounts": str(scale * 100_000)}, r
                 stamp(f"PITR restore to {to}: {r['pitr_restore_s']:.1f} s "
                       f"(render+build {r['pitr_render_build_s']:.1f} s), "
                       f"{r['replay_bytes'] / 1e6:.0f} MB of WAL after the backup; recovered to {result.recovered_to}")
@@ -263,7 +263,7 @@ def main() -> None:  # noqa: PLR0915 - one timed sequence, read top to bottom
                            input=body, check=True)
             r["dump_restore_s"] = time.perf_counter() - start
             r["dump_check"] = sql(container, port, "SELECT count(*) FROM pgbench_accounts", "app_dump")
-            assert r["dump_check"] == str(args.scale * 100_000), r
+            assert r["dump_check"] == str(scale * 100_000), r
             stamp(f"dump restore: download {r['dump_download_s']:.1f} s, gunzip | psql {r['dump_restore_s']:.1f} s")
         finally:
             lab.down(spec_path, restored_spec, remove_volumes=True, progress=quiet)
@@ -274,7 +274,7 @@ def main() -> None:  # noqa: PLR0915 - one timed sequence, read top to bottom
                                 f"pgdock/{name}-*").splitlines():
                     subprocess.run(["docker", "image", "rm", image], capture_output=True, check=False)
 
-    save("backup", metrics_of(r, args.scale), spec="bench/specs/bk.yaml", raw=r)
+    return r
 
 
 def peer(the_lab, target, container: str, r: dict, s3, loc) -> None:
@@ -306,7 +306,7 @@ def peer(the_lab, target, container: str, r: dict, s3, loc) -> None:
     r["pgbackrest_restore_s"] = pbr.run(base, container, sidecar, loc, {"process-max": "2"}, "restore",
                                         "--pg1-path=/restore/pgbr", volume=PEER_VOLUME)
     stamp(f"pgBackRest restore of the newest backup into an empty directory: {r['pgbackrest_restore_s']:.1f} s")
-    backup_id = r["base_backup_info"]["backup_id"]
+    backup_id = r["base_backup_id"]
     start = time.perf_counter()
     sh("docker", "run", "--rm", "--volumes-from", sidecar, "--network", f"container:{container}", "-u", "postgres",
        "-e", "AWS_ACCESS_KEY_ID=lab", "-e", "AWS_SECRET_ACCESS_KEY=lab-secret", "-e",
@@ -317,7 +317,13 @@ def peer(the_lab, target, container: str, r: dict, s3, loc) -> None:
     stamp(f"barman-cloud-restore of pgdock's backup into an empty directory: {r['barman_restore_s']:.1f} s")
 
 
-def metrics_of(r: dict, scale: int) -> list[dict[str, object]]:  # noqa: PLR0914 - one row per figure
+def metrics_of(r: dict, scale: int, peer_of: dict, *, with_dump: bool) -> list[dict[str, object]]:  # noqa: PLR0914
+    """The rows of one engine's run, named after it; the bare pgBackRest's figures come from `peer_of` (the
+    run that measured them), and pg-dock's dump rows `with_dump` (once per bench run)."""
+    engine = {"barman": "barman-cloud", "pgbackrest": "pgBackRest"}[r["engine"]] + f", {r['compression']}"
+    how = {"barman": {"archive": "batches of backup.jobs x 4 files, 4 threads", "fetch": "fetched ahead in batches"},
+           "pgbackrest": {"archive": "archive-async, process-max = backup.jobs",
+                          "fetch": "archive-get's asynchronous prefetch"}}[r["engine"]]
     db = r["database_bytes"]
     size = f"app database {db / 1e6:.0f} MB (pgbench scale {scale})"
     small = f"pgbench scale {r['small_scale']}, {r['small_database_bytes'] / 1e6:.0f} MB"
@@ -328,47 +334,54 @@ def metrics_of(r: dict, scale: int) -> list[dict[str, object]]:  # noqa: PLR0914
     replay = "" if r.get("replay_bytes") is None else f"{r['replay_bytes'] / 1e6:.0f} MB "
     ratio = r["small_backup_s"] / r["small_read_once_s"]
     stored_ratio = r["base_backup_stored_bytes"] / r["gzip_reference_bytes"]
-    peer_runs = r.get("pgbackrest_backup_s") or {}
+    peer_runs = peer_of.get("pgbackrest_backup_s") or {}
     best = min(peer_runs.values()) if peer_runs else None
-    versus = (f"; {r['pgbackrest_version']} in the same run (lz4 best of two / zstd, process-max 2, small files "
-              f"bundled, over TLS to the same S3 server, --no-archive-check; each engine after a CHECKPOINT): "
+    versus = (f"; bare {peer_of['pgbackrest_version']} in the same run (lz4 best of two / zstd, process-max 2, "
+              f"small files bundled, over TLS to the same S3 server, --no-archive-check; each after a CHECKPOINT): "
               f"{peer_runs['lz4']:.1f} s / {peer_runs['zst']:.1f} s, "
               f"pgdock = {r['base_backup_s'] / best:.2f}x its best") if best else ""
     rows = [
-        metric(f"base backup to S3 (`backup now`: barman-cloud, gzip level 1), {db / 1e9:.2g} GB database",
+        metric(f"base backup to S3 (`backup now`: {engine}), {db / 1e9:.2g} GB database",
                r["base_backup_s"], "s", "≤ 15 s and ≤ 1.2× pgBackRest's best",
                r["base_backup_s"] <= 15 and (best is None or r["base_backup_s"] <= 1.2 * best),
                f"{size}; {r['base_backup_checkpoint_s']} s of it is the immediate checkpoint; "
-               f"{r['base_backup_read_bytes'] / 1e6:.0f} MB read; reading the data directory once takes "
+               f"{r['cluster_bytes'] / 1e6:.0f} MB of databases; reading the data directory once takes "
                f"{r['big_read_once_s']:.2f} s{versus}; before issue 14 (gzip level 9): 55.9 s"),
-        metric("base backup ÷ reading the data directory once (`tar -c | cat`)", round(ratio, 1), "x", "≤ 10x",
+        metric(f"base backup ({engine}) ÷ reading the data directory once (`tar -c | cat`)",
+               round(ratio, 1), "x", "≤ 10x",
                ratio <= 10, f"{small}: backup {r['small_backup_s']:.1f} s, reading once "
                f"{r['small_read_once_s']:.2f} s (page cache warm for both); before: 66x"),
-        metric("WAL archive lag after `pgbench -i` ends (big / small database)", round(r["big_archive_lag_s"], 1),
+        metric(f"WAL archive lag after `pgbench -i` ends (big / small database; {engine})",
+               round(r["big_archive_lag_s"], 1),
                "s", "≤ 5 s", max(r["big_archive_lag_s"], r["small_archive_lag_s"]) <= 5,
                f"time from pgbench -i's end to its last WAL file in S3: {r['big_archive_lag_s']:.1f} s at scale "
                f"{scale} (load {r['big_load_s']:.1f} s), {r['small_archive_lag_s']:.1f} s at scale "
-               f"{r['small_scale']}; batches of backup.jobs x 4 files, 4 threads; before: 79 s / 25 s"),
-        metric("restore --latest into a new lab cluster → healthy", r["small_restore_latest_s"], "s", "≤ 12 s",
+               f"{r['small_scale']}; {how['archive']}; before: 79 s / 25 s"),
+        metric(f"restore --latest into a new lab cluster → healthy ({engine})",
+               r["small_restore_latest_s"], "s", "≤ 12 s",
                r["small_restore_latest_s"] <= 12, f"{small}; includes render, image build (cached) and lab "
                                                   "start; before: 26.2 s"),
-        metric("base backup stored size ÷ `tar -c | gzip` of the data directory", round(stored_ratio, 2), "x",
+        metric(f"base backup stored size ({engine}) ÷ `tar -c | gzip` of the data directory",
+               round(stored_ratio, 2), "x",
                "≤ 2x", stored_ratio <= 2, f"{r['base_backup_stored_bytes'] / 1e6:.0f} MB stored vs "
                f"{r['gzip_reference_bytes'] / 1e6:.0f} MB (gzip -6)"
-               + (f"; pgBackRest stored {r['pgbackrest_stored_bytes'] / 1e6:.0f} MB for its three backups"
-                  if best else "")),
-        metric("point-in-time restore into a new lab cluster → healthy", r.get("pitr_restore_s"), "s", "≤ 15 s",
+               + (f"; bare pgBackRest stored {peer_of['pgbackrest_stored_bytes'] / 1e6:.0f} MB for its three "
+                  "backups" if best else "")),
+        metric(f"point-in-time restore into a new lab cluster → healthy ({engine})",
+               r.get("pitr_restore_s"), "s", "≤ 15 s",
                None if "pitr_error" in r else r["pitr_restore_s"] <= 15,
                f"FAILED: {r['pitr_error']}" if "pitr_error" in r else
                f"`restore --to` a time after the backup; includes {build}base backup fetch, replay of {replay}WAL "
-               f"(pgbench -T {POST_BACKUP_SECONDS} after the backup, fetched ahead in batches) and promotion; rows "
+               f"(pgbench -T {POST_BACKUP_SECONDS} after the backup, {how['fetch']}) and promotion; rows "
                "checked at the target; before: 40.1 s"),
     ]
-    if best:
+    if r.get("barman_restore_s") is not None:
         rows.append(metric("restore of the base backup into an empty directory: barman-cloud vs pgBackRest",
                            r["barman_restore_s"], "s", "", None,
                            f"barman-cloud-restore {r['barman_restore_s']:.1f} s (one stream) vs pgbackrest restore "
                            f"{r['pgbackrest_restore_s']:.1f} s (process-max 2), same database, same S3 server"))
+    if not with_dump:
+        return rows
     rows += [
         metric("pg-dock's backup: `pg_dump app | gzip` + upload to the same S3", dump_total, "s", "", None,
                f"dump+gzip {r['dump_s']:.1f} s, upload {r['dump_upload_s']:.1f} s; "

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import contract
+from . import contract, pgbackrest
 from .errors import PgdockError, UsageError
 from .progress import polled, step
 from .spec import Spec
@@ -36,6 +36,8 @@ class Location:
     region: str
     path_style: bool
     ca_bundle: str | None
+    engine: str = "barman"
+    """How the objects are laid out: barman-cloud's `<server>/{base,wals}/` or pgBackRest's repository."""
 
     @property
     def url(self) -> str:
@@ -52,7 +54,7 @@ def location(spec: Spec) -> Location:
         raise UsageError(f"cluster {spec.cluster!r} has no `backup` section in its spec; add one to use backups")
     s3 = spec.backup.s3
     return Location(s3.bucket, s3.prefix.strip("/"), spec.backup.server, s3.endpoint, s3.region, s3.path_style,
-                    s3.ca_bundle)
+                    s3.ca_bundle, spec.backup.engine)
 
 
 def read_env(path: Path) -> dict[str, str]:
@@ -128,7 +130,15 @@ def _major(version_num: str) -> int:
 
 
 def list_backups(s3: Any, loc: Location) -> list[BaseBackup]:
-    """Base backups, oldest first, from each backup.info barman-cloud wrote."""
+    """Base backups, oldest first, from each backup.info barman-cloud wrote (pgBackRest: its one backup.info)."""
+    if loc.engine == "pgbackrest":
+        try:
+            body = s3.get_object(Bucket=loc.bucket, Key=pgbackrest.backup_info_key(loc.prefix, loc.server))["Body"]
+        except Exception as exc:
+            if getattr(exc, "response", {}).get("Error", {}).get("Code") == "NoSuchKey":
+                return []  # no backup yet: the stanza is made by the first archived WAL or backup
+            raise _s3_error(loc, exc) from None
+        return [BaseBackup(**fields) for fields in pgbackrest.parse_backup_info(body.read().decode())]  # type: ignore[arg-type]
     try:
         objects = _objects(s3, loc, loc.root + "base/")
         stored: dict[str, int] = {}
@@ -153,9 +163,13 @@ def list_backups(s3: Any, loc: Location) -> list[BaseBackup]:
 def newest_wal(s3: Any, loc: Location) -> tuple[str, dt.datetime] | None:
     """The last archived WAL file (by name: timeline, then position) and when it was stored."""
     try:
-        objects = _objects(s3, loc, loc.root + "wals/")
+        objects = _objects(s3, loc, pgbackrest.archive_prefix(loc.prefix, loc.server) if loc.engine == "pgbackrest"
+                           else loc.root + "wals/")
     except Exception as exc:
         raise _s3_error(loc, exc) from None
+    if loc.engine == "pgbackrest":
+        named = [(name, o) for o in objects if (name := pgbackrest.segment_name(o["Key"]))]
+        return max(((n, o["LastModified"]) for n, o in named), key=lambda item: item[0], default=None)
     # WAL segments only (24 hex digits, then the compression suffix): not .history, .backup or .partial files
     segments = [(name, o) for o in objects
                 if len(name := o["Key"].rsplit("/", 1)[-1].split(".")[0]) == 24
@@ -214,8 +228,8 @@ def _watch(loc: Location, secrets: Path | None) -> tuple[int | None, Callable[[]
     """How to follow a base backup from here: the last backup's size as the estimate, and a measure of the
     bytes the new one has stored in S3 so far; None without credentials here or when S3 cannot be read."""
     try:
-        s3 = client(loc, credentials(secrets)) if secrets else None
-        if s3 is None:
+        s3 = client(loc, credentials(secrets)) if secrets and loc.engine == "barman" else None
+        if s3 is None:  # pgBackRest's progress would come from its lock file, in the sidecar: not yet read
             return None
         backups, before = list_backups(s3, loc), set(_stored(s3, loc))
     except Exception:  # watching is a nicety: whatever keeps it from starting, the backup runs without it

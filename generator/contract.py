@@ -125,16 +125,30 @@ ENV_HOOK_SECONDS = "PGDOCK_HOOK_SECONDS"
 """Each failover hook's time budget."""
 ENV_BACKUP_URL = "PGDOCK_BACKUP_URL"
 ENV_BACKUP_SERVER = "PGDOCK_BACKUP_SERVER"
-"""backup.server: the folder under the backup URL holding this cluster's base backups and WAL (barman's server name)."""
+"""backup.server: the folder under the backup URL holding this cluster's base backups and WAL (barman's server
+name; pgBackRest's stanza)."""
 ENV_BACKUP_SCHEDULE = "PGDOCK_BACKUP_SCHEDULE"
 ENV_BACKUP_RETENTION_DAYS = "PGDOCK_BACKUP_RETENTION_DAYS"
 ENV_BACKUP_COMPRESSION = "PGDOCK_BACKUP_COMPRESSION"
 ENV_BACKUP_JOBS = "PGDOCK_BACKUP_JOBS"
 """backup.jobs: parallel uploads of a base backup, WAL files archived at once, WAL files a restore fetches ahead."""
+ENV_BACKUP_ENGINE = "PGDOCK_BACKUP_ENGINE"
+BACKUP_ENGINES = ("barman", "pgbackrest")
+"""backup.engine: barman-cloud (the default for now) or pgBackRest (docs/backup-engine-plan.md)."""
+DEFAULT_BACKUP_ENGINE = "barman"
 COMPRESSION_FLAGS: dict[str, list[str]] = {"gzip": ["--gzip"], "bzip2": ["--bzip2"], "none": []}
 """backup.compression -> barman-cloud's flag, for base backups and WAL alike (the algorithms both take;
 Debian trixie's python3-snappy, barman's fast one, crashes on Python 3.13: segfault in its crc32c)."""
+PGBACKREST_COMPRESS_TYPES: dict[str, str] = {"gzip": "gz", "bzip2": "bz2", "none": "none", "zstd": "zst",
+                                             "lz4": "lz4"}
+"""backup.compression -> pgBackRest's compress-type; zstd and lz4 only with pgBackRest."""
 DEFAULT_COMPRESSION = "gzip"
+DEFAULT_COMPRESSION_BY_ENGINE = {"barman": DEFAULT_COMPRESSION, "pgbackrest": "zstd"}
+PGBACKREST_CONFIG = str(HOME / "pgbackrest.conf")
+"""pgBackRest's config file, written by the agent and the sidecar at start with the S3 keys (mode 0600);
+everything else reaches pgBackRest as PGBACKREST_* variables in the node's env file."""
+PGBACKREST_SPOOL = str(STATE / "pgbackrest-spool")
+"""archive-async's spool (on the data volume, beside PGDATA): pgBackRest's own, losing it is harmless."""
 GZIP_LEVEL = 1
 """pgdock's gzip level (barman-cloud's own is 9, with no option): on PostgreSQL pages level 9 ran at 12 MB/s
 on one core here and level 1 at 170 MB/s, for the same stored size (310 MB of pgbench tables: 24.7 s vs 1.8 s,

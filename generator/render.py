@@ -15,7 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import credentials
+from . import credentials, pgbackrest
 from .errors import OutOfDate, UsageError
 from .images import ContextFile, image_names
 from .schema import SCHEMA_FILE, document
@@ -66,7 +66,8 @@ def plan(spec: Spec, spec_text: str, *, version: str | None = None) -> dict[str,
     backup = spec.backup
     extra = {"pgdock_version": version, "version_file": VERSION_FILE, "schema_file": SCHEMA_FILE,
              "backup_url": f"s3://{backup.s3.bucket}/{backup.s3.prefix.strip('/')}".rstrip("/") if backup else "",
-             "s3_endpoint": backup.s3.endpoint if backup else None}
+             "s3_endpoint": backup.s3.endpoint if backup else None,
+             "pgbackrest": pgbackrest.variables(spec) if backup and backup.engine == "pgbackrest" else {}}
     files: dict[str, File] = {
         "cluster.yaml": File(spec_text.encode(), 0o644),
         SCHEMA_FILE: File(document().encode(), 0o644),

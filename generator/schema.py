@@ -10,12 +10,13 @@ import json
 from typing import Any
 
 from .contract import (
-    COMPRESSION_FLAGS,
+    BACKUP_ENGINES,
     DEFAULT_API_PORT,
+    DEFAULT_BACKUP_ENGINE,
     DEFAULT_BACKUP_JOBS,
-    DEFAULT_COMPRESSION,
     DEFAULT_POOL_MODE,
     DEFAULT_POOLER_PORT,
+    PGBACKREST_COMPRESS_TYPES,
     POOL_MODES,
 )
 
@@ -281,9 +282,13 @@ SCHEMA: dict[str, Any] = {
                              "description": "when base backups run (UTC): 5-field cron or @daily etc., "
                                             "checked with croniter as the backup sidecar reads it"},
                 "retention_days": {"type": "integer", "minimum": 1, "maximum": 3650, "default": 7},
-                "compression": {"enum": list(COMPRESSION_FLAGS), "default": DEFAULT_COMPRESSION,
-                                "description": "of base backups and WAL in S3: gzip (at level 1: fast, and as small as "
-                                               "level 9 on PostgreSQL pages), bzip2 (slow, smaller) or none"},
+                "engine": {"enum": list(BACKUP_ENGINES), "default": DEFAULT_BACKUP_ENGINE,
+                           "description": "barman (barman-cloud) or pgbackrest (pgBackRest: parallel, zstd/lz4, "
+                                          "asynchronous archiving; its S3 endpoint must be https)"},
+                "compression": {"enum": list(PGBACKREST_COMPRESS_TYPES),
+                                "description": "of base backups and WAL in S3: gzip (barman's default, at level 1: "
+                                               "fast, and as small as level 9 on PostgreSQL pages), bzip2 (slow, "
+                                               "smaller), none, or with pgbackrest zstd (its default) and lz4"},
                 "jobs": {"type": "integer", "minimum": 1, "maximum": 32, "default": DEFAULT_BACKUP_JOBS,
                          "description": "parallel uploads of a base backup, WAL files archived at once and WAL "
                                         "files a restore fetches ahead"},

@@ -14,6 +14,7 @@ import datetime as dt
 import difflib
 import ipaddress
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -23,9 +24,11 @@ from typing import Any
 import yaml
 
 from .contract import (
+    COMPRESSION_FLAGS,
     DEFAULT_API_PORT,
+    DEFAULT_BACKUP_ENGINE,
     DEFAULT_BACKUP_JOBS,
-    DEFAULT_COMPRESSION,
+    DEFAULT_COMPRESSION_BY_ENGINE,
     DEFAULT_POOL_MODE,
     DEFAULT_POOLER_PORT,
 )
@@ -151,6 +154,8 @@ class Backup:
     """barman-cloud's server name: the folder under s3.prefix holding this cluster's base backups and WAL."""
     schedule: str
     retention_days: int
+    engine: str
+    """barman or pgbackrest (contract.BACKUP_ENGINES)."""
     compression: str
     jobs: int
 
@@ -478,6 +483,21 @@ def _semantic_problems(data: dict[str, Any], problems: _Problems) -> None:
     schedule = (data.get("backup") or {}).get("schedule")
     if isinstance(schedule, str) and (why := cron_problem(schedule)):
         problems.add(("backup", "schedule"), f"bad cron expression {schedule!r}: {why}")
+    _engine_problems(data.get("backup") or {}, problems)
+
+
+def _engine_problems(backup: dict[str, Any], problems: _Problems) -> None:
+    """What the chosen backup engine cannot do: barman-cloud has no zstd or lz4 for base backups, and
+    pgBackRest talks to S3 over TLS only, at a host (and port), not a path."""
+    engine = backup.get("engine", DEFAULT_BACKUP_ENGINE)
+    if engine == "barman" and backup.get("compression") not in (None, *COMPRESSION_FLAGS):
+        problems.add(("backup", "compression"), f"{backup['compression']} needs `engine: pgbackrest` (barman-cloud "
+                                                "compresses with gzip, bzip2 or none)")
+    endpoint = (backup.get("s3") or {}).get("endpoint")
+    if engine == "pgbackrest" and isinstance(endpoint, str) and endpoint != "lab" and not re.fullmatch(
+            r"https://[^/]+/?", endpoint):
+        problems.add(("backup", "s3", "endpoint"), f"{endpoint!r}: pgBackRest needs https://HOST[:PORT], "
+                                                   "without a path")
 
 
 def _api_port_problems(members: list[tuple[tuple[str | int, ...], dict[str, Any]]],
@@ -603,7 +623,9 @@ def _build(data: dict[str, Any]) -> Spec:
             server=backup.get("server", data["cluster"]),
             schedule=backup.get("schedule", "0 3 * * *"),
             retention_days=backup.get("retention_days", 7),
-            compression=backup.get("compression", DEFAULT_COMPRESSION),
+            engine=backup.get("engine", DEFAULT_BACKUP_ENGINE),
+            compression=backup.get("compression", DEFAULT_COMPRESSION_BY_ENGINE[backup.get("engine",
+                                                                                           DEFAULT_BACKUP_ENGINE)]),
             jobs=backup.get("jobs", DEFAULT_BACKUP_JOBS),
         ) if backup else None,
         proxy=Proxy(port=proxy.get("port", DEFAULT_PROXY_PORT),

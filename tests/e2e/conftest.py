@@ -7,6 +7,8 @@ cluster is removed at the end.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import shutil
 import subprocess
 import sys
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from pgdock_gen import cluster, lab, render, spec
+from pgdock_gen import backup, cluster, lab, render, restore, spec
 
 SPECS = Path(__file__).parent / "specs"
 
@@ -147,3 +149,54 @@ def lab2(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
     the_cluster = bring_up(tmp_path_factory.mktemp("lab2"), "lab2.yaml")
     yield the_cluster
     lab.down(the_cluster.spec_path, the_cluster.spec, remove_volumes=True, progress=lambda m: None)
+
+
+def archive_everything(the_cluster: LabCluster, primary: str | None = None, timeout: float = 90) -> str:
+    """Closes the current WAL file and waits until the primary has archived it; the file's name. A commit goes
+    first: right after a switch (pgBackRest's backup ends with one) there is nothing to close, and
+    pg_switch_wal would do nothing while naming the file in use, which is never archived."""
+    primary = primary or the_cluster.primary()
+    the_cluster.sql(primary, "SELECT txid_current()")
+    switched = the_cluster.sql(primary, "SELECT pg_walfile_name(pg_switch_wal())")
+    wait_until(lambda: the_cluster.sql(primary, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
+               >= switched, timeout, f"{switched} archived by {primary}")
+    return switched
+
+
+def restored_spec(the_cluster: LabCluster, name: str) -> spec.Spec:
+    """The spec of a lab cluster `name` restored from `the_cluster`'s backups (to remove it afterwards)."""
+    return spec.parse(json.dumps(restore.restored_raw(the_cluster.spec.raw, name)), "restored")
+
+
+def restore_to_a_moment(the_cluster: LabCluster, name: str) -> LabCluster:
+    """Point-in-time restore, checked exactly: 100 rows at a moment T, 50 more and the table dropped after it,
+    all archived; `restore --to T` into the new lab cluster `name` has the 100 rows. The caller removes it."""
+    primary = the_cluster.primary()
+    the_cluster.sql(primary, "DROP TABLE IF EXISTS pitr")  # a rerun finds the first try's table
+    the_cluster.sql(primary, "CREATE TABLE pitr (id int)")
+    the_cluster.sql(primary, "INSERT INTO pitr SELECT generate_series(1, 100)")
+    time.sleep(1.5)
+    target = the_cluster.sql(primary, "SELECT now()")
+    time.sleep(1.5)
+    the_cluster.sql(primary, "INSERT INTO pitr SELECT generate_series(101, 150)")
+    the_cluster.sql(primary, "DROP TABLE pitr")
+    archive_everything(the_cluster)
+    result = restore.restore(the_cluster.spec_path, the_cluster.spec, to=target, latest=False, name=name,
+                             progress=print)
+    assert result.recovered_to is not None and result.recovered_to <= dt.datetime.fromisoformat(
+        target).astimezone(dt.UTC).isoformat()
+    restored = LabCluster(the_cluster.spec_path, result.lab.spec, result.lab)
+    assert restored.sql(restored.primary(), "SELECT count(*) FROM pitr") == "100"
+    return restored
+
+
+def cli_last(the_cluster: LabCluster, *args: str) -> subprocess.CompletedProcess:
+    """`pgdock-gen ARGS -f SPEC --lab` (the flags after a subcommand group's command: `backup now`), unchecked."""
+    return subprocess.run([sys.executable, "-m", "pgdock_gen", *args, "-f", str(the_cluster.spec_path), "--lab"],
+                          capture_output=True, text=True)
+
+
+def s3_of(the_cluster: LabCluster):
+    """The cluster's backup location and a boto3 client for it (the lab's S3 server, its CA)."""
+    loc = backup.location(the_cluster.lab.lab_spec)
+    return loc, backup.client(loc, backup.credentials(the_cluster.lab.repo / "secrets"))

@@ -5,16 +5,23 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
 import pytest
 from python_on_whales import docker
 
-from pgdock_gen import backup, contract, events, lab, restore, spec
+from pgdock_gen import backup, contract, events, lab, restore
 
-from .conftest import LabCluster, bring_up, wait_until
+from .conftest import (
+    LabCluster,
+    archive_everything,
+    bring_up,
+    cli_last,
+    restore_to_a_moment,
+    restored_spec,
+    s3_of,
+    wait_until,
+)
 
 
 @pytest.fixture(scope="module")
@@ -24,60 +31,24 @@ def bk(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabCluster]:
     lab.down(the_cluster.spec_path, the_cluster.spec, remove_volumes=True, progress=lambda m: None)
 
 
-def restored_spec(bk: LabCluster, name: str) -> spec.Spec:
-    return spec.parse(json.dumps(restore.restored_raw(bk.spec.raw, name)), "restored")
-
-
-def cli(bk: LabCluster, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pgdock_gen", *args, "-f", str(bk.spec_path), "--lab"],
-                          capture_output=True, text=True)
-
-
-def archive_everything(bk: LabCluster, timeout: float = 90) -> None:
-    """Closes the current WAL file and waits until the primary has archived it."""
-    primary = bk.primary()
-    switched = bk.sql(primary, "SELECT pg_walfile_name(pg_switch_wal())")
-    wait_until(lambda: bk.sql(primary, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") >= switched,
-               timeout, f"{switched} archived by {primary}")
-
-
-def s3_of(bk: LabCluster):
-    loc = backup.location(bk.lab.lab_spec)
-    return loc, backup.client(loc, backup.credentials(bk.lab.repo / "secrets"))
-
-
 def test_backup_now_and_list(bk: LabCluster) -> None:
-    result = cli(bk, "backup", "now")
+    result = cli_last(bk, "backup", "now")
     assert result.returncode == 0, result.stderr
     assert "base backup of pgdock-e2e-bk" in result.stdout
     archive_everything(bk)
-    listing = cli(bk, "backup", "list", "--json")
+    listing = cli_last(bk, "backup", "list", "--json")
     assert listing.returncode == 0, listing.stderr
     report = json.loads(listing.stdout)
     assert [b["status"] for b in report["backups"]] == ["DONE"]
     assert report["backups"][0]["size"] > 1_000_000
     assert report["newest_wal"]["name"] >= report["backups"][0]["end_wal"]
-    assert cli(bk, "backup", "check", "--max-wal-age", "5m").returncode == 0
+    assert cli_last(bk, "backup", "check", "--max-wal-age", "5m").returncode == 0
 
 
 def test_point_in_time_restore_gives_exactly_the_rows_at_t(bk: LabCluster) -> None:
-    primary = bk.primary()
-    bk.sql(primary, "CREATE TABLE pitr (id int)")
-    bk.sql(primary, "INSERT INTO pitr SELECT generate_series(1, 100)")
-    time.sleep(1.5)
-    target = bk.sql(primary, "SELECT now()")
-    time.sleep(1.5)
-    bk.sql(primary, "INSERT INTO pitr SELECT generate_series(101, 150)")
-    bk.sql(primary, "DROP TABLE pitr")
-    archive_everything(bk)
     name = "pgdock-e2e-bk-pitr"
     try:
-        result = restore.restore(bk.spec_path, bk.spec, to=target, latest=False, name=name, progress=print)
-        assert result.recovered_to is not None and result.recovered_to <= dt.datetime.fromisoformat(
-            target).astimezone(dt.UTC).isoformat()
-        restored = LabCluster(bk.spec_path, result.lab.spec, result.lab)
-        new_primary = restored.primary()
-        assert restored.sql(new_primary, "SELECT count(*) FROM pitr") == "100"
+        restored = restore_to_a_moment(bk, name)
         assert {r.role for r in restored.status().values()} == {"primary", "standby", "witness"}
     finally:
         lab.down(bk.spec_path, restored_spec(bk, name), remove_volumes=True, progress=lambda m: None)
@@ -99,13 +70,13 @@ def test_s3_outage_keeps_wal_on_disk_and_archive_catches_up(bk: LabCluster) -> N
         assert bk.sql(primary, "SELECT pg_is_in_recovery()") == "f"
         waiting = int(bk.sql(primary, "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'"))
         assert waiting >= 2
-        check = cli(bk, "backup", "check", "--max-wal-age", "4s")
+        check = cli_last(bk, "backup", "check", "--max-wal-age", "4s")
         assert check.returncode == 1 and "cannot reach the S3 endpoint" in check.stderr, check.stderr
     finally:
         docker.network.connect(bk.lab.network, s3_container, ip=address)
     archive_everything(bk, timeout=180)
     assert bk.sql(primary, "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'") == "0"
-    assert cli(bk, "backup", "check", "--max-wal-age", "2m").returncode == 0
+    assert cli_last(bk, "backup", "check", "--max-wal-age", "2m").returncode == 0
 
 
 def test_a_long_s3_outage_gives_wal_up_past_the_bound_and_warns_until_a_base_backup(bk: LabCluster) -> None:
@@ -133,7 +104,7 @@ def test_a_long_s3_outage_gives_wal_up_past_the_bound_and_warns_until_a_base_bac
         assert "gap since" in (bk.status()[primary].archiving or "")
     finally:
         docker.network.connect(bk.lab.network, s3_container, ip=address)
-    result = cli(bk, "backup", "now")
+    result = cli_last(bk, "backup", "now")
     assert result.returncode == 0, result.stderr
     wait_until(lambda: "gap" not in (bk.status()[primary].archiving or "gap"), 120, "the gap warning to clear")
 
@@ -142,7 +113,7 @@ def test_archive_follows_failover_retention_keeps_what_the_window_needs(bk: LabC
     loc, s3 = s3_of(bk)
     # two more base backups, then age the two oldest by rewriting their backup.info (the store stays real)
     for _ in range(2):
-        assert cli(bk, "backup", "now").returncode == 0
+        assert cli_last(bk, "backup", "now").returncode == 0
     backups = backup.list_backups(s3, loc)
     assert len(backups) >= 3
     old = (dt.datetime.now(dt.UTC) - dt.timedelta(days=10)).strftime("%Y-%m-%d %H:%M:%S.%f+00:00")
@@ -173,7 +144,7 @@ def test_archive_follows_failover_retention_keeps_what_the_window_needs(bk: LabC
     lab.container_action(bk.spec, old_primary, "start")
     bk.wait_healthy()
     archive_everything(bk)
-    assert cli(bk, "backup", "now").returncode == 0  # applies retention
+    assert cli_last(bk, "backup", "now").returncode == 0  # applies retention
     kept = [b.id for b in backup.list_backups(s3, loc)]
     assert backups[0].id not in kept, "an expired backup the window does not need was kept"
     assert backups[1].id in kept, "the newest backup before the window start is needed to recover to it"

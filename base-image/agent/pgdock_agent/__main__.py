@@ -17,7 +17,7 @@ USAGE = """usage: pgdock-agent COMMAND
   state                    this node's status as JSON
   event N EVENT OK TIME D  repmgr's event_notification_command
   hooks LOG HOOK...        run hooks for $PGDOCK_EVENT_JSON, results to LOG (started by `event`)
-  archive PATH             archive_command: WAL to S3, bounded by postgres.max_wal_keep
+  archive PATH [ENGINE]    archive_command: WAL to S3 (barman, or pgbackrest), bounded by postgres.max_wal_keep
   restore-wal SRC SERVER NAME DEST  restore_command of a restored node: WAL from S3, fetched ahead
   base-backup ARGS...      barman-cloud-backup ARGS, gzip at pgdock's level (the backup sidecar)
   validate-failover        repmgrd's failover_validation_command (the promotion gate)
@@ -60,7 +60,7 @@ def dispatch(command: str, args: list[str]) -> int:  # noqa: C901, PLR0911 - one
     elif command == "archive":
         from .archive import archive
 
-        return archive(args[0])
+        return archive(*args[:2])
     elif command == "base-backup":
         from .base_backup import main
 

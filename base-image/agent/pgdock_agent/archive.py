@@ -1,4 +1,4 @@
-"""archive_command: WAL to S3 with barman-cloud, and a bound on what an outage may keep on disk.
+"""archive_command: WAL to S3 (barman-cloud or pgBackRest), and a bound on what an outage may keep on disk.
 
 PostgreSQL keeps every WAL file its archive_command has not stored; during an S3 outage that fills
 the disk and PostgreSQL stops (PANIC). pgdock bounds it instead: once pg_wal holds more than
@@ -21,7 +21,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
-from . import contract, events
+from . import contract, events, pgbackrest
 from .node import env, log
 from .walfiles import archive_batch, stale_markers
 
@@ -45,8 +45,14 @@ def ready_files(pg_wal: Path) -> list[str]:
     return [marker.name.removesuffix(".ready") for marker in (pg_wal / "archive_status").glob("*.ready")]
 
 
-def _store(path: str, pg_wal: Path) -> bool:
-    """Stores `path` with the next ready files; marks those stored ahead. True when `path` is stored."""
+def _store(path: str, pg_wal: Path, engine: str) -> bool:
+    """Stores `path` with the next ready files; marks those stored ahead. True when `path` is stored.
+    pgBackRest, when it is the engine, does the batching itself (archive-async)."""
+    if engine == "pgbackrest":
+        error = pgbackrest.push(path)
+        if error:
+            log(f"archive: storing {Path(path).name} failed: {error}")
+        return error is None
     from .cloudwal import batch_size, push
 
     ready = ready_files(pg_wal)
@@ -79,15 +85,16 @@ def clear_spool() -> None:
         marker.unlink(missing_ok=True)
 
 
-def archive(path: str) -> int:
-    """archive_command %p (relative to the data directory): 0 when stored, or given up past the bound."""
+def archive(path: str, engine: str = "barman") -> int:
+    """archive_command `%p [ENGINE]` (%p relative to the data directory; the engine as backup.engine names it,
+    barman when absent): 0 when stored, or given up past the bound."""
     if stored_ahead(Path(path).name):
         return 0
     gap = Path(contract.ARCHIVE_GAP)
     bound = int(env(contract.ENV_MAX_WAL_KEEP_MB)) * 1024 * 1024
     pg_wal = Path(contract.PGDATA) / "pg_wal"
     # once a gap is open (the store is known to be down) the excess goes without another slow attempt
-    stored = False if gap.exists() and wal_bytes(pg_wal) > bound else _store(path, pg_wal)
+    stored = False if gap.exists() and wal_bytes(pg_wal) > bound else _store(path, pg_wal, engine)
     if stored:
         return 0
     held = wal_bytes(pg_wal)

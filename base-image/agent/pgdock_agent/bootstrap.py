@@ -11,13 +11,14 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shlex
+import subprocess
 import time
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-from . import contract, events
+from . import contract, events, pgbackrest
 from .cloudwal import barman_cloud_args
 from .files import write_owned
 from .node import RUN, env, password, set_status
@@ -152,9 +153,25 @@ def recovery_settings(source: str, server: str, target: str) -> dict[str, str]:
     return settings
 
 
-def restore(server: str, target: str) -> None:
-    """First start of a restored cluster: base backup from S3, WAL replay to the target, promote."""
-    source = env(contract.ENV_BACKUP_URL)
+def _as_postgres(argv: list[str]) -> subprocess.CompletedProcess:
+    return as_postgres(argv, check=False, capture=True)
+
+
+def _restore_files(source: str, server: str, target: str) -> tuple[str, tuple[str, ...]]:
+    """Fills PGDATA from the newest backup before `target`, set to replay WAL to it and promote; the
+    backup's id and the recovery settings written (reset once the node is primary)."""
+    if pgbackrest.chosen():
+        backup_id = pgbackrest.choose(pgbackrest.run("info", "--output=json", stanza=server, runner=_as_postgres),
+                                      target)
+        if backup_id is None:
+            raise SystemExit(f"pgdock-agent: no completed base backup of {server} in {source} before {target}")
+        set_status(f"first start: restoring {server} backup {backup_id} from {source}, target {target}")
+        begin()
+        make_pgdata()
+        pgbackrest.run(*pgbackrest.restore_args(backup_id, target, env(contract.ENV_BACKUP_JOBS)), stanza=server,
+                       runner=_as_postgres)
+        write_pgdata_conf()
+        return backup_id, pgbackrest.RECOVERY_SETTINGS
     backup_id = _choose_backup(source, server, target)
     set_status(f"first start: restoring {server} backup {backup_id} from {source}, target {target}")
     begin()
@@ -165,6 +182,13 @@ def restore(server: str, target: str) -> None:
     with (PGDATA / "postgresql.auto.conf").open("a") as auto:
         auto.writelines(f"{k} = {contract.conf_string(v)}\n" for k, v in settings.items())
     write_owned(PGDATA / "recovery.signal", "")
+    return backup_id, tuple(settings)
+
+
+def restore(server: str, target: str) -> None:
+    """First start of a restored cluster: base backup from S3, WAL replay to the target, promote."""
+    source = env(contract.ENV_BACKUP_URL)
+    backup_id, settings = _restore_files(source, server, target)
     start()
     while True:
         with local_conn() as conn:

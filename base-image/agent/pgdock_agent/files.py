@@ -64,7 +64,8 @@ def authorized_key(public_key: str) -> str:
 
 
 def write_s3_config() -> None:
-    """~/.aws for barman-cloud (archive_command, backups, restores): keys from the secret s3.env,
+    """~/.aws for barman-cloud (archive_command, backups, restores), and pgBackRest's config file when it is
+    the engine: keys from the secret s3.env,
     endpoint details from the env file. Checksums only when required: many S3-compatible stores
     reject the ones boto3 adds by default since 1.36."""
     source = SECRETS / contract.SECRET_S3_ENV
@@ -83,6 +84,19 @@ def write_s3_config() -> None:
     if (SECRETS / contract.SECRET_S3_CA).exists():
         config += f"ca_bundle = {SECRETS / contract.SECRET_S3_CA}\n"
     write_owned(HOME / ".aws" / "config", config)
+    if os.environ.get(contract.ENV_BACKUP_ENGINE) == "pgbackrest":
+        with_ca = (SECRETS / contract.SECRET_S3_CA).exists()
+        write_owned(Path(contract.PGBACKREST_CONFIG), pgbackrest_config(keys, with_ca))
+
+
+def pgbackrest_config(keys: dict[str, str], with_ca: bool) -> str:
+    """pgBackRest's config file: only what the env file must not carry (the S3 keys), and the store's CA."""
+    names = {"AWS_ACCESS_KEY_ID": "repo1-s3-key", "AWS_SECRET_ACCESS_KEY": "repo1-s3-key-secret",
+             "AWS_SESSION_TOKEN": "repo1-s3-token"}
+    lines = [f"{names[k]}={v}" for k, v in keys.items() if v and k in names]
+    if with_ca:
+        lines.append(f"repo1-storage-ca-file={SECRETS / contract.SECRET_S3_CA}")
+    return "[global]\n" + "".join(f"{line}\n" for line in lines)
 
 
 def tree_digest(source: Path) -> str:
