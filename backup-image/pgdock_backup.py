@@ -74,9 +74,8 @@ def is_primary() -> bool:
         return not conn.execute("SELECT pg_is_in_recovery()").fetchone()[0]
 
 
-def run(command: list[str], name: str | None = None) -> str:
-    """Runs a barman-cloud command (`name`: what the error calls it, the program by default); its error
-    output becomes our error message. A base backup may take hours: the heartbeat goes on meanwhile."""
+def beating(command: list[str]) -> subprocess.CompletedProcess:
+    """Runs a command to its end; a base backup may take hours, so the heartbeat goes on meanwhile."""
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as process:
         while True:
             try:
@@ -84,8 +83,15 @@ def run(command: list[str], name: str | None = None) -> str:
                 break
             except subprocess.TimeoutExpired:
                 beat()
-    output = (stdout + stderr).strip()
-    if process.returncode != 0:
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+def run(command: list[str], name: str | None = None) -> str:
+    """Runs a barman-cloud command (`name`: what the error calls it, the program by default); its error
+    output becomes our error message."""
+    result = beating(command)
+    output = (result.stdout + result.stderr).strip()
+    if result.returncode != 0:
         lines = [ln for ln in output.splitlines() if "ERROR" in ln or "rror" in ln] or output.splitlines()[-3:]
         raise RuntimeError(f"{name or command[0]} failed: {' / '.join(lines)}")
     return output
@@ -132,11 +138,12 @@ def backup_now() -> str:
 
 
 def _pgbackrest_backup(destination: str, server: str) -> str:
-    """A full backup with pgBackRest (the stanza created first if it is new: stanza-create passes when it
-    exists); its retention (`repo1-retention-full`, by time) expires old backups and their WAL itself."""
+    """A full backup with pgBackRest (the stanza created if the archive has not made it yet); its retention
+    (`repo1-retention-full`, by time) expires old backups and their WAL itself."""
     started = time.monotonic()
-    run(pgbackrest.command("stanza-create"), "pgbackrest stanza-create")
-    run(pgbackrest.command("backup", "--type=full"), "pgbackrest backup")
+    error = pgbackrest.with_stanza("backup", "--type=full", runner=beating)
+    if error:
+        raise RuntimeError(f"pgbackrest backup failed: {error}")
     took = time.monotonic() - started
     Path(contract.ARCHIVE_GAP).unlink(missing_ok=True)
     return _done(f"base backup of {server} to {destination} (pgBackRest) done in {took:.1f} s; retention: "

@@ -165,14 +165,15 @@ def test_restore_arguments_replay_to_the_target_in_utc_then_promote() -> None:
 
 @pytest.fixture
 def fake_pgbackrest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A `pgbackrest` on PATH that logs its arguments and refuses archive-push until stanza-create ran."""
+    """A `pgbackrest` on PATH that logs its arguments and refuses archive-push and backup until stanza-create
+    ran, as pgBackRest does (its error names archive.info on a line of its own)."""
     log = tmp_path / "calls"
     script = tmp_path / "pgbackrest"
     script.write_text(f"""#!/bin/sh
 echo "$*" >> {log}
 case "$1" in
   stanza-create) touch {tmp_path}/stanza; exit 0;;
-  archive-push) [ -e {tmp_path}/stanza ] && exit 0
+  archive-push|backup) [ -e {tmp_path}/stanza ] && exit 0
      printf '%s\n' "P00  ERROR: [103]: unable to find a valid repository:" \
        "      repo1: [FileMissingError] unable to load info file '/pg/archive/shop/archive.info'" >&2
      exit 103;;
@@ -192,9 +193,21 @@ def test_the_first_push_of_a_new_stanza_creates_it_then_stores_the_file(fake_pgb
     assert fake_pgbackrest.read_text().count("stanza-create") == 1
 
 
+def test_a_backup_before_any_archived_wal_creates_the_stanza_too(fake_pgbackrest: Path) -> None:
+    calls: list[list[str]] = []
+
+    def runner(argv: list[str]) -> subprocess.CompletedProcess:
+        calls.append(argv)
+        return subprocess.run(argv, capture_output=True, text=True)
+
+    assert agent.with_stanza("backup", "--type=full", runner=runner) is None
+    assert calls == [["pgbackrest", "backup", "--type=full"], ["pgbackrest", "stanza-create"],
+                     ["pgbackrest", "backup", "--type=full"]]
+
+
 def test_a_failing_command_raises_with_pgbackrests_error_line(fake_pgbackrest: Path) -> None:
-    with pytest.raises(RuntimeError, match=r"pgbackrest backup failed: exit 1"):
-        agent.run("backup", "--type=full")
+    with pytest.raises(RuntimeError, match=r"pgbackrest expire failed: exit 1"):
+        agent.run("expire")
     done = subprocess.CompletedProcess([], 103, "", (
         "INFO: x\n2026-12-08 P00  ERROR: [103]: unable to find a valid repository:\n"
         "          repo1: [FileMissingError] unable to load info file '/pg/archive/c/archive.info'\n"

@@ -48,23 +48,32 @@ def error_of(result: subprocess.CompletedProcess) -> str:
     return " / ".join(found or text[-3:]) or f"exit {result.returncode}"
 
 
-def push(path: str) -> str | None:
-    """archive-push of one WAL file (`%p`); None when it is stored, else why not. Creates a missing stanza."""
-    result = _plain(command("archive-push", path))
-    if result.returncode != 0 and MISSING_STANZA in error_of(result):
-        created = _plain(command("stanza-create"))
-        if created.returncode != 0:
-            return f"stanza-create failed: {error_of(created)}"
-        result = _plain(command("archive-push", path))
-    return None if result.returncode == 0 else error_of(result)
+Runner = Callable[[list[str]], subprocess.CompletedProcess]
 
 
 def _plain(argv: list[str]) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True)
 
 
-def run(*args: str, stanza: str | None = None,
-        runner: Callable[[list[str]], subprocess.CompletedProcess] = _plain) -> str:
+def with_stanza(*args: str, runner: Runner = _plain) -> str | None:
+    """Runs a command that needs the stanza (archive-push, backup), creating the stanza first when the command
+    found none; None when it succeeded, else why not. Checking up front would cost every call a round trip.
+    `runner` runs each command (the sidecar's keeps its heartbeat going through a long backup)."""
+    result = runner(command(*args))
+    if result.returncode != 0 and MISSING_STANZA in error_of(result):
+        created = runner(command("stanza-create"))
+        if created.returncode != 0:
+            return f"stanza-create failed: {error_of(created)}"
+        result = runner(command(*args))
+    return None if result.returncode == 0 else error_of(result)
+
+
+def push(path: str) -> str | None:
+    """archive-push of one WAL file (`%p`); None when it is stored, else why not."""
+    return with_stanza("archive-push", path)
+
+
+def run(*args: str, stanza: str | None = None, runner: Runner = _plain) -> str:
     """A pgBackRest command that must succeed (RuntimeError with its error otherwise); its output. `runner`
     runs it (bootstrap's runs as the postgres user)."""
     result = runner(command(*args, stanza=stanza))
