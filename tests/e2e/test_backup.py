@@ -16,6 +16,7 @@ from .conftest import (
     LabCluster,
     archive_everything,
     bring_up,
+    burst_then_fail_over,
     cli_last,
     restore_to_a_moment,
     restored_spec,
@@ -123,26 +124,10 @@ def test_archive_follows_failover_retention_keeps_what_the_window_needs(bk: LabC
         text = "\n".join(f"{k}={old}" if (k := line.split("=", 1)[0]) in ("begin_time", "end_time") else line
                          for line in text.splitlines())
         s3.put_object(Bucket=loc.bucket, Key=key, Body=text.encode())
-    old_primary = bk.primary()
     # issue 14: a WAL file PostgreSQL was told is archived is in S3, even when the primary dies right then
-    # (six files: more than one batch's threads, so some are answered from the spool's markers)
-    bk.sql(old_primary, "DROP TABLE IF EXISTS burst")  # a rerun (scripts/test.sh) finds the first try's table
-    bk.sql(old_primary, "CREATE TABLE burst (id int)")
-    switched = []
-    for _ in range(6):
-        bk.sql(old_primary, "INSERT INTO burst SELECT generate_series(1, 1000)")
-        switched.append(bk.sql(old_primary, "SELECT pg_walfile_name(pg_switch_wal())"))
-    wait_until(lambda: bk.sql(old_primary, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
-               >= switched[-1], 60, f"{switched[-1]} archived", pause=0.1)
-    lab.container_action(bk.spec, old_primary, "kill")
-    in_s3 = {o["Key"].rsplit("/", 1)[-1].split(".")[0] for o in backup._objects(s3, loc, loc.root + "wals/")}
-    assert set(switched) <= in_s3, f"reported archived but not in S3: {sorted(set(switched) - in_s3)}"
-    new_primary = wait_until(lambda: next((n for n, r in bk.status().items() if r.role == "primary"
-                                           and n != old_primary), None), 90, "a new primary")
-    bk.sql(new_primary, "DROP TABLE IF EXISTS after_failover")
-    bk.sql(new_primary, "CREATE TABLE after_failover AS SELECT generate_series(1, 42) AS id")
-    lab.container_action(bk.spec, old_primary, "start")
-    bk.wait_healthy()
+    # (some of the six are answered from the spool's markers)
+    burst_then_fail_over(bk, lambda: {o["Key"].rsplit("/", 1)[-1].split(".")[0]
+                                      for o in backup._objects(s3, loc, loc.root + "wals/")})
     archive_everything(bk)
     assert cli_last(bk, "backup", "now").returncode == 0  # applies retention
     kept = [b.id for b in backup.list_backups(s3, loc)]

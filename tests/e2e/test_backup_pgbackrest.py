@@ -15,11 +15,11 @@ from .conftest import (
     LabCluster,
     archive_everything,
     bring_up,
+    burst_then_fail_over,
     cli_last,
     restore_to_a_moment,
     restored_spec,
     s3_of,
-    wait_until,
 )
 
 
@@ -66,24 +66,7 @@ def test_point_in_time_restore_gives_exactly_the_rows_at_t(pbr: LabCluster) -> N
 
 
 def test_archived_wal_survives_the_primarys_death_and_the_archive_follows_failover(pbr: LabCluster) -> None:
-    old_primary = pbr.primary()
-    pbr.sql(old_primary, "DROP TABLE IF EXISTS burst")
-    pbr.sql(old_primary, "CREATE TABLE burst (id int)")
-    switched = []
-    for _ in range(6):
-        pbr.sql(old_primary, "INSERT INTO burst SELECT generate_series(1, 1000)")
-        switched.append(pbr.sql(old_primary, "SELECT pg_walfile_name(pg_switch_wal())"))
-    wait_until(lambda: pbr.sql(old_primary, "SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver")
-               >= switched[-1], 60, f"{switched[-1]} archived", pause=0.1)
-    lab.container_action(pbr.spec, old_primary, "kill")
-    missing = set(switched) - archived(pbr)
-    assert not missing, f"reported archived but not in S3: {sorted(missing)}"
-    new_primary = wait_until(lambda: next((n for n, r in pbr.status().items() if r.role == "primary"
-                                           and n != old_primary), None), 90, "a new primary")
-    pbr.sql(new_primary, "DROP TABLE IF EXISTS after_failover")
-    pbr.sql(new_primary, "CREATE TABLE after_failover AS SELECT generate_series(1, 42) AS id")
-    lab.container_action(pbr.spec, old_primary, "start")
-    pbr.wait_healthy()
+    new_primary = burst_then_fail_over(pbr, lambda: archived(pbr))
     assert archive_everything(pbr, new_primary) in archived(pbr)  # the new timeline, same stanza
     assert cli_last(pbr, "backup", "now").returncode == 0  # on the new primary
     name = "pgdock-e2e-pbr-last"
